@@ -1,0 +1,57 @@
+"""Valid rows -> CSV chunks for upload: header repeated, UTF-8 without BOM, comma-separated.
+
+Chunks are cut on record boundaries, never on line breaks, so a quoted field with commas,
+quotes or line breaks always travels whole. Chunking is deterministic for a given input and
+chunk size, which is what lets a checkpoint name chunks by their index.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .validation import ValidRow
+
+DEFAULT_RECORDS_PER_CALL = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    index: int  # 0-based position in the file's chunk plan
+    first_row: int
+    last_row: int
+    record_count: int
+    data: bytes  # the CSV payload, header included
+
+
+def encode_rows(header: list[str], rows: list[list[str]]) -> bytes:
+    """RFC 4180 CSV (CRLF, minimal quoting) in UTF-8 without a byte-order mark."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def make_chunks(
+    header: list[str], rows: Iterable[ValidRow], *, records_per_call: int = DEFAULT_RECORDS_PER_CALL
+) -> Iterator[Chunk]:
+    """Group rows into chunks of at most `records_per_call` records each."""
+    if records_per_call < 1:
+        raise ValueError("records_per_call must be at least 1")
+    index = 0
+    batch: list[list[str]] = []
+    first_row = last_row = 0
+    for row in rows:
+        if not batch:
+            first_row = row.row
+        batch.append(row.fields)
+        last_row = row.row
+        if len(batch) == records_per_call:
+            yield Chunk(index, first_row, last_row, len(batch), encode_rows(header, batch))
+            index += 1
+            batch = []
+    if batch:
+        yield Chunk(index, first_row, last_row, len(batch), encode_rows(header, batch))

@@ -1,0 +1,260 @@
+"""Command line: `python -m hrconnector_core upload ...`, a drop-in for the sample script.
+
+Exit codes: 0 every row uploaded (or planned, with --dry-run); 1 anything not uploaded;
+2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from .checkpoint import LocalCheckpointStore, default_state_dir
+from .chunking import DEFAULT_RECORDS_PER_CALL
+from .clouds import CLOUDS, CloudEndpoints, resolve_cloud
+from .credentials import (
+    TokenProvider,
+    certificate_credential,
+    secret_credential,
+    secret_from_key_vault,
+)
+from .errors import ConfigurationError, CredentialError
+from .ingestion import IngestionClient
+from .pipeline import DEFAULT_MAX_CONCURRENCY, LocalFileSource, Progress, UploadOptions, run_upload
+from .report import RunReport
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("hrconnector_core.cli")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hrconnector",
+        description="Validate and upload HR data CSV files to a Microsoft Purview HR connector.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = commands.add_parser(
+        "upload",
+        help="upload a CSV file to an HR connector job",
+        description="Upload a CSV file in chunks, resuming from the last checkpoint. The sample "
+        "script's parameter names (-tenantId, -appId, -appSecret, -jobId, -filePath) also work.",
+    )
+    ident = up.add_argument_group("connector")
+    ident.add_argument("--tenant-id", "-tenantId", dest="tenant_id", help="Entra tenant id")
+    ident.add_argument("--app-id", "-appId", dest="app_id", help="the Entra app (client) id of the connector")
+    ident.add_argument("--job-id", "-jobId", dest="job_id", required=True, help="the HR connector's job id")
+    ident.add_argument("--file", "-filePath", dest="file", required=True, type=Path, help="the CSV file")
+
+    cred = up.add_argument_group("credential (one of)")
+    cred.add_argument(
+        "--app-secret",
+        "-appSecret",
+        dest="app_secret",
+        help="the app secret (visible to other users of this machine: prefer --app-secret-env or Key Vault)",
+    )
+    cred.add_argument("--app-secret-env", metavar="VAR", help="read the app secret from this environment variable")
+    cred.add_argument(
+        "--key-vault-url", metavar="URL", help="read the app secret from this Key Vault (DefaultAzureCredential)"
+    )
+    cred.add_argument("--secret-name", metavar="NAME", help="the secret's name in --key-vault-url")
+    cred.add_argument(
+        "--certificate", metavar="PATH", type=Path, help="a PEM or PKCS12 certificate with its private key"
+    )
+    cred.add_argument(
+        "--certificate-password-env", metavar="VAR", help="environment variable holding the certificate's password"
+    )
+
+    net = up.add_argument_group("endpoints")
+    net.add_argument("--cloud", default="commercial", choices=sorted(CLOUDS), help="default: %(default)s")
+    net.add_argument("--authority-host", metavar="URL", help="override the cloud's Entra login host")
+    net.add_argument("--ingestion-url", metavar="URL", help="override the cloud's ingestion host")
+    net.add_argument("--resource", metavar="URI", help="override the ingestion resource (token audience)")
+
+    run = up.add_argument_group("run")
+    run.add_argument(
+        "--records-per-call",
+        type=_positive_int,
+        default=DEFAULT_RECORDS_PER_CALL,
+        metavar="N",
+        help="records per upload call (default: %(default)s)",
+    )
+    run.add_argument(
+        "--max-concurrency",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONCURRENCY,
+        metavar="N",
+        help="chunks uploaded at once (default: %(default)s)",
+    )
+    run.add_argument(
+        "--state-dir", type=Path, metavar="DIR", help=f"where checkpoints are kept (default: {default_state_dir()})"
+    )
+    run.add_argument("--force", action="store_true", help="upload again even if this file was uploaded in full before")
+    run.add_argument(
+        "--dry-run", action="store_true", help="read and chunk the file, print the plan; no token, no network"
+    )
+    run.add_argument("--report", type=Path, metavar="OUT.json", help="write the run report here")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging (never secrets or HR data)")
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Log lines to stderr; --verbose turns on DEBUG for every library (azure, msal, urllib3)."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_hrconnector", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._hrconnector = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("hrconnector_core").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    given = [
+        name
+        for name, value in (
+            ("--app-secret", args.app_secret),
+            ("--app-secret-env", args.app_secret_env),
+            ("--key-vault-url", args.key_vault_url),
+            ("--certificate", args.certificate),
+        )
+        if value
+    ]
+    if len(given) > 1:
+        raise ConfigurationError(f"give one credential, not {' and '.join(given)}")
+    if not given:
+        raise ConfigurationError(
+            "no credential: give --app-secret-env VAR, --key-vault-url with --secret-name, "
+            "--certificate or --app-secret"
+        )
+    if args.app_secret_env:
+        value = os.environ.get(args.app_secret_env)
+        if not value:
+            raise ConfigurationError(f"environment variable {args.app_secret_env} is not set or empty")
+        return value
+    if args.key_vault_url:
+        if not args.secret_name:
+            raise ConfigurationError("--key-vault-url needs --secret-name")
+        return secret_from_key_vault(args.key_vault_url, args.secret_name)
+    return args.app_secret  # type: ignore[no-any-return]  # None when a certificate is used
+
+
+def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
+    if not args.tenant_id or not args.app_id:
+        raise ConfigurationError("--tenant-id and --app-id are required to upload")
+    secret = _secret(args)
+    if secret is not None:
+        credential = secret_credential(args.tenant_id, args.app_id, secret, cloud)
+    else:
+        password = os.environ.get(args.certificate_password_env) if args.certificate_password_env else None
+        credential = certificate_credential(
+            args.tenant_id, args.app_id, str(args.certificate), cloud, password=password
+        )
+    tokens = TokenProvider(credential, cloud.scope)
+    tokens.token()  # fail fast on a wrong app, tenant or secret, before reading the file
+    return IngestionClient(cloud, args.job_id, tokens, file_name=args.file.name)
+
+
+class _ProgressPrinter:
+    """A bar on a terminal; on anything else a plain line at most every few seconds."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        pct = 100 * p.bytes_read / p.bytes_total if p.bytes_total else 100.0
+        if self._tty:
+            filled = int(pct / 5)
+            self._stream.write(
+                f"\r[{'#' * filled}{'.' * (20 - filled)}] {pct:5.1f}% read, "
+                f"{p.chunks_done} chunks, {p.rows_uploaded} rows uploaded"
+            )
+            self._stream.flush()
+        elif time.monotonic() - self._last >= 5 or pct >= 100:
+            self._last = time.monotonic()
+            self._stream.write(f"progress: {pct:.0f}% read, {p.chunks_done} chunks, {p.rows_uploaded} rows uploaded\n")
+
+    def end(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+
+
+def _summary(report: RunReport) -> str:
+    r = report.rows
+    lines = [
+        f"{report.file_name}: {report.status}. {r.rows_in} rows read: {r.uploaded} uploaded now, "
+        f"{r.previously_uploaded} uploaded by an earlier run, {r.planned} planned, {r.rejected} rejected, "
+        f"{r.skipped} blank lines skipped, {r.not_uploaded} not uploaded; "
+        f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
+    ]
+    for code, count in sorted(report.issue_counts.items()):
+        example = next((i for i in report.issues if i.code == code), None)
+        where = f" (first at row {example.row})" if example and example.row else ""
+        lines.append(f"  {code}: {count}{where}")
+    if report.error:
+        lines.append(f"error: {report.error}")
+    return "\n".join(lines)
+
+
+def upload(args: argparse.Namespace) -> int:
+    cloud = resolve_cloud(
+        args.cloud, authority_host=args.authority_host, ingestion_url=args.ingestion_url, resource=args.resource
+    )
+    if not args.file.is_file():
+        raise ConfigurationError(f"no such file: {str(args.file)!r}")
+    client = None if args.dry_run else _client(args, cloud)
+    store = LocalCheckpointStore(args.state_dir or default_state_dir())
+    options = UploadOptions(
+        job_id=args.job_id,
+        records_per_call=args.records_per_call,
+        max_concurrency=args.max_concurrency,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
+    printer = _ProgressPrinter(sys.stderr)
+    report = run_upload(LocalFileSource(args.file), options, client=client, store=store, progress=printer)
+    printer.end()
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report.to_json(), encoding="utf-8")
+    print(_summary(report))
+    if args.dry_run:
+        for chunk in sorted(report.chunks, key=lambda c: c.index):
+            print(
+                f"  chunk {chunk.index}: rows {chunk.first_row}-{chunk.last_row}, "
+                f"{chunk.records} records, {chunk.status}"
+            )
+    return EXIT_OK if report.status in ("succeeded", "planned") else EXIT_INCOMPLETE
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    commands = {"upload": upload}
+    try:
+        return commands[args.command](args)
+    except (ConfigurationError, CredentialError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: the checkpoint keeps what was uploaded; run again to resume", file=sys.stderr)
+        return EXIT_INCOMPLETE

@@ -1,0 +1,101 @@
+"""`python -m hrconnector_core.emulator`: run the emulator until interrupted.
+
+Prints one JSON line with the URL and the CA file (and writes it to --ready-file), so scripts
+can point clients at it with REQUESTS_CA_BUNDLE=<ca> and --authority-host/--ingestion-url <url>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .server import Emulator
+from .state import EmulatorState
+
+DEMO_TENANT = "00000000-0000-4000-8000-000000000001"
+DEMO_APP = "11111111-1111-4111-8111-111111111111"
+DEMO_SECRET = "emulator-demo-secret"  # noqa: S105 - a public test value for the local emulator only
+DEMO_JOB = "22222222-2222-4222-8222-222222222222"
+
+
+def _registration(text: str, parts: int, what: str) -> list[str]:
+    values = text.split(":", parts - 1)
+    if len(values) != parts or not all(values):
+        raise argparse.ArgumentTypeError(f"expected {what}")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hrconnector_core.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--ca-file", type=Path, default=Path(".demo/emulator-ca.pem"), help="where to write the CA certificate"
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(".demo/emulator"), help="per-job logs are written here")
+    parser.add_argument("--ready-file", type=Path, help="write the URL and CA path as JSON here once listening")
+    parser.add_argument(
+        "--app",
+        action="append",
+        default=[],
+        metavar="TENANT:APPID:SECRET",
+        type=lambda t: _registration(t, 3, "TENANT:APPID:SECRET"),
+    )
+    parser.add_argument(
+        "--job", action="append", default=[], metavar="JOBID:APPID", type=lambda t: _registration(t, 2, "JOBID:APPID")
+    )
+    parser.add_argument("--no-demo", action="store_true", help="do not register the demo tenant, app and job")
+    parser.add_argument("--discard-rows", action="store_true", help="count rows but do not keep them (benchmarks)")
+    faults = parser.add_argument_group("fault injection (ingestion only)")
+    faults.add_argument("--rate-429", type=float, default=0.0)
+    faults.add_argument("--rate-503", type=float, default=0.0)
+    faults.add_argument("--rate-drop", type=float, default=0.0, help="hang up without an answer")
+    faults.add_argument("--retry-after", type=int, default=1, help="seconds, sent with 429")
+    faults.add_argument("--latency-ms", type=int, default=0, help="added to every upload")
+    faults.add_argument("--bandwidth", type=int, default=0, help="bytes per second per upload; 0: no cap")
+    faults.add_argument("--seed", type=int)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
+
+    state = EmulatorState(keep_rows=not args.discard_rows)
+    if not args.no_demo:
+        state.register_app(DEMO_TENANT, DEMO_APP, DEMO_SECRET)
+        state.register_job(DEMO_JOB, DEMO_APP)
+    for tenant, app, secret in args.app:
+        state.register_app(tenant, app, secret)
+    for job, app in args.job:
+        state.register_job(job, app)
+    state.set_faults(
+        rate_429=args.rate_429,
+        rate_503=args.rate_503,
+        rate_drop=args.rate_drop,
+        retry_after_seconds=args.retry_after,
+        latency_ms=args.latency_ms,
+        bandwidth_bytes_per_s=args.bandwidth,
+        seed=args.seed,
+    )
+
+    emulator = Emulator(host=args.host, port=args.port, state=state, ca_path=args.ca_file, data_dir=args.data_dir)
+    emulator.start()
+    ready = {"url": emulator.url, "ca_file": str(args.ca_file.resolve()), "data_dir": str(args.data_dir.resolve())}
+    if args.ready_file:
+        args.ready_file.parent.mkdir(parents=True, exist_ok=True)
+        args.ready_file.write_text(json.dumps(ready), encoding="utf-8")
+    print(json.dumps(ready), flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

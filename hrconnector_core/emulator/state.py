@@ -1,0 +1,149 @@
+"""What the emulator remembers: registered apps and jobs, issued tokens, received rows, faults."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..clouds import DEFAULT_RESOURCE, LEGACY_RESOURCE
+
+TOKEN_LIFETIME_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class App:
+    tenant_id: str
+    app_id: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    tenant_id: str
+    app_id: str
+    audience: str
+    expires_at: float
+
+
+@dataclass
+class Upload:
+    """One accepted upload call: the header it carried and its rows (unless rows are discarded)."""
+
+    upload_id: str
+    header: list[str]
+    rows: list[list[str]]
+    record_count: int
+    received_at: str
+    file_name: str
+
+
+@dataclass
+class Faults:
+    """Fault injection for the ingestion endpoint; rates are probabilities per request."""
+
+    rate_429: float = 0.0
+    rate_503: float = 0.0
+    rate_drop: float = 0.0
+    retry_after_seconds: int = 1
+    latency_ms: int = 0
+    bandwidth_bytes_per_s: int = 0  # 0: no cap
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EmulatorState:
+    resources: tuple[str, ...] = (DEFAULT_RESOURCE, LEGACY_RESOURCE)
+    data_dir: Path | None = None
+    keep_rows: bool = True
+    apps: dict[tuple[str, str], App] = field(default_factory=dict)
+    jobs: dict[str, str] = field(default_factory=dict)  # job id -> app id
+    tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    uploads: dict[str, list[Upload]] = field(default_factory=dict)
+    log: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    counters: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _rng: random.Random = field(default_factory=random.Random)
+
+    # -- registration -------------------------------------------------------------------
+    def register_app(self, tenant_id: str, app_id: str, secret: str) -> App:
+        app = App(tenant_id.lower(), app_id.lower(), secret)
+        self.apps[(app.tenant_id, app.app_id)] = app
+        return app
+
+    def register_job(self, job_id: str, app_id: str) -> None:
+        self.jobs[job_id.lower()] = app_id.lower()
+
+    def set_faults(self, **values: Any) -> Faults:
+        with self.lock:
+            self.faults = Faults(**{**self.faults.to_dict(), **values})
+            self._rng = random.Random(self.faults.seed)
+            return self.faults
+
+    def roll(self) -> float:
+        with self.lock:
+            return self._rng.random()
+
+    def count(self, name: str) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
+    # -- tokens -------------------------------------------------------------------------
+    def issue_token(self, app: App, audience: str) -> tuple[str, int]:
+        token = "emu." + secrets.token_urlsafe(32)
+        with self.lock:
+            self.tokens[token] = IssuedToken(app.tenant_id, app.app_id, audience, time.time() + TOKEN_LIFETIME_SECONDS)
+            self.counters["tokens_issued"] = self.counters.get("tokens_issued", 0) + 1
+        return token, TOKEN_LIFETIME_SECONDS
+
+    def token_info(self, token: str) -> IssuedToken | None:
+        with self.lock:
+            info = self.tokens.get(token)
+        if info is None or info.expires_at <= time.time():
+            return None
+        return info
+
+    # -- ingestion ----------------------------------------------------------------------
+    def record_upload(self, job_id: str, header: list[str], rows: list[list[str]], file_name: str) -> Upload:
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        upload = Upload(secrets.token_hex(8), header, rows if self.keep_rows else [], len(rows), now, file_name)
+        entry = {
+            "JobId": job_id,
+            "UploadId": upload.upload_id,
+            "StartTime": now,
+            "EndTime": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "FileName": file_name,
+            "RecordsSaved": len(rows),
+            "Status": "Success",
+        }
+        with self.lock:
+            self.uploads.setdefault(job_id, []).append(upload)
+            self.log.setdefault(job_id, []).append(entry)
+            if self.data_dir is not None:
+                with (self.data_dir / f"job-{_safe(job_id)}.log").open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry) + "\n")
+        return upload
+
+    def rows(self, job_id: str) -> list[list[str]]:
+        """Every row the job received, in arrival order."""
+        with self.lock:
+            return [row for upload in self.uploads.get(job_id.lower(), []) for row in upload.rows]
+
+    def reset_job(self, job_id: str) -> None:
+        with self.lock:
+            self.uploads.pop(job_id.lower(), None)
+            self.log.pop(job_id.lower(), None)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

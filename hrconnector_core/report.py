@@ -1,0 +1,167 @@
+"""The run report: what happened to every row and every chunk, serialisable to JSON.
+
+Accounting identity, checked before a run may call itself a success:
+rows_in = uploaded + previously_uploaded + rejected + skipped + not_uploaded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .csvreader import Record
+from .validation import Issue, RowSink, Severity
+
+MAX_ISSUES_LISTED = 10_000
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class ChunkReport:
+    index: int
+    first_row: int
+    last_row: int
+    records: int
+    status: str  # planned | uploaded | previously-uploaded | failed | not-attempted
+    http_status: int | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    duration_ms: int = 0
+    response_body: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RowCounts:
+    rows_in: int = 0
+    uploaded: int = 0
+    previously_uploaded: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    not_uploaded: int = 0
+    planned: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        accounted = (
+            self.uploaded + self.previously_uploaded + self.rejected + self.skipped + self.not_uploaded + self.planned
+        )
+        return accounted == self.rows_in
+
+
+@dataclass
+class RunReport(RowSink):
+    file_name: str
+    job_id: str
+    file_sha256: str = ""
+    file_bytes: int = 0
+    ingestion_url: str = ""
+    records_per_call: int = 0
+    max_concurrency: int = 1
+    dry_run: bool = False
+    started_at: str = field(default_factory=utc_now)
+    finished_at: str | None = None
+    duration_s: float = 0.0
+    header: list[str] = field(default_factory=list)
+    rows: RowCounts = field(default_factory=RowCounts)
+    chunks: list[ChunkReport] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    issue_counts: Counter[str] = field(default_factory=Counter)
+    token_fetches: int = 0
+    error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # RowSink: what validation did not pass on unchanged.
+    def skipped(self, issue: Issue) -> None:
+        self.rows.skipped += 1
+        self._note(issue)
+
+    def rejected(self, record: Record, issues: list[Issue]) -> None:
+        self.rows.rejected += 1
+        for issue in issues:
+            self._note(issue)
+
+    def warned(self, issue: Issue) -> None:
+        self._note(issue)
+
+    def _note(self, issue: Issue) -> None:
+        self.issue_counts[issue.code] += 1
+        if len(self.issues) < MAX_ISSUES_LISTED:
+            self.issues.append(issue)
+
+    def add_chunk(self, chunk: ChunkReport) -> None:
+        with self._lock:
+            self.chunks.append(chunk)
+            counts = self.rows
+            if chunk.status == "uploaded":
+                counts.uploaded += chunk.records
+            elif chunk.status == "previously-uploaded":
+                counts.previously_uploaded += chunk.records
+            elif chunk.status == "planned":
+                counts.planned += chunk.records
+            else:
+                counts.not_uploaded += chunk.records
+
+    @property
+    def status(self) -> str:
+        """succeeded: every row is in the service; anything less is partial or failed."""
+        if self.error and not (self.rows.uploaded or self.rows.previously_uploaded):
+            return "failed"
+        if self.dry_run:
+            return "planned"
+        if self.error or self.rows.not_uploaded or self.rows.rejected or not self.rows.balanced:
+            return "partial"
+        return "succeeded"
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = self.rows
+        return {
+            "status": self.status,
+            "file": {"name": self.file_name, "sha256": self.file_sha256, "bytes": self.file_bytes},
+            "job_id": self.job_id,
+            "ingestion_url": self.ingestion_url,
+            "records_per_call": self.records_per_call,
+            "max_concurrency": self.max_concurrency,
+            "dry_run": self.dry_run,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": round(self.duration_s, 3),
+            "columns": self.header,
+            "rows": {
+                "in": rows.rows_in,
+                "uploaded": rows.uploaded,
+                "previously_uploaded": rows.previously_uploaded,
+                "rejected": rows.rejected,
+                "skipped": rows.skipped,
+                "not_uploaded": rows.not_uploaded,
+                "planned": rows.planned,
+                "balanced": rows.balanced,
+            },
+            "chunks": {
+                "total": len(self.chunks),
+                "by_status": dict(Counter(c.status for c in self.chunks)),
+                "items": [c.to_dict() for c in sorted(self.chunks, key=lambda c: c.index)],
+            },
+            "issues": {
+                "counts": dict(self.issue_counts),
+                "listed": len(self.issues),
+                "items": [i.to_dict() for i in self.issues],
+            },
+            "token_fetches": self.token_fetches,
+            "error": self.error,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def issues_by_severity(self, severity: Severity) -> list[Issue]:
+        return [i for i in self.issues if i.severity is severity]

@@ -1,0 +1,107 @@
+"""Shared fixtures: the HTTPS emulator on loopback, trusted through REQUESTS_CA_BUNDLE."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hrconnector_core.clouds import CloudEndpoints, resolve_cloud
+from hrconnector_core.credentials import TokenProvider, secret_credential
+from hrconnector_core.emulator import Emulator, EmulatorState
+from hrconnector_core.ingestion import IngestionClient, RetryPolicy
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+TENANT = "5f1c0e3a-0000-4000-8000-0000000000aa"
+APP_ID = "9d6a2c77-0000-4000-8000-0000000000bb"
+SECRET = "s3cr3t-Value~with.odd_chars-" + uuid.uuid4().hex
+OTHER_APP_ID = "9d6a2c77-0000-4000-8000-0000000000cc"
+FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.05, max_total=30, read_timeout=30)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    base = tmp_path_factory.mktemp("emulator")
+    state = EmulatorState()
+    state.register_app(TENANT, APP_ID, SECRET)
+    state.register_app(TENANT, OTHER_APP_ID, "other-secret")
+    with Emulator(state=state, ca_path=base / "ca.pem", data_dir=base / "data") as emu:
+        old = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = str(emu.ca_path)
+        try:
+            yield emu
+        finally:
+            if old is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _calm_emulator(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts and ends with no faults injected."""
+    yield
+    if "emulator" in request.fixturenames:
+        request.getfixturevalue("emulator").state.set_faults(
+            rate_429=0, rate_503=0, rate_drop=0, latency_ms=0, bandwidth_bytes_per_s=0, retry_after_seconds=1, seed=None
+        )
+
+
+@pytest.fixture
+def job(emulator: Emulator) -> str:
+    """A fresh connector job owned by APP_ID, so each test sees only its own rows."""
+    job_id = str(uuid.uuid4())
+    emulator.state.register_job(job_id, APP_ID)
+    return job_id
+
+
+@pytest.fixture
+def cloud(emulator: Emulator) -> CloudEndpoints:
+    return resolve_cloud("commercial", authority_host=emulator.url, ingestion_url=emulator.url)
+
+
+@pytest.fixture
+def make_client(cloud: CloudEndpoints):
+    def make(job_id: str, *, secret: str = SECRET, policy: RetryPolicy = FAST_RETRIES) -> IngestionClient:
+        tokens = TokenProvider(secret_credential(TENANT, APP_ID, secret, cloud), cloud.scope)
+        return IngestionClient(cloud, job_id, tokens, policy=policy)
+
+    return make
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hrconnector_core", *args]
+
+
+def upload_args(emulator: Emulator, job_id: str, file: Path, state_dir: Path, *extra: str) -> list[str]:
+    return [
+        "upload",
+        "--tenant-id",
+        TENANT,
+        "--app-id",
+        APP_ID,
+        "--app-secret-env",
+        "HR_TEST_SECRET",
+        "--job-id",
+        job_id,
+        "--file",
+        str(file),
+        "--authority-host",
+        emulator.url,
+        "--ingestion-url",
+        emulator.url,
+        "--state-dir",
+        str(state_dir),
+        *extra,
+    ]
+
+
+def cli_env(emulator: Emulator) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"HR_TEST_SECRET": SECRET, "REQUESTS_CA_BUNDLE": str(emulator.ca_path), "PYTHONPATH": str(REPO)})
+    return env
