@@ -54,10 +54,8 @@ class CsvFile:
     """A CSV file opened for streaming: `header` first, then `records()` once."""
 
     def __init__(self, stream: IO[bytes], *, csv_format: CsvFormat | None = None) -> None:
-        if isinstance(stream, io.BufferedReader):
-            buffered = stream
-        else:  # any readable binary stream (a file, BytesIO, a blob download) gains peek()
-            buffered = io.BufferedReader(cast(io.RawIOBase, stream))
+        # Any readable binary stream (a file, BytesIO, a blob download) gains peek().
+        buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, stream))
         self.format = csv_format or detect_format(buffered.peek(4)[:4])
         self._text = io.TextIOWrapper(buffered, encoding=self.format.encoding, newline="")
         csv.field_size_limit(MAX_FIELD_CHARS)

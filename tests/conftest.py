@@ -21,7 +21,8 @@ TENANT = "5f1c0e3a-0000-4000-8000-0000000000aa"
 APP_ID = "9d6a2c77-0000-4000-8000-0000000000bb"
 SECRET = "s3cr3t-Value~with.odd_chars-" + uuid.uuid4().hex
 OTHER_APP_ID = "9d6a2c77-0000-4000-8000-0000000000cc"
-FAST_RETRIES = RetryPolicy(base_delay=0.01, max_delay=0.05, max_total=30, read_timeout=30)
+# Generous attempts: the fault tests inject 45% failures, and 8 failures in a row would be a real outcome.
+FAST_RETRIES = RetryPolicy(max_attempts=20, base_delay=0.01, max_delay=0.05, max_total=30, read_timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,194 @@
+"""The command line as a user runs it: a subprocess against the HTTPS emulator."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from hrconnector_core.checkpoint import CheckpointKey, LocalCheckpointStore
+from hrconnector_core.emulator import JOB_APP_MISMATCH
+from hrconnector_core.pipeline import LocalFileSource, sha256_of
+
+from .conftest import APP_ID, OTHER_APP_ID, SAMPLES, SECRET, TENANT, cli_command, cli_env, upload_args
+from .csvdata import HEADER, rows, write_csv
+
+
+def run_cli(emulator, *args, timeout=60):
+    return subprocess.run(cli_command(*args), env=cli_env(emulator), capture_output=True, text=True, timeout=timeout)
+
+
+def test_upload_of_a_sample_file_exits_0_and_writes_the_report(tmp_path, emulator, job):
+    out = tmp_path / "report.json"
+    result = run_cli(
+        emulator, *upload_args(emulator, job, SAMPLES / "resignation.csv", tmp_path / "s", "--report", str(out))
+    )
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["rows"]["uploaded"] == 2 and report["status"] == "succeeded"
+    assert emulator.state.rows(job) == [
+        ["sarad@contoso.com", "2019-04-23T15:18:02.4675041+05:30", "2019-04-29T15:18:02.4675041+05:30"],
+        ["pilarp@contoso.com", "2019-04-24T09:15:49Z", "2019-04-29T15:18:02.7117540"],
+    ]
+
+
+def test_the_sample_scripts_parameter_names_work(tmp_path, emulator, job):
+    args = [
+        "upload",
+        "-tenantId",
+        TENANT,
+        "-appId",
+        APP_ID,
+        "-appSecret",
+        SECRET,
+        "-jobId",
+        job,
+        "-filePath",
+        str(SAMPLES / "job-level-change.csv"),
+        "--authority-host",
+        emulator.url,
+        "--ingestion-url",
+        emulator.url,
+        "--state-dir",
+        str(tmp_path),
+    ]
+    result = run_cli(emulator, *args)
+    assert result.returncode == 0, result.stderr
+    assert len(emulator.state.rows(job)) == 2
+
+
+def test_a_wrong_secret_is_a_configuration_error_with_the_platforms_reason(tmp_path, emulator, job):
+    env = cli_env(emulator) | {"HR_TEST_SECRET": "wrong-secret-value"}
+    result = subprocess.run(
+        cli_command(*upload_args(emulator, job, SAMPLES / "resignation.csv", tmp_path)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "invalid_client" in result.stderr or "AADSTS7000215" in result.stderr
+    assert "Traceback" not in result.stderr and "wrong-secret-value" not in result.stderr + result.stdout
+
+
+def test_an_unknown_app_gets_aadsts700016(tmp_path, emulator, job):
+    args = upload_args(emulator, job, SAMPLES / "resignation.csv", tmp_path)
+    args[args.index(APP_ID)] = "deadbeef-0000-4000-8000-000000000000"
+    result = run_cli(emulator, *args)
+    assert result.returncode == 2 and "AADSTS700016" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_job_of_another_app_exits_1_with_the_services_reason(tmp_path, emulator):
+    foreign = "3c3c3c3c-0000-4000-8000-000000000403"
+    emulator.state.register_job(foreign, OTHER_APP_ID)
+    result = run_cli(emulator, *upload_args(emulator, foreign, SAMPLES / "resignation.csv", tmp_path))
+    assert result.returncode == 1
+    assert "403" in result.stdout and JOB_APP_MISMATCH in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["upload", "--job-id", "j"], "--file"),
+        (["upload", "--job-id", "j", "--file", "/no/such.csv", "--dry-run"], "no such file"),
+        (
+            [
+                "upload",
+                "--job-id",
+                "j",
+                "--file",
+                str(SAMPLES / "resignation.csv"),
+                "--tenant-id",
+                "t",
+                "--app-id",
+                "a",
+            ],
+            "no credential",
+        ),
+        (
+            ["upload", "--job-id", "j", "--file", str(SAMPLES / "resignation.csv"), "--records-per-call", "0"],
+            "at least 1",
+        ),
+        (
+            [
+                "upload",
+                "--job-id",
+                "j",
+                "--file",
+                str(SAMPLES / "resignation.csv"),
+                "--tenant-id",
+                "t",
+                "--app-id",
+                "a",
+                "--app-secret",
+                "x",
+                "--app-secret-env",
+                "Y",
+            ],
+            "give one credential",
+        ),
+    ],
+)
+def test_usage_errors_exit_2_without_a_traceback(emulator, args, message):
+    result = run_cli(emulator, *args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dry_run_prints_the_plan_without_a_token(tmp_path, emulator):
+    path = write_csv(tmp_path / "hr.csv", HEADER, rows(12))
+    before = dict(emulator.state.counters)
+    result = run_cli(emulator, "upload", "--job-id", "j", "--file", str(path), "--dry-run", "--records-per-call", "5")
+    assert result.returncode == 0, result.stderr
+    assert "chunk 2: rows 12-13, 2 records, planned" in result.stdout
+    assert emulator.state.counters == before
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_file_resumes_with_only_the_missing_chunks(tmp_path, emulator, job):
+    data = rows(100)
+    path = write_csv(tmp_path / "hr.csv", HEADER, data)
+    state_dir = tmp_path / "state"
+    store = LocalCheckpointStore(state_dir)
+    key = CheckpointKey(sha256_of(LocalFileSource(path)), job, 10)
+    emulator.state.set_faults(latency_ms=400)  # each call takes a while: time to kill mid-file
+
+    proc = subprocess.Popen(
+        cli_command(*upload_args(emulator, job, path, state_dir, "--records-per-call", "10", "--max-concurrency", "1")),
+        env=cli_env(emulator),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        checkpoint = store.load(key)
+        if checkpoint is not None and len(checkpoint.completed) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.6)  # let the emulator finish (and abandon) the call that was in flight
+
+    checkpoint = store.load(key)
+    assert checkpoint is not None
+    done = checkpoint.completed
+    assert 3 <= len(done) < 10
+    assert len(emulator.state.uploads[job]) == len(done)
+    emulator.state.set_faults(latency_ms=0)
+
+    out = tmp_path / "second.json"
+    result = run_cli(
+        emulator, *upload_args(emulator, job, path, state_dir, "--records-per-call", "10", "--report", str(out))
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["rows"]["previously_uploaded"] == 10 * len(done)
+    assert report["rows"]["uploaded"] == 100 - 10 * len(done)
+    resent = {c["index"] for c in report["chunks"]["items"] if c["status"] == "uploaded"}
+    assert resent == set(range(10)) - set(done)
+    assert sorted(emulator.state.rows(job)) == sorted(data)  # every row exactly once
