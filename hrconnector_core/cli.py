@@ -199,10 +199,17 @@ class _ProgressPrinter:
 
 def _summary(report: RunReport) -> str:
     r = report.rows
+    parts = [
+        (r.uploaded, "uploaded"),
+        (r.previously_uploaded, "uploaded by an earlier run"),
+        (r.planned, "planned"),
+        (r.rejected, "rejected"),
+        (r.skipped, "blank lines skipped"),
+        (r.not_uploaded, "NOT uploaded"),
+    ]
+    counts = ", ".join(f"{n} {what}" for n, what in parts if n) or "nothing to upload"
     lines = [
-        f"{report.file_name}: {report.status}. {r.rows_in} rows read: {r.uploaded} uploaded now, "
-        f"{r.previously_uploaded} uploaded by an earlier run, {r.planned} planned, {r.rejected} rejected, "
-        f"{r.skipped} blank lines skipped, {r.not_uploaded} not uploaded; "
+        f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
         f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
     ]
     for code, count in sorted(report.issue_counts.items()):

@@ -24,7 +24,7 @@ from .validation import conform_rows
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONCURRENCY = 4
+DEFAULT_MAX_CONCURRENCY = 8
 _HASH_BLOCK = 1 << 20
 
 

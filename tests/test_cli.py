@@ -192,3 +192,26 @@ def test_a_run_killed_mid_file_resumes_with_only_the_missing_chunks(tmp_path, em
     resent = {c["index"] for c in report["chunks"]["items"] if c["status"] == "uploaded"}
     assert resent == set(range(10)) - set(done)
     assert sorted(emulator.state.rows(job)) == sorted(data)  # every row exactly once
+
+
+def test_certificate_authentication(tmp_path, emulator, job):
+    import trustme
+
+    leaf = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("hr-connector-app", key_type=trustme.KeyType.RSA)
+    cert_app = "c3c3c3c3-0000-4000-8000-00000000ce27"
+    emulator.state.register_app(TENANT, cert_app, certificate_pem=leaf.cert_chain_pems[0].bytes())
+    emulator.state.register_job(job, cert_app)
+    pem = tmp_path / "app.pem"
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    args = upload_args(emulator, job, SAMPLES / "resignation.csv", tmp_path / "s")
+    args[args.index(APP_ID)] = cert_app
+    cred = args.index("--app-secret-env")
+    args[cred : cred + 2] = ["--certificate", str(pem)]
+    result = run_cli(emulator, *args)
+    assert result.returncode == 0, result.stderr
+    assert len(emulator.state.rows(job)) == 2
+
+    other = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("someone-else", key_type=trustme.KeyType.RSA)
+    other.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    refused = run_cli(emulator, *args, "--force")
+    assert refused.returncode == 2 and "AADSTS700027" in refused.stderr

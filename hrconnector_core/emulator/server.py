@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .state import EmulatorState
+from .state import App, EmulatorState
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,16 @@ class Handler(BaseHTTPRequestHandler):
                 f"'{tenant}'. This can happen if the application has not been installed by the "
                 "administrator of the tenant.",
             )
-        if form.get("client_secret") != app.secret:
+        if "client_assertion" in form:
+            if not self._assertion_valid(app, form["client_assertion"], tenant):
+                return self._aad_error(
+                    401,
+                    "invalid_client",
+                    700027,
+                    "AADSTS700027: The certificate with identifier used to sign the client assertion is not "
+                    f"registered on application '{app_id}', or the assertion is invalid.",
+                )
+        elif app.secret is None or form.get("client_secret") != app.secret:
             return self._aad_error(
                 401,
                 "invalid_client",
@@ -193,6 +202,26 @@ class Handler(BaseHTTPRequestHandler):
         if v1:
             payload.update({"expires_on": str(int(time.time()) + lifetime), "resource": audience})
         self._send_json(200, payload, headers={"Cache-Control": "no-store"})
+
+    def _assertion_valid(self, app: App, assertion: str, tenant: str) -> bool:
+        """A certificate credential's JWT: signed by the registered certificate, for our token endpoint."""
+        if app.certificate_pem is None:
+            return False
+        import jwt  # PyJWT comes with msal
+        from cryptography import x509
+
+        public_key = x509.load_pem_x509_certificate(app.certificate_pem).public_key()
+        try:
+            claims = jwt.decode(
+                assertion,
+                public_key,  # type: ignore[arg-type]
+                algorithms=["RS256", "PS256"],
+                audience=f"{self._base_url()}/{tenant}/oauth2/v2.0/token",
+                options={"require": ["exp", "iss", "sub", "aud"]},
+            )
+        except jwt.PyJWTError:
+            return False
+        return bool(claims["iss"].lower() == claims["sub"].lower() == app.app_id)
 
     def _aad_error(self, status: int, error: str, code: int, description: str) -> None:
         self._send_json(

@@ -21,7 +21,8 @@ TOKEN_LIFETIME_SECONDS = 3600
 class App:
     tenant_id: str
     app_id: str
-    secret: str
+    secret: str | None = None
+    certificate_pem: bytes | None = None  # the public certificate registered on the app
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ class EmulatorState:
     _rng: random.Random = field(default_factory=random.Random)
 
     # -- registration -------------------------------------------------------------------
-    def register_app(self, tenant_id: str, app_id: str, secret: str) -> App:
-        app = App(tenant_id.lower(), app_id.lower(), secret)
+    def register_app(
+        self, tenant_id: str, app_id: str, secret: str | None = None, *, certificate_pem: bytes | None = None
+    ) -> App:
+        app = App(tenant_id.lower(), app_id.lower(), secret, certificate_pem)
         self.apps[(app.tenant_id, app.app_id)] = app
         return app
 
