@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cred.add_argument("--secret-name", metavar="NAME", help="the secret's name in --key-vault-url")
     cred.add_argument(
+        "--key-vault-skip-challenge-check",
+        action="store_true",
+        help="accept a vault whose host is not a subdomain of the challenge's resource (the local emulator only)",
+    )
+    cred.add_argument(
         "--certificate", metavar="PATH", type=Path, help="a PEM or PKCS12 certificate with its private key"
     )
     cred.add_argument(
@@ -151,7 +156,9 @@ def _secret(args: argparse.Namespace) -> str | None:
     if args.key_vault_url:
         if not args.secret_name:
             raise ConfigurationError("--key-vault-url needs --secret-name")
-        return secret_from_key_vault(args.key_vault_url, args.secret_name)
+        return secret_from_key_vault(
+            args.key_vault_url, args.secret_name, verify_challenge_resource=not args.key_vault_skip_challenge_check
+        )
     return args.app_secret  # type: ignore[no-any-return]  # None when a certificate is used
 
 

@@ -215,3 +215,36 @@ def test_certificate_authentication(tmp_path, emulator, job):
     other.private_key_and_cert_chain_pem.write_to_path(str(pem))
     refused = run_cli(emulator, *args, "--force")
     assert refused.returncode == 2 and "AADSTS700027" in refused.stderr
+
+
+def test_the_secret_comes_from_key_vault_through_the_managed_identity(tmp_path, emulator, job):
+    """DefaultAzureCredential -> managed identity endpoint -> Key Vault challenge -> secret -> upload."""
+    identity = "e1e1e1e1-0000-4000-8000-0000000000e1"
+    emulator.state.register_managed_identity(identity, TENANT)
+    emulator.state.set_secret("hr-app-secret", "an-old-value")
+    emulator.state.set_secret("hr-app-secret", SECRET)  # the current version wins
+    args = upload_args(emulator, job, SAMPLES / "resignation.csv", tmp_path / "s")
+    cred = args.index("--app-secret-env")
+    args[cred : cred + 2] = [
+        "--key-vault-url",
+        emulator.url,
+        "--secret-name",
+        "hr-app-secret",
+        "--key-vault-skip-challenge-check",
+    ]
+    env = cli_env(emulator) | {
+        "IDENTITY_ENDPOINT": f"{emulator.url}/msi/token",
+        "IDENTITY_HEADER": emulator.state.identity_header,
+        "AZURE_CLIENT_ID": identity,
+    }
+    env.pop("HR_TEST_SECRET")
+    before = emulator.state.counters.get("vault_secret_reads", 0)
+    result = subprocess.run(cli_command(*args, "--verbose"), env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert emulator.state.counters["vault_secret_reads"] == before + 1
+    assert len(emulator.state.rows(job)) == 2
+    assert SECRET not in result.stdout + result.stderr
+
+    emulator.state.vault_readers.discard(identity)  # the identity loses its role assignment
+    denied = subprocess.run(cli_command(*args, "--force"), env=env, capture_output=True, text=True, timeout=60)
+    assert denied.returncode == 2 and "Forbidden" in denied.stderr and "Traceback" not in denied.stderr

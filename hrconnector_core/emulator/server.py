@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .state import App, EmulatorState
+from .state import VAULT_RESOURCE, App, EmulatorState
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ _ROUTES = [
     ("POST", re.compile(rf"^/{_TENANT}/oauth2/token$"), "token_v1"),
     ("POST", re.compile(r"^/api/signals$"), "signals"),
     ("GET", re.compile(r"^/api/jobs/(?P<job>[^/]+)/log$"), "job_log"),
+    ("GET", re.compile(r"^/msi/token$"), "managed_identity_token"),
+    ("GET", re.compile(r"^/secrets/(?P<name>[A-Za-z0-9-]+)(?:/(?P<version>[0-9a-f]*))?/?$"), "key_vault_secret"),
     ("GET", re.compile(r"^/admin/jobs/(?P<job>[^/]+)/uploads$"), "admin_uploads"),
     ("GET", re.compile(r"^/admin/state$"), "admin_state"),
     ("POST", re.compile(r"^/admin/faults$"), "admin_faults"),
@@ -185,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
                 "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
                 f"request is the client secret value, not the client secret ID, for a secret added to app '{app_id}'.",
             )
-        if audience.rstrip("/") not in self.state.resources:
+        if audience.rstrip("/") not in self.state.token_audiences:
             return self._aad_error(
                 400,
                 "invalid_resource",
@@ -232,6 +234,67 @@ class Handler(BaseHTTPRequestHandler):
                 "error_codes": [code],
                 "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
             },
+        )
+
+    # -- managed identity (App Service protocol) and Key Vault -----------------------------
+    def managed_identity_token(self) -> None:
+        state = self.state
+        query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        if self.headers.get("X-IDENTITY-HEADER") != state.identity_header:
+            return self._send_json(401, {"error": "unauthorized", "error_description": "bad X-IDENTITY-HEADER"})
+        client_id = (query.get("client_id") or next(iter(state.managed_identities), "")).lower()
+        tenant = state.managed_identities.get(client_id)
+        resource = query.get("resource", "").rstrip("/")
+        if tenant is None:
+            return self._send_json(400, {"error": "invalid_request", "error_description": "no such identity"})
+        if resource not in state.token_audiences:
+            return self._send_json(400, {"error": "invalid_resource", "error_description": "AADSTS500011"})
+        token, lifetime = state.issue_token(App(tenant, client_id), resource)
+        self._send_json(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time()) + lifetime),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": client_id,
+            },
+        )
+
+    def key_vault_secret(self, name: str, version: str | None) -> None:
+        state = self.state
+        state.count("vault_requests")
+        auth = self.headers.get("Authorization", "")
+        info = state.token_info(auth[7:]) if auth.startswith("Bearer ") else None
+        if info is None or info.audience != VAULT_RESOURCE:
+            tenant = next(iter(state.managed_identities.values()), "common")
+            challenge = f'Bearer authorization="{self._base_url()}/{tenant}", resource="{VAULT_RESOURCE}"'
+            return self._send_json(
+                401,
+                {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}},
+                headers={"WWW-Authenticate": challenge},
+            )
+        if info.app_id not in state.vault_readers:
+            return self._send_json(
+                403,
+                {
+                    "error": {
+                        "code": "Forbidden",
+                        "message": "Caller is not authorized to perform action on resource (get secret).",
+                    }
+                },
+            )
+        with state.lock:
+            versions = list(state.vault_secrets.get(name, []))
+        match = [v for v in versions if v[0] == version] if version else versions[-1:]
+        if not match:
+            return self._send_json(
+                404, {"error": {"code": "SecretNotFound", "message": f"A secret with (name/id) {name} was not found."}}
+            )
+        ver, value = match[-1]
+        state.count("vault_secret_reads")
+        self._send_json(
+            200, {"value": value, "id": f"{self._base_url()}/secrets/{name}/{ver}", "attributes": {"enabled": True}}
         )
 
     # -- ingestion ----------------------------------------------------------------------

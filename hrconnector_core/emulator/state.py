@@ -15,6 +15,7 @@ from typing import Any
 from ..clouds import DEFAULT_RESOURCE, LEGACY_RESOURCE
 
 TOKEN_LIFETIME_SECONDS = 3600
+VAULT_RESOURCE = "https://vault.azure.net"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class EmulatorState:
     uploads: dict[str, list[Upload]] = field(default_factory=dict)
     log: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
+    # Managed identity (App Service protocol) and Key Vault.
+    identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    managed_identities: dict[str, str] = field(default_factory=dict)  # client id -> tenant
+    vault_readers: set[str] = field(default_factory=set)  # principals (app / client ids) allowed to read
+    vault_secrets: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name -> [(version, value)]
     counters: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
@@ -86,6 +92,20 @@ class EmulatorState:
 
     def register_job(self, job_id: str, app_id: str) -> None:
         self.jobs[job_id.lower()] = app_id.lower()
+
+    def register_managed_identity(self, client_id: str, tenant_id: str, *, vault_reader: bool = True) -> App:
+        """The function's identity: tokens from the managed-identity endpoint, no secret."""
+        self.managed_identities[client_id.lower()] = tenant_id.lower()
+        if vault_reader:
+            self.vault_readers.add(client_id.lower())
+        return App(tenant_id.lower(), client_id.lower())
+
+    def set_secret(self, name: str, value: str) -> str:
+        """Add a new version of a Key Vault secret (rotation); returns the version id."""
+        version = secrets.token_hex(16)
+        with self.lock:
+            self.vault_secrets.setdefault(name, []).append((version, value))
+        return version
 
     def set_faults(self, **values: Any) -> Faults:
         with self.lock:
@@ -102,6 +122,10 @@ class EmulatorState:
             self.counters[name] = self.counters.get(name, 0) + 1
 
     # -- tokens -------------------------------------------------------------------------
+    @property
+    def token_audiences(self) -> tuple[str, ...]:
+        return (*self.resources, VAULT_RESOURCE)
+
     def issue_token(self, app: App, audience: str) -> tuple[str, int]:
         token = "emu." + secrets.token_urlsafe(32)
         with self.lock:
