@@ -243,25 +243,20 @@ class _ChunkUploader:
         t0 = time.monotonic()
         try:
             result = self._client.upload(chunk)
-        except UploadError as exc:
+        except HRConnectorError as exc:  # the service refused it, or no token could be had
             self._stop.set()
             if self.error is None:
                 self.error = exc
+            upload_error = exc if isinstance(exc, UploadError) else UploadError(str(exc))
             self._record(
                 chunk,
                 "failed",
-                http_status=exc.status,
-                attempts=[a.to_dict() for a in exc.attempts],
+                http_status=upload_error.status,
+                attempts=[a.to_dict() for a in upload_error.attempts],
                 duration_ms=int((time.monotonic() - t0) * 1000),
-                response_body=exc.body,
+                response_body=upload_error.body,
                 error=str(exc),
             )
-            return
-        except HRConnectorError as exc:  # no token: nothing else will get through either
-            self._stop.set()
-            if self.error is None:
-                self.error = exc
-            self._record(chunk, "failed", error=str(exc), duration_ms=int((time.monotonic() - t0) * 1000))
             return
         self._recorder.mark_done(chunk.index, chunk.record_count)
         self._record(
