@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, cast
@@ -18,12 +20,6 @@ from .errors import InputFileError
 # Python's csv module refuses fields longer than this; HR fields are far shorter, but a file
 # with an unbalanced quote would otherwise swallow the rest of the file into one field.
 MAX_FIELD_CHARS = 1_000_000
-
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +38,92 @@ class CsvFormat:
     delimiter: str = ","
 
 
-def detect_format(head: bytes) -> CsvFormat:
-    """Pick the encoding from a byte-order mark; without one the file must be UTF-8."""
-    for bom, encoding in _BOMS:
-        if head.startswith(bom):
-            return CsvFormat(encoding=encoding)
-    return CsvFormat()
+DELIMITERS = (",", ";", "\t", "|")
+# Bytes Windows-1252 leaves undefined: a file holding them is no Windows-1252 text.
+_CP1252_UNDEFINED = re.compile(b"[\x81\x8d\x8f\x90\x9d]")
+_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What one pass over the bytes tells: identity, size and how to read them."""
+
+    sha256: str
+    size: int
+    format: CsvFormat
+
+
+def _encoding_from_head(head: bytes) -> str | None:
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    # UTF-16 without a byte-order mark: ASCII text with a NUL beside every character.
+    sample = head[:200]
+    if len(sample) >= 4:
+        if sample[1::2].count(0) > len(sample) // 4 and sample[0::2].count(0) == 0:
+            return "utf-16-le"
+        if sample[0::2].count(0) > len(sample) // 4 and sample[1::2].count(0) == 0:
+            return "utf-16-be"
+    return None
+
+
+def sniff_delimiter(first_line: str) -> str:
+    """The candidate that occurs most often outside quotes in the header line (comma on a tie)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in first_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def inspect_stream(stream: IO[bytes]) -> FileFacts:
+    """Hash the bytes and decide their encoding and delimiter in one pass, before any upload.
+
+    UTF-8 (with or without BOM) and UTF-16 (with a BOM, or detectable without one) are taken as
+    they are; a file that is not valid UTF-8 is read as Windows-1252 unless it holds bytes that
+    encoding leaves undefined, which makes it unreadable (InputFileError).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    decoder: codecs.IncrementalDecoder | None = None
+    utf8_ok = cp1252_ok = True
+    encoding: str | None = None
+    while block := stream.read(_BLOCK):
+        if not head:
+            head = block[:4096]
+            encoding = _encoding_from_head(head)
+            if encoding is None:
+                decoder = codecs.getincrementaldecoder("utf-8")()
+        digest.update(block)
+        size += len(block)
+        if decoder is not None and utf8_ok:
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                utf8_ok = False
+        if cp1252_ok and _CP1252_UNDEFINED.search(block):
+            cp1252_ok = False
+    if decoder is not None and utf8_ok:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8_ok = False
+    if encoding is None:
+        if utf8_ok:
+            encoding = "utf-8"
+        elif cp1252_ok:
+            encoding = "cp1252"
+        else:
+            raise InputFileError("the file's encoding is not readable: it is neither UTF-8, UTF-16 nor Windows-1252")
+    text = head.decode(encoding, errors="replace")
+    first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+    return FileFacts(digest.hexdigest(), size, CsvFormat(encoding, sniff_delimiter(first_line)))
 
 
 class CsvFile:
@@ -56,7 +132,7 @@ class CsvFile:
     def __init__(self, stream: IO[bytes], *, csv_format: CsvFormat | None = None) -> None:
         # Any readable binary stream (a file, BytesIO, a blob download) gains peek().
         buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, stream))
-        self.format = csv_format or detect_format(buffered.peek(4)[:4])
+        self.format = csv_format or CsvFormat(_encoding_from_head(buffered.peek(4096)[:4096]) or "utf-8")
         self._text = io.TextIOWrapper(buffered, encoding=self.format.encoding, newline="")
         csv.field_size_limit(MAX_FIELD_CHARS)
         self._reader = csv.reader(self._text, delimiter=self.format.delimiter, strict=False)

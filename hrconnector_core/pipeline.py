@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -10,17 +9,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from .checkpoint import Checkpoint, CheckpointKey, CheckpointRecorder, CheckpointStore
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
-from .csvreader import CsvFile
-from .errors import ConfigurationError, HRConnectorError, UploadError
+from .csvreader import CsvFile, FileFacts, inspect_stream
+from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
 from .ingestion import IngestionClient
-from .report import ChunkReport, RunReport, utc_now
-from .validation import conform_rows
+from .mapping import Mapping, infer_mapping
+from .schema import SCENARIOS
+from .report import ChunkReport, RejectedRowsWriter, RunReport, utc_now
+from .validation import RowValidator
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,15 @@ class LocalFileSource:
         return self.path.stat().st_size
 
 
-def sha256_of(source: Source) -> str:
-    digest = hashlib.sha256()
+def inspect(source: Source) -> FileFacts:
+    """The file's SHA-256, size and CSV format (one pass over its bytes)."""
     with source.open() as stream:
-        while block := stream.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+        return inspect_stream(stream)
+
+
+class Policy(str, Enum):
+    UPLOAD_VALID = "upload-valid"  # upload the valid rows, set the invalid ones aside
+    REJECT_FILE = "reject-file"  # upload nothing when any row is invalid
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class UploadOptions:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     force: bool = False
     dry_run: bool = False
+    mapping: Mapping | None = None  # None: the documentation's column names
+    policy: Policy = Policy.UPLOAD_VALID
 
     def __post_init__(self) -> None:
         if self.records_per_call < 1:
@@ -109,18 +116,26 @@ def run_upload(
     client: IngestionClient | None,
     store: CheckpointStore | None,
     progress: Callable[[Progress], None] | None = None,
+    rejected_rows: RejectedRowsWriter | None = None,
 ) -> RunReport:
     """Upload every valid row of `source` once; never raises for a bad file or a failed upload.
 
     Errors end up in `report.error` and in the per-chunk entries; the report's status says
-    whether every row reached the service.
+    whether every row reached the service. Rows set aside go to `rejected_rows` too.
     """
+    if options.policy is Policy.REJECT_FILE and not options.dry_run:
+        check = run_upload(source, replace(options, dry_run=True), client=None, store=None, rejected_rows=rejected_rows)
+        if check.error or check.rows.rejected:
+            return _nothing_sent(check, options)
+        rejected_rows = None
     report = RunReport(
         file_name=source.name,
         job_id=options.job_id,
         records_per_call=options.records_per_call,
         max_concurrency=options.max_concurrency,
         dry_run=options.dry_run,
+        policy=options.policy.value,
+        rejected_rows=rejected_rows,
     )
     started = time.monotonic()
     try:
@@ -131,9 +146,26 @@ def run_upload(
     finally:
         report.duration_s = time.monotonic() - started
         report.finished_at = utc_now()
+        if rejected_rows is not None:
+            rejected_rows.close()
     if client is not None:
         report.token_fetches = client.token_fetches
     return report
+
+
+def _nothing_sent(check: RunReport, options: UploadOptions) -> RunReport:
+    """The reject-file policy's answer: the validation pass's report, with nothing uploaded."""
+    check.dry_run = False
+    check.rows.not_uploaded += check.rows.planned
+    check.rows.planned = 0
+    for chunk in check.chunks:
+        chunk.status = "not-attempted"
+    if not check.error:
+        check.error = (
+            f"policy {options.policy.value}: {check.rows.rejected} invalid row(s); nothing was uploaded. "
+            "Fix the rows listed and drop the file again, or use the upload-valid policy"
+        )
+    return check
 
 
 def _run(
@@ -146,32 +178,26 @@ def _run(
 ) -> None:
     if client is None and not options.dry_run:
         raise ConfigurationError("an ingestion client is needed unless this is a dry run")
-    report.file_bytes = source.size()
-    report.file_sha256 = sha256_of(source)
     if client is not None:
         report.ingestion_url = client.url
-    key = CheckpointKey(report.file_sha256, options.job_id, options.records_per_call)
-    checkpoint = store.load(key) if store is not None else None
-    if checkpoint is not None and options.force and not options.dry_run:
-        log.info(
-            "%s: --force: forgetting the checkpoint of %d uploaded chunk(s)", source.name, len(checkpoint.completed)
-        )
-        assert store is not None
-        store.delete(key)
-        checkpoint = None
-    if checkpoint is not None and checkpoint.finished:
-        log.info("%s: already uploaded in full at %s; nothing to send", source.name, checkpoint.finished_at)
-    elif checkpoint is not None:
-        log.info("%s: resuming: %d chunk(s) already uploaded", source.name, len(checkpoint.completed))
-    recorder = CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
+    with source.open() as raw:
+        facts = inspect_stream(raw)  # file-level checks (encoding) before anything is sent
+    report.file_bytes, report.file_sha256 = facts.size, facts.sha256
+    report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
 
     with source.open() as raw:
         counting = _CountingReader(raw)
-        csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK))
+        csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format)
         report.header = csv_file.header
+        if report.rejected_rows is not None:
+            report.rejected_rows.header = csv_file.header
+        mapping = options.mapping if options.mapping is not None else default_mapping(csv_file.header)
+        report.mapping = mapping.to_dict()
+        validator = RowValidator(csv_file.header, mapping)
+        recorder = _recorder(source, options, store, checkpoint_key(facts, options, mapping))
         records = _counted(csv_file.records(), report)
         chunks = make_chunks(
-            csv_file.header, conform_rows(csv_file.header, records, report), records_per_call=options.records_per_call
+            csv_file.header, validator.validate_rows(records, report), records_per_call=options.records_per_call
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency)
         total = 0
@@ -183,15 +209,54 @@ def _run(
                     progress(Progress(counting.count, report.file_bytes, len(report.chunks), report.rows.uploaded))
         finally:
             uploader.close()
+            report.scenarios = validator.scenario_counts()
         if progress is not None:
             progress(Progress(report.file_bytes, report.file_bytes, len(report.chunks), report.rows.uploaded))
 
+    if report.rows.rows_in == report.rows.skipped:
+        raise InputFileError("the file has a header but no data rows")
     if not report.rows.balanced:  # a bug, never a bad file: say so rather than claim success
         raise HRConnectorError(f"row accounting does not balance: {report.to_dict()['rows']}")
     if uploader.error is not None:
         raise uploader.error
     if not options.dry_run and len(recorder.checkpoint.completed) == total and not recorder.checkpoint.finished:
         recorder.finish(total)
+
+
+def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:
+    """Everything that decides the chunk plan: the bytes, the job, the chunk size, the rules."""
+    plan = f"{mapping.digest()}:{options.policy.value}"
+    return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)
+
+
+def default_mapping(header: list[str]) -> Mapping:
+    """The mapping the documentation's column names imply, or a file-level error naming what is missing."""
+    inference = infer_mapping(header)
+    if inference.mapping is not None:
+        return inference.mapping
+    key, best = min(inference.unplaced.items(), key=lambda item: len(item[1]))
+    missing = "; ".join(f"{name}" + (f" (closest header: {near!r})" if near else "") for name, near in best)
+    raise InputFileError(
+        f"required column(s) missing for {SCENARIOS[key].title} (the closest scenario): {missing}. "
+        "Name the columns as the documentation does, "
+        "or give a mapping file (hrconnector mapping infer proposes one)"
+    )
+
+
+def _recorder(
+    source: Source, options: UploadOptions, store: CheckpointStore | None, key: CheckpointKey
+) -> CheckpointRecorder:
+    checkpoint = store.load(key) if store is not None else None
+    if checkpoint is not None and options.force and not options.dry_run:
+        log.info("%s: forced: forgetting %d uploaded chunk(s)", source.name, len(checkpoint.completed))
+        assert store is not None
+        store.delete(key)
+        checkpoint = None
+    if checkpoint is not None and checkpoint.finished:
+        log.info("%s: already uploaded in full at %s; nothing to send", source.name, checkpoint.finished_at)
+    elif checkpoint is not None:
+        log.info("%s: resuming: %d chunk(s) already uploaded", source.name, len(checkpoint.completed))
+    return CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
 
 
 def _counted(records: Iterator, report: RunReport) -> Iterator:  # type: ignore[type-arg]

@@ -6,12 +6,15 @@ rows_in = uploaded + previously_uploaded + rejected + skipped + not_uploaded.
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from .csvreader import Record
 from .validation import Issue, RowSink, Severity
@@ -21,6 +24,36 @@ MAX_ISSUES_LISTED = 10_000
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class RejectedRowsWriter:
+    """The rows set aside, as they were read, with their reasons: fix them and drop the file again.
+
+    Two columns go first (RejectedRow, RejectedReasons) so that a row with more fields than the
+    header still lines up. This file holds HR data on purpose: keep it where the input was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], header: list[str] | None = None) -> None:
+        self.path = Path(path)
+        self.header = header
+        self._handle: TextIO | None = None
+        self._writer: Any = None
+        self.count = 0
+
+    def write(self, record: Record, issues: list[Issue]) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._handle, lineterminator="\r\n")
+            self._writer.writerow(["RejectedRow", "RejectedReasons", *(self.header or [])])
+        reasons = "; ".join(f"{i.column + ': ' if i.column else ''}{i.code}: {i.message}" for i in issues)
+        self._writer.writerow([record.row, reasons, *record.fields])
+        self.count += 1
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 @dataclass
@@ -78,6 +111,12 @@ class RunReport(RowSink):
     issue_counts: Counter[str] = field(default_factory=Counter)
     token_fetches: int = 0
     error: str | None = None
+    policy: str = "upload-valid"
+    encoding: str = ""
+    delimiter: str = ""
+    mapping: dict[str, Any] | None = None
+    scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejected_rows: RejectedRowsWriter | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # RowSink: what validation did not pass on unchanged.
@@ -87,6 +126,8 @@ class RunReport(RowSink):
 
     def rejected(self, record: Record, issues: list[Issue]) -> None:
         self.rows.rejected += 1
+        if self.rejected_rows is not None:
+            self.rejected_rows.write(record, issues)
         for issue in issues:
             self._note(issue)
 
@@ -116,11 +157,9 @@ class RunReport(RowSink):
         """succeeded: every row is in the service; anything less is partial or failed."""
         if self.error and not (self.rows.uploaded or self.rows.previously_uploaded):
             return "failed"
-        if self.dry_run:
-            return "planned"
         if self.error or self.rows.not_uploaded or self.rows.rejected or not self.rows.balanced:
             return "partial"
-        return "succeeded"
+        return "planned" if self.dry_run else "succeeded"
 
     def to_dict(self) -> dict[str, Any]:
         rows = self.rows
@@ -132,6 +171,10 @@ class RunReport(RowSink):
             "records_per_call": self.records_per_call,
             "max_concurrency": self.max_concurrency,
             "dry_run": self.dry_run,
+            "policy": self.policy,
+            "format": {"encoding": self.encoding, "delimiter": self.delimiter},
+            "mapping": self.mapping,
+            "scenarios": self.scenarios,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration_s": round(self.duration_s, 3),

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from hrconnector_core.checkpoint import CheckpointKey, LocalCheckpointStore
+from hrconnector_core.checkpoint import LocalCheckpointStore
 from hrconnector_core.emulator import JOB_APP_MISMATCH
-from hrconnector_core.pipeline import LocalFileSource, sha256_of
+from hrconnector_core.pipeline import LocalFileSource, UploadOptions, checkpoint_key, default_mapping, inspect
 
 from .conftest import APP_ID, OTHER_APP_ID, SAMPLES, SECRET, TENANT, cli_command, cli_env, upload_args
 from .csvdata import HEADER, rows, write_csv
@@ -155,7 +155,8 @@ def test_a_run_killed_mid_file_resumes_with_only_the_missing_chunks(tmp_path, em
     path = write_csv(tmp_path / "hr.csv", HEADER, data)
     state_dir = tmp_path / "state"
     store = LocalCheckpointStore(state_dir)
-    key = CheckpointKey(sha256_of(LocalFileSource(path)), job, 10)
+    source = LocalFileSource(path)
+    key = checkpoint_key(inspect(source), UploadOptions(job_id=job, records_per_call=10), default_mapping(HEADER))
     emulator.state.set_faults(latency_ms=400)  # each call takes a while: time to kill mid-file
 
     proc = subprocess.Popen(

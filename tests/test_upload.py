@@ -6,9 +6,16 @@ from collections import Counter
 
 import pytest
 
-from hrconnector_core.checkpoint import Checkpoint, CheckpointKey, LocalCheckpointStore
+from hrconnector_core.checkpoint import Checkpoint, LocalCheckpointStore
 from hrconnector_core.emulator import JOB_APP_MISMATCH
-from hrconnector_core.pipeline import LocalFileSource, UploadOptions, run_upload, sha256_of
+from hrconnector_core.pipeline import (
+    LocalFileSource,
+    UploadOptions,
+    checkpoint_key,
+    default_mapping,
+    inspect,
+    run_upload,
+)
 
 from .conftest import OTHER_APP_ID
 from .csvdata import HEADER, rows, write_csv
@@ -71,7 +78,8 @@ def test_a_resumed_run_sends_only_the_missing_chunks(tmp_path, emulator, job, ma
     data = rows(50)
     path = write_csv(tmp_path / "hr.csv", HEADER, data)
     store = LocalCheckpointStore(tmp_path / "state")
-    key = CheckpointKey(sha256_of(LocalFileSource(path)), job, 10)
+    options = UploadOptions(job_id=job, records_per_call=10)
+    key = checkpoint_key(inspect(LocalFileSource(path)), options, default_mapping(HEADER))
     store.save(Checkpoint(key, {0: 10, 1: 10}))  # what a run that died after two chunks leaves
 
     report = upload(path, job, make_client(job), store, records_per_call=10, max_concurrency=3)
@@ -131,9 +139,14 @@ def test_faults_are_survived_with_no_row_lost_or_doubled(tmp_path, emulator, job
 
 def test_bad_rows_are_reported_and_the_good_ones_uploaded(tmp_path, emulator, job, make_client):
     path = tmp_path / "hr.csv"
-    path.write_text("Email,Date\r\na@x.com,1\r\nb@x.com\r\nc@x.com,3,extra\r\n\r\nd@x.com,4\r\n", encoding="utf-8")
+    d = "2024-05-01T00:00:00Z"
+    path.write_text(
+        f"EmailAddress,EffectiveDate,Rating\r\na@x.com,{d},1\r\nb@x.com,{d}\r\nc@x.com,{d},3,extra\r\n\r\n"
+        f"d@x.com,{d},4\r\n",
+        encoding="utf-8",
+    )
     report = upload(path, job, make_client(job), None)
-    assert emulator.state.rows(job) == [["a@x.com", "1"], ["b@x.com", ""], ["d@x.com", "4"]]
+    assert emulator.state.rows(job) == [["a@x.com", d, "1"], ["b@x.com", d, ""], ["d@x.com", d, "4"]]
     assert (report.rows.rows_in, report.rows.uploaded, report.rows.rejected, report.rows.skipped) == (5, 3, 1, 1)
     assert report.status == "partial"
     assert [(i.row, i.code) for i in report.issues] == [(3, "too-few-fields"), (4, "too-many-fields"), (5, "blank-row")]

@@ -1,0 +1,200 @@
+"""The connector's column mapping, as the connector wizard's "File mapping" page defines it.
+
+A mapping says which CSV column holds each data field of each scenario and, for a file with
+several scenarios, which column identifies a row's scenario and which value marks each one.
+Column names match case-insensitively; spaces count. Stored as JSON (docs/mapping.md):
+
+    {
+      "scenario_column": "HRScenario",
+      "scenarios": [
+        {"scenario": "resignation", "value": "Resignation",
+         "columns": {"EmailAddress": "Email", "ResignationDate": "Notice date", "LastWorkingDate": "Last day"}}
+      ],
+      "date_formats": {"Notice date": "%d/%m/%Y"}
+    }
+
+Without a mapping file, a header that uses the documentation's column names maps itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+from .schema import DEFAULT_SCENARIO_COLUMN, DOCUMENTED_ALIASES, SCENARIOS, Scenario
+
+
+@dataclass(frozen=True)
+class ScenarioMapping:
+    scenario: Scenario
+    columns: dict[str, str]  # data field name -> CSV column name
+    value: str | None = None  # the scenario column's value for this scenario (multi-scenario files)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"scenario": self.scenario.key, "columns": dict(self.columns)}
+        if self.value is not None:
+            data["value"] = self.value
+        return data
+
+
+@dataclass(frozen=True)
+class Mapping:
+    scenarios: tuple[ScenarioMapping, ...]
+    scenario_column: str | None = None
+    date_formats: dict[str, str] = field(default_factory=dict)  # CSV column -> strptime format
+
+    @property
+    def multi(self) -> bool:
+        return self.scenario_column is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"scenarios": [s.to_dict() for s in self.scenarios]}
+        if self.scenario_column is not None:
+            data["scenario_column"] = self.scenario_column
+        if self.date_formats:
+            data["date_formats"] = dict(self.date_formats)
+        return data
+
+    def digest(self) -> str:
+        """Identifies the mapping in a checkpoint key: another mapping may chunk rows differently."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "mapping") -> Mapping:
+        def fail(message: str) -> ConfigurationError:
+            return ConfigurationError(f"{source}: {message}")
+
+        if not isinstance(data, dict):
+            raise fail("expected a JSON object")
+        unknown = set(data) - {"scenario_column", "scenarios", "date_formats", "$schema", "description"}
+        if unknown:
+            raise fail(f"unknown key(s): {', '.join(sorted(unknown))}")
+        column = data.get("scenario_column")
+        if column is not None and (not isinstance(column, str) or not column.strip()):
+            raise fail("scenario_column must be a non-empty string")
+        entries = data.get("scenarios")
+        if not isinstance(entries, list) or not entries:
+            raise fail("scenarios must be a non-empty list")
+        if column is None and len(entries) > 1:
+            raise fail("several scenarios need a scenario_column that tells them apart")
+        scenarios = []
+        seen_values: set[str] = set()
+        for n, entry in enumerate(entries, 1):
+            where = f"scenarios[{n}]"
+            if not isinstance(entry, dict):
+                raise fail(f"{where} must be an object")
+            key = entry.get("scenario")
+            if key not in SCENARIOS:
+                raise fail(f"{where}.scenario must be one of {', '.join(SCENARIOS)}")
+            scenario = SCENARIOS[key]
+            columns = entry.get("columns")
+            if not isinstance(columns, dict) or not all(isinstance(v, str) and v for v in columns.values()):
+                raise fail(f"{where}.columns must map data fields to column names")
+            resolved: dict[str, str] = {}
+            for field_name, column_name in columns.items():
+                try:
+                    resolved[scenario.field(field_name).name] = column_name
+                except KeyError:
+                    names = ", ".join(f.name for f in scenario.fields)
+                    raise fail(f"{where}: {scenario.title} has no field {field_name!r} (fields: {names})") from None
+            missing = [f.name for f in scenario.required if f.name not in resolved]
+            if missing:
+                raise fail(f"{where}: {scenario.title} needs a column for {', '.join(missing)}")
+            value = entry.get("value")
+            if column is not None:
+                if not isinstance(value, str) or not value.strip():
+                    raise fail(f"{where}.value is required with a scenario_column")
+                if value.strip().casefold() in seen_values:
+                    raise fail(f"{where}.value {value!r} is used twice")
+                seen_values.add(value.strip().casefold())
+            scenarios.append(ScenarioMapping(scenario, resolved, value if column is not None else None))
+        formats = data.get("date_formats", {})
+        if not isinstance(formats, dict) or not all(isinstance(v, str) and "%" in v for v in formats.values()):
+            raise fail("date_formats must map column names to strptime formats such as %d/%m/%Y")
+        return cls(tuple(scenarios), column, dict(formats))
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read mapping {str(path)!r}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"mapping {str(path)!r} is not valid JSON (line {exc.lineno})") from exc
+    return Mapping.from_dict(data, source=path.name)
+
+
+def closest(name: str, header: list[str]) -> str | None:
+    """The header most like `name` (for "did you mean" messages)."""
+    folded = {h.casefold(): h for h in header}
+    match = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.5)
+    return folded[match[0]] if match else None
+
+
+def _documented_columns(scenario: Scenario, header: list[str]) -> dict[str, str]:
+    by_fold = {h.casefold(): h for h in header}
+    columns = {}
+    for data_field in scenario.fields:
+        for candidate in (data_field.name, *DOCUMENTED_ALIASES.get(data_field.name, ())):
+            if candidate.casefold() in by_fold:
+                columns[data_field.name] = by_fold[candidate.casefold()]
+                break
+    return columns
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What `infer_mapping` could place: the mapping, and for each scenario the fields it could not."""
+
+    mapping: Mapping | None
+    unplaced: dict[str, list[tuple[str, str | None]]]  # scenario key -> [(field, closest header)]
+    note: str = ""
+
+
+# A header column that only one single-scenario file would have, to tell apart scenarios whose
+# required fields are the same (EmailAddress + EffectiveDate).
+_TELLTALES = (
+    ("employee_profile", ("EmployeeFirstName", "EmployeeLastName")),
+    ("resignation", ("ResignationDate", "LastWorkingDate")),
+    ("job_level_change", ("OldLevel", "NewLevel")),
+    ("performance_improvement_plan", ("ImprovementRemarks", "PerformanceRating")),
+    ("performance_review", ("Rating", "Remarks")),
+)
+
+
+def infer_mapping(header: list[str]) -> Inference:
+    """The mapping the documentation's column names imply, or why there is none."""
+    folded = {h.casefold() for h in header}
+    placed = {key: _documented_columns(s, header) for key, s in SCENARIOS.items()}
+    unplaced = {
+        key: [(f.name, closest(f.name, header)) for f in s.required if f.name not in placed[key]]
+        for key, s in SCENARIOS.items()
+    }
+    complete = [key for key in SCENARIOS if not unplaced[key]]
+    scenario_column = next((h for h in header if h.casefold() == DEFAULT_SCENARIO_COLUMN.casefold()), None)
+    if scenario_column is not None:
+        if not complete:
+            return Inference(None, unplaced, f"no scenario has all its required columns besides {scenario_column}")
+        mappings = tuple(ScenarioMapping(SCENARIOS[k], placed[k], SCENARIOS[k].title) for k in complete)
+        return Inference(Mapping(mappings, scenario_column), unplaced)
+    if not complete:
+        return Inference(None, unplaced, "no scenario has all its required columns")
+    chosen = complete[0]
+    for key, telltales in _TELLTALES:
+        if key in complete and any(t.casefold() in folded for t in telltales):
+            chosen = key
+            break
+    else:
+        if "performance_review" in complete:
+            chosen = "performance_review"
+    note = ""
+    if len(complete) > 1:
+        others = ", ".join(SCENARIOS[k].title for k in complete if k != chosen)
+        note = f"the header also fits {others}; give a mapping file to choose another scenario"
+    return Inference(Mapping((ScenarioMapping(SCENARIOS[chosen], placed[chosen]),)), unplaced, note)
