@@ -7,6 +7,7 @@ Exit codes: 0 every row uploaded (or planned, with --dry-run); 1 anything not up
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -23,10 +24,14 @@ from .credentials import (
     secret_credential,
     secret_from_key_vault,
 )
+from .csvreader import CsvFile, inspect_stream
 from .errors import ConfigurationError, CredentialError
 from .ingestion import IngestionClient
-from .pipeline import DEFAULT_MAX_CONCURRENCY, LocalFileSource, Progress, UploadOptions, run_upload
-from .report import RunReport
+from .mapping import infer_mapping, load_mapping
+from .pipeline import DEFAULT_MAX_CONCURRENCY, LocalFileSource, Policy, Progress, UploadOptions, run_upload
+from .report import RejectedRowsWriter, RunReport
+from .schema import SCENARIOS
+from .validation import Severity
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
@@ -115,7 +120,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--report", type=Path, metavar="OUT.json", help="write the run report here")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging (never secrets or HR data)")
+    _validation_arguments(up)
+    up.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        default=Policy.UPLOAD_VALID.value,
+        help="upload-valid: upload the valid rows and set the invalid ones aside (default); "
+        "reject-file: upload nothing when any row is invalid",
+    )
+
+    check = commands.add_parser(
+        "validate",
+        help="check a CSV file against the connector's mapping; nothing is sent",
+        description="Check a file as upload would, without a token or a network. Exit 0 when every row is "
+        "valid, 1 when any row or the file is invalid.",
+    )
+    check.add_argument("file", type=Path, help="the CSV file")
+    _validation_arguments(check)
+    check.add_argument("--report", type=Path, metavar="OUT.json", help="write the validation report here")
+    check.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+    mapping = commands.add_parser("mapping", help="work with column mappings")
+    mapping_commands = mapping.add_subparsers(dest="mapping_command", required=True, metavar="ACTION")
+    infer = mapping_commands.add_parser(
+        "infer",
+        help="propose a mapping from a sample file's header",
+        description="Print the mapping the documentation's column names imply (JSON), or which required "
+        "fields could not be placed and the closest header for each.",
+    )
+    infer.add_argument("file", type=Path, help="a sample CSV file (only its header is read)")
+    infer.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
+
+
+def _validation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mapping",
+        type=Path,
+        metavar="M.json",
+        help="the connector's column mapping (docs/mapping.md); default: the documentation's column names",
+    )
+    parser.add_argument(
+        "--rejected", type=Path, metavar="OUT.csv", help="write the rows set aside, with their reasons, here"
+    )
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -219,21 +266,78 @@ def _summary(report: RunReport) -> str:
         f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
         f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
     ]
-    for code, count in sorted(report.issue_counts.items()):
-        example = next((i for i in report.issues if i.code == code), None)
-        where = f" (first at row {example.row})" if example and example.row else ""
-        lines.append(f"  {code}: {count}{where}")
+    if report.issue_counts:
+        lines.append(f"  {'severity':<8} {'code':<32} {'count':>7}  first rows")
+    for code, count in sorted(report.issue_counts.items(), key=lambda item: (_severity_rank(report, item[0]), item[0])):
+        listed = [i for i in report.issues if i.code == code]
+        rows = ", ".join(str(i.row) for i in listed[:5] if i.row) + (", ..." if count > 5 else "")
+        severity = listed[0].severity.value if listed else ""
+        lines.append(f"  {severity:<8} {code:<32} {count:>7}  {rows}")
+        if listed:
+            first = listed[0]
+            column = f"{first.column}: " if first.column else ""
+            lines.append(f"  {'':<8} {'':<32} {'':>7}  e.g. row {first.row}: {column}{first.message}")
     if report.error:
         lines.append(f"error: {report.error}")
     return "\n".join(lines)
+
+
+def _severity_rank(report: RunReport, code: str) -> int:
+    severity = next((i.severity for i in report.issues if i.code == code), Severity.INFO)
+    return [Severity.ERROR, Severity.WARNING, Severity.INFO].index(severity)
+
+
+def _write_report(report: RunReport, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.to_json(), encoding="utf-8")
+
+
+def _existing_file(path: Path) -> LocalFileSource:
+    if not path.is_file():
+        raise ConfigurationError(f"no such file: {str(path)!r}")
+    return LocalFileSource(path)
+
+
+def validate(args: argparse.Namespace) -> int:
+    source = _existing_file(args.file)
+    mapping = load_mapping(args.mapping) if args.mapping else None
+    options = UploadOptions(job_id="(validation)", dry_run=True, mapping=mapping)
+    rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
+    report = run_upload(source, options, client=None, store=None, rejected_rows=rejected)
+    _write_report(report, args.report)
+    print(_summary(report))
+    if rejected is not None and rejected.count:
+        print(f"{rejected.count} rejected row(s) written to {args.rejected}")
+    return EXIT_OK if report.status == "planned" else EXIT_INCOMPLETE
+
+
+def mapping_infer(args: argparse.Namespace) -> int:
+    source = _existing_file(args.file)
+    with source.open() as stream:
+        facts = inspect_stream(stream)
+    with source.open() as stream:
+        header = CsvFile(stream, csv_format=facts.format).header
+    inference = infer_mapping(header)
+    if inference.mapping is not None:
+        print(json.dumps(inference.mapping.to_dict(), indent=2))
+    if inference.mapping is None:
+        print(f"no mapping: {inference.note}", file=sys.stderr)
+        for key, fields in inference.unplaced.items():
+            missing = ", ".join(f"{name}" + (f" (closest header: {near!r})" if near else "") for name, near in fields)
+            print(f"  {SCENARIOS[key].title}: not placed: {missing}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if inference.note:
+        print(f"note: {inference.note}", file=sys.stderr)
+    return EXIT_OK
 
 
 def upload(args: argparse.Namespace) -> int:
     cloud = resolve_cloud(
         args.cloud, authority_host=args.authority_host, ingestion_url=args.ingestion_url, resource=args.resource
     )
-    if not args.file.is_file():
-        raise ConfigurationError(f"no such file: {str(args.file)!r}")
+    source = _existing_file(args.file)
+    mapping = load_mapping(args.mapping) if args.mapping else None
     client = None if args.dry_run else _client(args, cloud)
     store = LocalCheckpointStore(args.state_dir or default_state_dir())
     options = UploadOptions(
@@ -242,14 +346,17 @@ def upload(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         force=args.force,
         dry_run=args.dry_run,
+        mapping=mapping,
+        policy=Policy(args.policy),
     )
+    rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
     printer = _ProgressPrinter(sys.stderr)
-    report = run_upload(LocalFileSource(args.file), options, client=client, store=store, progress=printer)
+    report = run_upload(source, options, client=client, store=store, progress=printer, rejected_rows=rejected)
     printer.end()
-    if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report.to_json(), encoding="utf-8")
+    _write_report(report, args.report)
     print(_summary(report))
+    if rejected is not None and rejected.count:
+        print(f"{rejected.count} rejected row(s) written to {args.rejected}")
     if args.dry_run:
         for chunk in sorted(report.chunks, key=lambda c: c.index):
             print(
@@ -263,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    commands = {"upload": upload}
+    commands = {"upload": upload, "validate": validate, "mapping": mapping_infer}
     try:
         return commands[args.command](args)
     except (ConfigurationError, CredentialError) as exc:

@@ -20,8 +20,8 @@ from .csvreader import CsvFile, FileFacts, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
 from .ingestion import IngestionClient
 from .mapping import Mapping, infer_mapping
-from .schema import SCENARIOS
 from .report import ChunkReport, RejectedRowsWriter, RunReport, utc_now
+from .schema import SCENARIOS
 from .validation import RowValidator
 
 log = logging.getLogger(__name__)

@@ -346,12 +346,16 @@ class RowValidator:
                 )
         for index, column in plan.foreign:
             if fields[index].strip():
+                empty_dates = [
+                    c.column for c in plan.checks if c.kind is Kind.DATE and c.required and not fields[c.index].strip()
+                ]
+                hint = f" (does the value belong in {empty_dates[0]}?)" if empty_dates else ""
                 sink.warned(
                     Issue(
                         row,
                         column,
                         "value-in-other-scenario-column",
-                        f"{plan.title} rows do not use this column; its value is ignored by the connector",
+                        f"{plan.title} rows do not use this column; the connector ignores its value{hint}",
                         Severity.WARNING,
                     )
                 )
