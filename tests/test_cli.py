@@ -249,3 +249,59 @@ def test_the_secret_comes_from_key_vault_through_the_managed_identity(tmp_path, 
     emulator.state.vault_readers.discard(identity)  # the identity loses its role assignment
     denied = subprocess.run(cli_command(*args, "--force"), env=env, capture_output=True, text=True, timeout=60)
     assert denied.returncode == 2 and "Forbidden" in denied.stderr and "Traceback" not in denied.stderr
+
+
+def test_validate_prints_a_table_of_issues_and_exits_1_on_invalid_rows(tmp_path, emulator):
+    report_path, rejected = tmp_path / "v.json", tmp_path / "rejected.csv"
+    result = run_cli(emulator, "validate", str(SAMPLES / "multi-scenario.csv"), "--report", str(report_path),
+                     "--rejected", str(rejected))
+    assert result.returncode == 1, result.stderr
+    assert "required-missing" in result.stdout and "4, 5" in result.stdout
+    assert "2 rejected row(s) written to" in result.stdout
+    report = json.loads(report_path.read_text())
+    assert (report["rows"]["planned"], report["rows"]["rejected"]) == (6, 2)
+    assert report["scenarios"]["Job level change"] == {"valid": 0, "rejected": 2}
+    assert "@contoso.com" not in result.stdout + result.stderr + report_path.read_text()
+    assert rejected.read_text().count("@contoso.com") == 2  # the rows themselves, for the admin to fix
+
+
+def test_validate_exits_0_when_every_row_is_valid(emulator):
+    result = run_cli(emulator, "validate", str(SAMPLES / "resignation.csv"))
+    assert result.returncode == 0 and "planned" in result.stdout
+
+
+def test_validate_with_a_mapping_file(emulator):
+    mappings = SAMPLES / "mappings"
+    result = run_cli(emulator, "validate", str(mappings / "resignation-own-columns.csv"),
+                     "--mapping", str(mappings / "resignation-own-columns.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_broken_mapping_file_is_a_usage_error(tmp_path, emulator):
+    bad = tmp_path / "m.json"
+    bad.write_text('{"scenarios": [{"scenario": "resignation", "columns": {"EmailAddress": "E"}}]}')
+    result = run_cli(emulator, "validate", str(SAMPLES / "resignation.csv"), "--mapping", str(bad))
+    assert result.returncode == 2 and "needs a column for ResignationDate" in result.stderr
+
+
+def test_mapping_infer_proposes_a_mapping_or_names_the_closest_headers(tmp_path, emulator):
+    good = run_cli(emulator, "mapping", "infer", str(SAMPLES / "employee-profile.csv"))
+    assert good.returncode == 0
+    assert json.loads(good.stdout)["scenarios"][0]["columns"]["EmployeeAddressLine1"] == "EmployeeAddLine1"
+    own = tmp_path / "own.csv"
+    own.write_text("E-mail,Effective date\r\n")
+    bad = run_cli(emulator, "mapping", "infer", str(own))
+    assert bad.returncode == 1
+    assert "EffectiveDate (closest header: 'Effective date')" in bad.stderr
+
+
+def test_upload_with_the_reject_file_policy_sends_nothing(tmp_path, emulator, job):
+    result = run_cli(emulator, *upload_args(emulator, job, SAMPLES / "multi-scenario.csv", tmp_path / "s",
+                                            "--policy", "reject-file", "--rejected", str(tmp_path / "r.csv")))
+    assert result.returncode == 1 and "nothing was uploaded" in result.stdout
+    assert job not in emulator.state.uploads
+    assert (tmp_path / "r.csv").exists()
+
+    default = run_cli(emulator, *upload_args(emulator, job, SAMPLES / "multi-scenario.csv", tmp_path / "s"))
+    assert default.returncode == 1  # two rows set aside
+    assert len(emulator.state.rows(job)) == 6
