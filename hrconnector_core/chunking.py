@@ -44,11 +44,11 @@ def make_chunks(
     index = 0
     batch: list[list[str]] = []
     first_row = last_row = 0
-    for row in rows:
+    for row, fields in rows:
         if not batch:
-            first_row = row.row
-        batch.append(row.fields)
-        last_row = row.row
+            first_row = row
+        batch.append(fields)
+        last_row = row
         if len(batch) == records_per_call:
             yield Chunk(index, first_row, last_row, len(batch), encode_rows(header, batch))
             index += 1

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -195,9 +195,10 @@ def _run(
         report.mapping = mapping.to_dict()
         validator = RowValidator(csv_file.header, mapping)
         recorder = _recorder(source, options, store, checkpoint_key(facts, options, mapping))
-        records = _counted(csv_file.records(), report)
         chunks = make_chunks(
-            csv_file.header, validator.validate_rows(records, report), records_per_call=options.records_per_call
+            csv_file.header,
+            validator.validate_rows(csv_file.records(), report),
+            records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency)
         total = 0
@@ -210,6 +211,7 @@ def _run(
         finally:
             uploader.close()
             report.scenarios = validator.scenario_counts()
+            report.rows.rows_in = validator.rows_in
         if progress is not None:
             progress(Progress(report.file_bytes, report.file_bytes, len(report.chunks), report.rows.uploaded))
 
@@ -257,12 +259,6 @@ def _recorder(
     elif checkpoint is not None:
         log.info("%s: resuming: %d chunk(s) already uploaded", source.name, len(checkpoint.completed))
     return CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
-
-
-def _counted(records: Iterator, report: RunReport) -> Iterator:  # type: ignore[type-arg]
-    for record in records:
-        report.rows.rows_in += 1
-        yield record
 
 
 class _ChunkUploader:

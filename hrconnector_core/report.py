@@ -47,7 +47,8 @@ class RejectedRowsWriter:
             self._writer = csv.writer(self._handle, lineterminator="\r\n")
             self._writer.writerow(["RejectedRow", "RejectedReasons", *(self.header or [])])
         reasons = "; ".join(f"{i.column + ': ' if i.column else ''}{i.code}: {i.message}" for i in issues)
-        self._writer.writerow([record.row, reasons, *record.fields])
+        row, fields = record
+        self._writer.writerow([row, reasons, *fields])
         self.count += 1
 
     def close(self) -> None:

@@ -7,11 +7,12 @@ into logs and reports without leaking HR data.
 from __future__ import annotations
 
 import re
+from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .csvreader import Record
 from .errors import InputFileError
@@ -39,12 +40,8 @@ class Issue:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class ValidRow:
-    """A row ready to upload: exactly as wide as the header."""
-
-    row: int
-    fields: list[str]
+# A row ready to upload, exactly as wide as the header: (row number, fields).
+ValidRow = tuple[int, list[str]]
 
 
 class RowSink:
@@ -60,12 +57,15 @@ class RowSink:
         raise NotImplementedError
 
 
-_EMAIL = re.compile(
-    r"[^@\s,;<>()\[\]\\\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
-)
+_EMAIL = re.compile(r"[^@\s,;<>()\[\]\\\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+").fullmatch
 # ISO 8601 as the documentation writes it: yyyy-mm-ddThh:mm:ss, up to 7 fractional digits, and an
 # offset, Z, or nothing.
-_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,7})?(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?")
+# Ranges are in the pattern so that one match decides, except for days 29-31 of short months.
+_ISO = re.compile(
+    r"\d{4}-(?:0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,7})?"
+    r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?"
+).fullmatch
+_VALID_DATES_CACHED = 4096  # HR files repeat dates: remember this many valid ones
 _LOOKALIKES = (
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "a date without a time: add T00:00:00"),
     (re.compile(r"\d{4}-\d{2}-\d{2}[ _]\d{1,2}:\d{2}(:\d{2})?.*"), "a space instead of the T between date and time"),
@@ -82,16 +82,14 @@ DATE_FORMAT_HINT = "yyyy-mm-ddThh:mm:ss with an optional .fraction and offset (e
 
 
 def _iso_datetime(value: str) -> bool:
-    match = _ISO.fullmatch(value)
+    match = _ISO(value)
     if match is None:
         return False
-    year, month, day, hour, minute, second = (int(g) for g in match.groups())
-    if hour > 23 or minute > 59 or second > 59:
-        return False
-    try:
-        datetime(year, month, day)
-    except ValueError:
-        return False
+    if match.group(1) > "28":
+        try:
+            datetime(int(value[:4]), int(value[5:7]), int(value[8:10]))
+        except ValueError:
+            return False
     return True
 
 
@@ -103,9 +101,8 @@ def date_hint(value: str) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class _FieldCheck:
-    index: int
+class _FieldCheck(NamedTuple):
+    position: int
     column: str
     kind: Kind
     required: bool
@@ -119,6 +116,7 @@ class _ScenarioPlan:
     checks: tuple[_FieldCheck, ...]
     foreign: tuple[tuple[int, str], ...]  # columns that only other scenarios use
     resignation_pair: tuple[int, int] | None  # (ResignationDate, LastWorkingDate) indexes
+    counts: list[int] = field(default_factory=lambda: [0, 0])  # rows valid, rejected
 
 
 # After this many rows the duplicate check stops (its memory would grow with the file).
@@ -146,9 +144,11 @@ class RowValidator:
         self._scenario_index: int | None = None
         if mapping is not None:
             self._bind(mapping)
-        self._seen: dict[int, int] = {}
-        self._counts: dict[str, list[int]] = {}
-        self._duplicate_check_stopped = False
+        self._seen: _SeenRows | None = _SeenRows(DUPLICATE_CHECK_LIMIT)
+        self._plan_by_raw: dict[str, _ScenarioPlan] = {}
+        self._unknown_scenario_rows = 0
+        self.rows_in = 0
+        self._valid_dates: set[str] = set()
 
     def _column(self, name: str, purpose: str) -> int:
         index = self._index.get(name.strip().casefold())
@@ -184,7 +184,7 @@ class RowValidator:
                 )
             bound.append((sm, tuple(checks)))
         for sm, plan_checks in bound:
-            mine = {c.index for c in plan_checks}
+            mine = {c.position for c in plan_checks}
             foreign = tuple((i, self.header[i]) for i in sorted(used_by) if i not in mine)
             pair = None
             if sm.scenario.key == "resignation":
@@ -201,33 +201,30 @@ class RowValidator:
     def validate_rows(self, records: Iterable[Record], sink: RowSink) -> Iterator[ValidRow]:
         """Every record is yielded (possibly normalised), or reported to `sink` with its reasons."""
         width = self.width
+        check = self._check if self.mapping is not None else None
+        duplicate = self._duplicate
         for record in records:
-            fields = record.fields
-            row = record.row
-            if len(fields) != width:
-                if not any(f.strip() for f in fields):
+            self.rows_in += 1
+            row, fields = record
+            if len(fields) != width or not any(fields):
+                if not "".join(fields).strip():
                     sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
                     continue
                 fitted = self._fit(record, sink)
                 if fitted is None:
                     continue
                 fields = fitted
-            elif not any(f.strip() for f in fields):
-                sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
-                continue
-            if self.mapping is not None:
-                title, errors = self._check(row, fields, sink)
-                counts = self._counts.setdefault(title, [0, 0])
+            if check is not None:
+                fields, errors = check(row, fields, sink)
                 if errors:
-                    counts[1] += 1
-                    sink.rejected(Record(row, record.fields), errors)
+                    sink.rejected(record, errors)
                     continue
-                counts[0] += 1
-            self._duplicate(row, fields, sink)
-            yield ValidRow(row, fields)
+            duplicate(row, fields, sink)
+            yield row, fields
 
     def _fit(self, record: Record, sink: RowSink) -> list[str] | None:
-        fields, row, width = record.fields, record.row, self.width
+        row, fields = record
+        width = self.width
         if len(fields) > width:
             if any(f.strip() for f in fields[width:]):
                 sink.rejected(
@@ -266,28 +263,46 @@ class RowValidator:
 
     def scenario_counts(self) -> dict[str, dict[str, int]]:
         """Rows per scenario: valid (passed on) and rejected."""
-        return {title: {"valid": v, "rejected": r} for title, (v, r) in self._counts.items()}
+        plans = [self._single] if self._single is not None else list(self._plans.values())
+        counts = {p.title: {"valid": p.counts[0], "rejected": p.counts[1]} for p in plans if any(p.counts)}
+        if self._unknown_scenario_rows:
+            counts["(unknown scenario)"] = {"valid": 0, "rejected": self._unknown_scenario_rows}
+        return counts
 
-    def _check(self, row: int, fields: list[str], sink: RowSink) -> tuple[str, list[Issue]]:
-        plan = self._single
+    def _plan(self, row: int, fields: list[str]) -> _ScenarioPlan | Issue:
+        assert self._scenario_index is not None
+        raw = fields[self._scenario_index]
+        plan = self._plan_by_raw.get(raw)
         if plan is None:
-            assert self._scenario_index is not None
-            raw = fields[self._scenario_index]
             plan = self._plans.get(raw.strip().casefold())
             if plan is None:
-                column = self.header[self._scenario_index]
+                self._unknown_scenario_rows += 1
                 known = ", ".join(repr(p.title) for p in self._plans.values())
                 what = "is empty" if not raw.strip() else "is not a mapped scenario value"
-                return "(unknown scenario)", [
-                    Issue(
-                        row, column, "unknown-scenario", f"the scenario value {what} (mapped: {known})", Severity.ERROR
-                    )
-                ]
+                return Issue(
+                    row,
+                    self.header[self._scenario_index],
+                    "unknown-scenario",
+                    f"the scenario value {what} (mapped: {known})",
+                    Severity.ERROR,
+                )
+            if len(self._plan_by_raw) < 256:  # the few spellings a file uses
+                self._plan_by_raw[raw] = plan
+        return plan
+
+    def _check(self, row: int, fields: list[str], sink: RowSink) -> tuple[list[str], list[Issue]]:
+        """The row's issues, and its fields normalised (a copy, so rejected rows stay as read)."""
+        plan = self._single if self._single is not None else self._plan(row, fields)
+        if isinstance(plan, Issue):
+            return fields, [plan]
+        out = fields
         errors: list[Issue] = []
-        for check in plan.checks:
-            value = fields[check.index]
-            if not value.strip():
-                if check.required:
+        valid_dates = self._valid_dates
+        for check in plan.checks:  # the fast path: one test per value, details only on failure
+            index, _column, kind, required, limit, fmt = check
+            value = fields[index]
+            if not value or value.isspace():
+                if required:
                     errors.append(
                         Issue(
                             row,
@@ -298,56 +313,36 @@ class RowValidator:
                         )
                     )
                 continue
-            if check.kind is Kind.EMAIL:
-                if not _EMAIL.fullmatch(value.strip()):
-                    errors.append(
-                        Issue(
-                            row,
-                            check.column,
-                            "invalid-email",
-                            "not an e-mail address or UPN (name@domain)",
-                            Severity.ERROR,
-                        )
-                    )
-            elif check.kind is Kind.DATE:
-                if check.date_format is not None:
-                    converted = _convert_date(value.strip(), check.date_format)
-                    if converted is None:
-                        errors.append(
-                            Issue(
-                                row,
-                                check.column,
-                                "invalid-date",
-                                f"does not match the mapping's date format {check.date_format}",
-                                Severity.ERROR,
-                            )
-                        )
-                    else:
-                        fields[check.index] = converted
-                elif not _iso_datetime(value.strip()):
-                    errors.append(
-                        Issue(
-                            row,
-                            check.column,
-                            "invalid-date",
-                            f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(value.strip())}",
-                            Severity.ERROR,
-                        )
-                    )
-            elif check.max_length is not None and len(value) > check.max_length:
-                errors.append(
-                    Issue(
-                        row,
-                        check.column,
-                        "too-long",
-                        f"{len(value)} characters; the limit is {check.max_length}",
-                        Severity.ERROR,
-                    )
-                )
+            if kind is Kind.EMAIL:
+                if _EMAIL(value):
+                    continue
+            elif kind is Kind.DATE:
+                if fmt is None:
+                    if value in valid_dates:
+                        continue
+                    if _iso_datetime(value):
+                        if len(valid_dates) < _VALID_DATES_CACHED:
+                            valid_dates.add(value)
+                        continue
+                else:
+                    converted = _convert_date(value.strip(), fmt)
+                    if converted is not None:
+                        if out is fields:
+                            out = list(fields)
+                        out[index] = converted
+                        continue
+            elif limit is None or len(value) <= limit:
+                continue
+            if out is fields:
+                out = list(fields)
+            issue = self._problem(row, check, out)
+            if issue is not None:
+                errors.append(issue)
         for index, column in plan.foreign:
-            if fields[index].strip():
+            value = out[index]
+            if value and not value.isspace():
                 empty_dates = [
-                    c.column for c in plan.checks if c.kind is Kind.DATE and c.required and not fields[c.index].strip()
+                    c.column for c in plan.checks if c.kind is Kind.DATE and c.required and not out[c.position].strip()
                 ]
                 hint = f" (does the value belong in {empty_dates[0]}?)" if empty_dates else ""
                 sink.warned(
@@ -360,7 +355,7 @@ class RowValidator:
                     )
                 )
         if not errors and plan.resignation_pair is not None:
-            resigned, last_day = (fields[i].strip() for i in plan.resignation_pair)
+            resigned, last_day = (out[i] for i in plan.resignation_pair)
             if _before(last_day, resigned):
                 sink.warned(
                     Issue(
@@ -371,20 +366,42 @@ class RowValidator:
                         Severity.WARNING,
                     )
                 )
-        return plan.title, errors
+        plan.counts[1 if errors else 0] += 1
+        return out, errors
+
+    @staticmethod
+    def _problem(row: int, check: _FieldCheck, fields: list[str]) -> Issue | None:
+        """Why a value failed the fast path; None when only surrounding spaces were wrong (trimmed)."""
+        value = fields[check.position]
+        trimmed = value.strip()
+        if trimmed != value:
+            fields[check.position] = trimmed
+            if check.kind is Kind.EMAIL and _EMAIL(trimmed):
+                return None
+            if check.kind is Kind.DATE and check.date_format is None and _iso_datetime(trimmed):
+                return None
+        if check.kind is Kind.EMAIL:
+            return Issue(
+                row, check.column, "invalid-email", "not an e-mail address or UPN (name@domain)", Severity.ERROR
+            )
+        if check.kind is Kind.DATE:
+            if check.date_format is not None:
+                message = f"does not match the mapping's date format {check.date_format}"
+            else:
+                message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed)}"
+            return Issue(row, check.column, "invalid-date", message, Severity.ERROR)
+        return Issue(
+            row, check.column, "too-long", f"{len(value)} characters; the limit is {check.max_length}", Severity.ERROR
+        )
 
     def _duplicate(self, row: int, fields: list[str], sink: RowSink) -> None:
-        if self._duplicate_check_stopped:
+        if self._seen is None:
             return
-        key = hash(tuple(fields))
-        first = self._seen.get(key)
+        first = self._seen.first_row(hash(tuple(fields)), row)
         if first is not None:
             sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
-        elif len(self._seen) < DUPLICATE_CHECK_LIMIT:
-            self._seen[key] = row
-        else:
-            self._duplicate_check_stopped = True
-            self._seen.clear()
+        elif self._seen.full:
+            self._seen = None
             sink.warned(
                 Issue(
                     row,
@@ -394,6 +411,57 @@ class RowValidator:
                     Severity.INFO,
                 )
             )
+
+
+class _SeenRows:
+    """Row hashes with the first row number of each, in flat arrays: 12 bytes a slot, not ~100.
+
+    Open addressing with linear probing; the table doubles at half load up to the check's limit.
+    Python's 64-bit tuple hash makes a false "duplicate" vanishingly unlikely for the rows checked.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._allocate(1 << 12)
+        self.size = 0
+
+    def _allocate(self, slots: int) -> None:
+        self._mask = slots - 1
+        self._keys = array("q", bytes(8 * slots))  # 0 marks an empty slot
+        self._rows = array("L", bytes(array("L").itemsize * slots))
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self._limit
+
+    def first_row(self, key: int, row: int) -> int | None:
+        """The row that had `key` first, or None after remembering `row` for it."""
+        key = key or 1
+        keys, mask = self._keys, self._mask
+        slot = key & mask
+        while (found := keys[slot]) != 0:
+            if found == key:
+                return int(self._rows[slot])
+            slot = (slot + 1) & mask
+        if self.size >= self._limit:
+            return None
+        keys[slot] = key
+        self._rows[slot] = row
+        self.size += 1
+        if self.size * 2 > mask:
+            self._grow()
+        return None
+
+    def _grow(self) -> None:
+        old = [(k, r) for k, r in zip(self._keys, self._rows, strict=True) if k]
+        self._allocate((self._mask + 1) * 2)
+        keys, rows, mask = self._keys, self._rows, self._mask
+        for key, row in old:
+            slot = key & mask
+            while keys[slot]:
+                slot = (slot + 1) & mask
+            keys[slot] = key
+            rows[slot] = row
 
 
 def _convert_date(value: str, fmt: str) -> str | None:
@@ -417,6 +485,9 @@ def _parse_iso(value: str) -> datetime | None:
 
 
 def _before(later: str, earlier: str) -> bool:
+    # Same length and same offset: ISO 8601 strings order as their instants do.
+    if len(later) == len(earlier) and later[-6:] == earlier[-6:]:
+        return later < earlier
     a, b = _parse_iso(later), _parse_iso(earlier)
     if a is None or b is None:
         return False

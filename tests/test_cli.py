@@ -253,8 +253,15 @@ def test_the_secret_comes_from_key_vault_through_the_managed_identity(tmp_path, 
 
 def test_validate_prints_a_table_of_issues_and_exits_1_on_invalid_rows(tmp_path, emulator):
     report_path, rejected = tmp_path / "v.json", tmp_path / "rejected.csv"
-    result = run_cli(emulator, "validate", str(SAMPLES / "multi-scenario.csv"), "--report", str(report_path),
-                     "--rejected", str(rejected))
+    result = run_cli(
+        emulator,
+        "validate",
+        str(SAMPLES / "multi-scenario.csv"),
+        "--report",
+        str(report_path),
+        "--rejected",
+        str(rejected),
+    )
     assert result.returncode == 1, result.stderr
     assert "required-missing" in result.stdout and "4, 5" in result.stdout
     assert "2 rejected row(s) written to" in result.stdout
@@ -272,8 +279,13 @@ def test_validate_exits_0_when_every_row_is_valid(emulator):
 
 def test_validate_with_a_mapping_file(emulator):
     mappings = SAMPLES / "mappings"
-    result = run_cli(emulator, "validate", str(mappings / "resignation-own-columns.csv"),
-                     "--mapping", str(mappings / "resignation-own-columns.json"))
+    result = run_cli(
+        emulator,
+        "validate",
+        str(mappings / "resignation-own-columns.csv"),
+        "--mapping",
+        str(mappings / "resignation-own-columns.json"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -296,8 +308,19 @@ def test_mapping_infer_proposes_a_mapping_or_names_the_closest_headers(tmp_path,
 
 
 def test_upload_with_the_reject_file_policy_sends_nothing(tmp_path, emulator, job):
-    result = run_cli(emulator, *upload_args(emulator, job, SAMPLES / "multi-scenario.csv", tmp_path / "s",
-                                            "--policy", "reject-file", "--rejected", str(tmp_path / "r.csv")))
+    result = run_cli(
+        emulator,
+        *upload_args(
+            emulator,
+            job,
+            SAMPLES / "multi-scenario.csv",
+            tmp_path / "s",
+            "--policy",
+            "reject-file",
+            "--rejected",
+            str(tmp_path / "r.csv"),
+        ),
+    )
     assert result.returncode == 1 and "nothing was uploaded" in result.stdout
     assert job not in emulator.state.uploads
     assert (tmp_path / "r.csv").exists()

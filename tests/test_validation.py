@@ -27,7 +27,7 @@ def check(text: str, mapping: Mapping | None = None, *, encoding: str = "utf-8")
     report = RunReport(file_name="t.csv", job_id="j")
     mapping = mapping or default_mapping(csv_file.header)
     validator = RowValidator(csv_file.header, mapping)
-    rows = [(r.row, r.fields) for r in validator.validate_rows(csv_file.records(), report)]
+    rows = list(validator.validate_rows(csv_file.records(), report))
     return rows, report
 
 
