@@ -20,7 +20,9 @@ def chunk_file(data: bytes, per_call: int):
     report = RunReport(file_name="t.csv", job_id="j")
     csv_file = CsvFile(io.BytesIO(data))
     chunks = list(
-        make_chunks(csv_file.header, conform_rows(csv_file.header, csv_file.records(), report), records_per_call=per_call)
+        make_chunks(
+            csv_file.header, conform_rows(csv_file.header, csv_file.records(), report), records_per_call=per_call
+        )
     )
     return csv_file, chunks, report
 
