@@ -11,6 +11,8 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
+from operator import itemgetter
 
 from .validation import ValidRow
 
@@ -26,7 +28,7 @@ class Chunk:
     data: bytes  # the CSV payload, header included
 
 
-def encode_rows(header: list[str], rows: list[list[str]]) -> bytes:
+def encode_rows(header: list[str], rows: Iterable[list[str]]) -> bytes:
     """RFC 4180 CSV (CRLF, minimal quoting) in UTF-8 without a byte-order mark."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
@@ -41,17 +43,9 @@ def make_chunks(
     """Group rows into chunks of at most `records_per_call` records each."""
     if records_per_call < 1:
         raise ValueError("records_per_call must be at least 1")
+    rows = iter(rows)
     index = 0
-    batch: list[list[str]] = []
-    first_row = last_row = 0
-    for row, fields in rows:
-        if not batch:
-            first_row = row
-        batch.append(fields)
-        last_row = row
-        if len(batch) == records_per_call:
-            yield Chunk(index, first_row, last_row, len(batch), encode_rows(header, batch))
-            index += 1
-            batch = []
-    if batch:
-        yield Chunk(index, first_row, last_row, len(batch), encode_rows(header, batch))
+    while batch := list(islice(rows, records_per_call)):
+        data = encode_rows(header, map(itemgetter(1), batch))
+        yield Chunk(index, batch[0][0], batch[-1][0], len(batch), data)
+        index += 1

@@ -161,9 +161,12 @@ class CsvFile:
 
     def records(self) -> Iterator[Record]:
         """Every row after the header, blank ones included (as empty field lists)."""
+        row = self._row
         try:
             for fields in self._reader:
-                self._row += 1
-                yield self._row, fields
+                row += 1
+                yield row, fields
         except (UnicodeDecodeError, csv.Error) as exc:
+            self._row = row
             raise self._error(exc) from exc
+        self._row = row

@@ -236,27 +236,47 @@ class RowValidator:
 
     def validate_rows(self, records: Iterable[Record], sink: RowSink) -> Iterator[ValidRow]:
         """Every record is yielded (possibly normalised), or reported to `sink` with its reasons."""
-        width = self.width
-        check = self._check if self.mapping is not None else None
-        duplicate = self._duplicate
-        for record in records:
-            self.rows_in += 1
-            row, fields = record
-            if len(fields) != width or not any(fields):
-                if not "".join(fields).strip():
-                    sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
-                    continue
-                fitted = self._fit(record, sink)
-                if fitted is None:
-                    continue
-                fields = fitted
-            if check is not None:
-                fields, errors = check(row, fields, sink)
-                if errors:
-                    sink.rejected(record, errors)
-                    continue
-            duplicate(row, fields, sink)
-            yield row, fields
+        # The per-row hot path, kept flat: locals, no calls for a row that passes the fast pattern.
+        width, single, by_raw, scenario_index = self.width, self._single, self._plan_by_raw, self._scenario_index
+        checked = self.mapping is not None
+        limit = DUPLICATE_CHECK_LIMIT
+        rows_in = 0
+        try:
+            for record in records:
+                rows_in += 1
+                row, fields = record
+                if len(fields) != width or not any(fields):
+                    if not "".join(fields).strip():
+                        sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
+                        continue
+                    fitted = self._fit(record, sink)
+                    if fitted is None:
+                        continue
+                    fields = fitted
+                joined = SEP.join(fields)  # one string serves the fast pattern and the duplicate check
+                if checked:
+                    plan = single if scenario_index is None else by_raw.get(fields[scenario_index])
+                    if plan is not None and plan.fast is not None and plan.fast(joined):
+                        if plan.resignation_pair is not None:
+                            self._resignation_order(row, plan, fields, sink)
+                        plan.counts[0] += 1
+                    else:
+                        normalised, errors = self._check(row, fields, sink)
+                        if errors:
+                            sink.rejected(record, errors)
+                            continue
+                        if normalised is not fields:
+                            fields, joined = normalised, SEP.join(normalised)
+                seen = self._seen
+                if seen is not None:
+                    first = seen.setdefault(hash(joined), row)
+                    if first != row:
+                        sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
+                    elif len(seen) >= limit:
+                        self._stop_duplicate_check(row, sink)
+                yield row, fields
+        finally:
+            self.rows_in += rows_in
 
     def _fit(self, record: Record, sink: RowSink) -> list[str] | None:
         row, fields = record
@@ -331,11 +351,6 @@ class RowValidator:
         plan = self._single if self._single is not None else self._plan(row, fields)
         if isinstance(plan, Issue):
             return fields, [plan]
-        if plan.fast is not None and plan.fast(SEP.join(fields)):
-            if plan.resignation_pair is not None:
-                self._resignation_order(row, plan, fields, sink)
-            plan.counts[0] += 1
-            return fields, []
         out = fields
         errors: list[Issue] = []
         valid_dates = self._valid_dates
@@ -439,24 +454,17 @@ class RowValidator:
             row, check.column, "too-long", f"{len(value)} characters; the limit is {check.max_length}", Severity.ERROR
         )
 
-    def _duplicate(self, row: int, fields: list[str], sink: RowSink) -> None:
-        seen = self._seen
-        if seen is None:
-            return
-        first = seen.setdefault(hash(tuple(fields)), row)
-        if first != row:
-            sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
-        elif len(seen) >= DUPLICATE_CHECK_LIMIT:
-            self._seen = None
-            sink.warned(
-                Issue(
-                    row,
-                    None,
-                    "duplicate-check-limited",
-                    f"duplicate rows are looked for in the first {DUPLICATE_CHECK_LIMIT:,} rows only",
-                    Severity.INFO,
-                )
+    def _stop_duplicate_check(self, row: int, sink: RowSink) -> None:
+        self._seen = None
+        sink.warned(
+            Issue(
+                row,
+                None,
+                "duplicate-check-limited",
+                f"duplicate rows are looked for in the first {DUPLICATE_CHECK_LIMIT:,} rows only",
+                Severity.INFO,
             )
+        )
 
 
 def _convert_date(value: str, fmt: str) -> str | None:
