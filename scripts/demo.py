@@ -58,6 +58,8 @@ def main() -> int:
                 "--force",
                 "--report",
                 str(report),
+                "--rejected",
+                str(reports / f"{sample.stem}.rejected.csv"),
             ]
             print(f"$ hrconnector upload --file samples/{sample.name} ...")
             result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
