@@ -27,7 +27,7 @@ from .credentials import (
 from .csvreader import CsvFile, inspect_stream
 from .errors import ConfigurationError, CredentialError
 from .ingestion import IngestionClient
-from .mapping import infer_mapping, load_mapping
+from .mapping import describe_unplaced, infer_mapping, load_mapping
 from .pipeline import DEFAULT_MAX_CONCURRENCY, LocalFileSource, Policy, Progress, UploadOptions, run_upload
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
@@ -324,7 +324,7 @@ def mapping_infer(args: argparse.Namespace) -> int:
     if inference.mapping is None:
         print(f"no mapping: {inference.note}", file=sys.stderr)
         for key, fields in inference.unplaced.items():
-            missing = ", ".join(f"{name}" + (f" (closest header: {near!r})" if near else "") for name, near in fields)
+            missing = describe_unplaced(fields)
             print(f"  {SCENARIOS[key].title}: not placed: {missing}", file=sys.stderr)
         return EXIT_INCOMPLETE
     if inference.note:

@@ -148,6 +148,11 @@ def _documented_columns(scenario: Scenario, header: list[str]) -> dict[str, str]
     return columns
 
 
+def describe_unplaced(fields: list[tuple[str, str | None]]) -> str:
+    """'EmailAddress (closest header: 'Mail'), EffectiveDate' for messages."""
+    return ", ".join(name + (f" (closest header: {near!r})" if near else "") for name, near in fields)
+
+
 @dataclass(frozen=True)
 class Inference:
     """What `infer_mapping` could place: the mapping, and for each scenario the fields it could not."""

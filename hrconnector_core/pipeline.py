@@ -19,7 +19,7 @@ from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
 from .ingestion import IngestionClient
-from .mapping import Mapping, infer_mapping
+from .mapping import Mapping, describe_unplaced, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, utc_now
 from .schema import SCENARIOS
 from .validation import RowValidator
@@ -237,7 +237,7 @@ def default_mapping(header: list[str]) -> Mapping:
     if inference.mapping is not None:
         return inference.mapping
     key, best = min(inference.unplaced.items(), key=lambda item: len(item[1]))
-    missing = "; ".join(f"{name}" + (f" (closest header: {near!r})" if near else "") for name, near in best)
+    missing = describe_unplaced(best)
     raise InputFileError(
         f"required column(s) missing for {SCENARIOS[key].title} (the closest scenario): {missing}. "
         "Name the columns as the documentation does, "
