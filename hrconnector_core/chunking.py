@@ -8,7 +8,7 @@ chunk size, which is what lets a checkpoint name chunks by their index.
 from __future__ import annotations
 
 import csv
-import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -28,13 +28,39 @@ class Chunk:
     data: bytes  # the CSV payload, header included
 
 
+_NEEDS_QUOTES = re.compile('["\r\n]').search
+
+
 def encode_rows(header: list[str], rows: Iterable[list[str]]) -> bytes:
-    """RFC 4180 CSV (CRLF, minimal quoting) in UTF-8 without a byte-order mark."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    """RFC 4180 CSV (CRLF, minimal quoting) in UTF-8 without a byte-order mark.
+
+    Most HR rows need no quoting at all; for those a plain join gives exactly what csv.writer
+    would, at a fraction of the cost. Rows with a comma, quote or line break inside a field go
+    through csv.writer.
+    """
+    parts: list[str] = []
+    writer = csv.writer(_Appender(parts), lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+    commas = len(header) - 1
+    if commas < 1:  # a lone empty field must be written as "" to stay a row
+        writer.writerows(rows)
+    else:
+        append, writerow = parts.append, writer.writerow
+        for fields in rows:
+            line = ",".join(fields)
+            if line.count(",") == commas and not _NEEDS_QUOTES(line):
+                append(line)
+                append("\r\n")
+            else:
+                writerow(fields)
+    return "".join(parts).encode("utf-8")
+
+
+class _Appender:
+    """A write() target for csv.writer that collects the strings it writes."""
+
+    def __init__(self, parts: list[str]) -> None:
+        self.write = parts.append
 
 
 def make_chunks(

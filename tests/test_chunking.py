@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hrconnector_core.chunking import make_chunks
+from hrconnector_core.chunking import encode_rows, make_chunks
 from hrconnector_core.csvreader import CsvFile
 from hrconnector_core.errors import InputFileError
 from hrconnector_core.report import RunReport
@@ -90,3 +93,20 @@ def test_chunking_is_deterministic(tmp_path):
     first = [c.data for c in chunk_file(path.read_bytes(), 7)[1]]
     second = [c.data for c in chunk_file(path.read_bytes(), 7)[1]]
     assert first == second
+
+
+field_text = st.text(alphabet=st.sampled_from(list('ab ,"\r\n;\t\x1fé')), max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(rows=st.lists(st.lists(field_text, min_size=3, max_size=3), max_size=8))
+def test_encoding_matches_csv_writer_exactly(rows):
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\r\n")
+    writer.writerow(["A", "B", "C"])
+    writer.writerows(rows)
+    assert encode_rows(["A", "B", "C"], rows) == expected.getvalue().encode("utf-8")
+
+
+def test_a_single_column_keeps_empty_values_as_rows():
+    assert encode_rows(["A"], [[""], ["x"]]) == b'A\r\n""\r\nx\r\n'
