@@ -330,3 +330,26 @@ def test_the_example_mappings_load_and_fit_their_samples():
         store=None,
     )
     assert (report.rows.planned, report.rows.rejected) == (6, 2)
+
+
+def test_digits_other_than_0_to_9_are_no_iso_date():
+    rows, report = check("EmailAddress,EffectiveDate\r\na@x.com,٢٠٢٤-04-23T15:18:02Z\r\n")
+    assert not rows and codes(report) == [(2, "EffectiveDate", "invalid-date")]
+
+
+def test_the_fast_path_and_the_detailed_checks_agree():
+    """Days 29-31 and surrounding spaces take the detailed path; the outcome is the same."""
+    text = (
+        "EmailAddress,EffectiveDate,Rating\r\n"
+        "a@x.com,2024-02-29T00:00:00Z,1\r\n"  # leap day: detailed path, valid
+        "b@x.com,2023-02-29T00:00:00Z,1\r\n"  # not a date: detailed path, invalid
+        " c@x.com ,2024-01-31T00:00:00Z ,1\r\n"  # spaces trimmed: valid, normalised
+        "d@x.com,2024-01-28T00:00:00Z,1\r\n"
+    )  # fast path
+    rows, report = check(text)
+    assert rows == [
+        (2, ["a@x.com", "2024-02-29T00:00:00Z", "1"]),
+        (4, ["c@x.com", "2024-01-31T00:00:00Z", "1"]),
+        (5, ["d@x.com", "2024-01-28T00:00:00Z", "1"]),
+    ]
+    assert codes(report) == [(3, "EffectiveDate", "invalid-date")]
