@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -185,7 +187,7 @@ def _run(
     report.file_bytes, report.file_sha256 = facts.size, facts.sha256
     report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
 
-    with source.open() as raw:
+    with source.open() as raw, _fewer_collections():
         counting = _CountingReader(raw)
         csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format)
         report.header = csv_file.header
@@ -223,6 +225,19 @@ def _run(
         raise uploader.error
     if not options.dry_run and len(recorder.checkpoint.completed) == total and not recorder.checkpoint.finished:
         recorder.finish(total)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Streaming makes millions of short-lived lists that never form cycles; the cyclic garbage
+    collector's default gen-0 threshold (700) would scan them over and over. A higher threshold
+    keeps collections (and memory bounds) while cutting their count a hundredfold."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, thresholds[1], thresholds[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:
