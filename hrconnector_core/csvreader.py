@@ -135,6 +135,7 @@ class CsvFile:
         self._reader = csv.reader(self._text, delimiter=self.format.delimiter, strict=False)
         self._row = 0
         self.header = self._read_header()
+        self.header_row = self._row
 
     def _error(self, exc: Exception) -> InputFileError:
         if isinstance(exc, UnicodeDecodeError):
@@ -159,6 +160,11 @@ class CsvFile:
             if any(f.strip() for f in fields):
                 return fields
 
+    @property
+    def data_rows(self) -> int:
+        """Rows read after the header so far, blank ones included."""
+        return self._row - self.header_row
+
     def records(self) -> Iterator[Record]:
         """Every row after the header, blank ones included (as empty field lists)."""
         row = self._row
@@ -167,6 +173,6 @@ class CsvFile:
                 row += 1
                 yield row, fields
         except (UnicodeDecodeError, csv.Error) as exc:
-            self._row = row
             raise self._error(exc) from exc
-        self._row = row
+        finally:
+            self._row = row

@@ -213,7 +213,7 @@ def _run(
         finally:
             uploader.close()
             report.scenarios = validator.scenario_counts()
-            report.rows.rows_in = validator.rows_in
+            report.rows.rows_in = csv_file.data_rows
         if progress is not None:
             progress(Progress(report.file_bytes, report.file_bytes, len(report.chunks), report.rows.uploaded))
 

@@ -162,7 +162,6 @@ class RowValidator:
         self._seen: dict[int, int] | None = {}  # row hash -> first row with it
         self._plan_by_raw: dict[str, _ScenarioPlan] = {}
         self._unknown_scenario_rows = 0
-        self.rows_in = 0
         self._valid_dates: set[str] = set()
 
     def _column(self, name: str, purpose: str) -> int:
@@ -242,43 +241,39 @@ class RowValidator:
         width, single, by_raw, scenario_index = self.width, self._single, self._plan_by_raw, self._scenario_index
         checked = self.mapping is not None
         limit = DUPLICATE_CHECK_LIMIT
-        rows_in = 0
-        try:
-            for record in records:
-                rows_in += 1
-                row, fields = record
-                if len(fields) != width or not any(fields):
-                    if not "".join(fields).strip():
-                        sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
+        for record in records:
+            row, fields = record
+            if len(fields) != width or not any(fields):
+                if not "".join(fields).strip():
+                    sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
+                    continue
+                fitted = self._fit(record, sink)
+                if fitted is None:
+                    continue
+                fields = fitted
+            joined = SEP.join(fields)  # one string serves the fast pattern and the duplicate check
+            if checked:
+                plan = single if scenario_index is None else by_raw.get(fields[scenario_index])
+                if plan is not None and plan.fast is not None and plan.fast(joined):
+                    pair = plan.resignation_pair
+                    if pair is not None and _before(fields[pair[1]], fields[pair[0]]):
+                        self._warn_resignation_order(row, pair[1], sink)
+                    plan.counts[0] += 1
+                else:
+                    normalised, errors = self._check(row, fields, sink)
+                    if errors:
+                        sink.rejected(record, errors)
                         continue
-                    fitted = self._fit(record, sink)
-                    if fitted is None:
-                        continue
-                    fields = fitted
-                joined = SEP.join(fields)  # one string serves the fast pattern and the duplicate check
-                if checked:
-                    plan = single if scenario_index is None else by_raw.get(fields[scenario_index])
-                    if plan is not None and plan.fast is not None and plan.fast(joined):
-                        if plan.resignation_pair is not None:
-                            self._resignation_order(row, plan, fields, sink)
-                        plan.counts[0] += 1
-                    else:
-                        normalised, errors = self._check(row, fields, sink)
-                        if errors:
-                            sink.rejected(record, errors)
-                            continue
-                        if normalised is not fields:
-                            fields, joined = normalised, SEP.join(normalised)
-                seen = self._seen
-                if seen is not None:
-                    first = seen.setdefault(hash(joined), row)
-                    if first != row:
-                        sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
-                    elif len(seen) >= limit:
-                        self._stop_duplicate_check(row, sink)
-                yield row, fields
-        finally:
-            self.rows_in += rows_in
+                    if normalised is not fields:
+                        fields, joined = normalised, SEP.join(normalised)
+            seen = self._seen
+            if seen is not None:
+                first = seen.setdefault(hash(joined), row)
+                if first != row:
+                    sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
+                elif len(seen) >= limit:
+                    self._stop_duplicate_check(row, sink)
+            yield row, fields
 
     def _fit(self, record: Record, sink: RowSink) -> list[str] | None:
         row, fields = record
@@ -412,24 +407,22 @@ class RowValidator:
                         Severity.WARNING,
                     )
                 )
-        if not errors and plan.resignation_pair is not None:
-            self._resignation_order(row, plan, out, sink)
+        pair = plan.resignation_pair
+        if not errors and pair is not None and _before(out[pair[1]], out[pair[0]]):
+            self._warn_resignation_order(row, pair[1], sink)
         plan.counts[1 if errors else 0] += 1
         return out, errors
 
-    def _resignation_order(self, row: int, plan: _ScenarioPlan, fields: list[str], sink: RowSink) -> None:
-        assert plan.resignation_pair is not None
-        resigned, last_day = plan.resignation_pair
-        if _before(fields[last_day], fields[resigned]):
-            sink.warned(
-                Issue(
-                    row,
-                    self.header[last_day],
-                    "last-working-before-resignation",
-                    "the last working date is before the resignation date",
-                    Severity.WARNING,
-                )
+    def _warn_resignation_order(self, row: int, last_day: int, sink: RowSink) -> None:
+        sink.warned(
+            Issue(
+                row,
+                self.header[last_day],
+                "last-working-before-resignation",
+                "the last working date is before the resignation date",
+                Severity.WARNING,
             )
+        )
 
     @staticmethod
     def _problem(row: int, check: _FieldCheck, fields: list[str]) -> Issue | None:
