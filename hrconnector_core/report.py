@@ -206,6 +206,3 @@ class RunReport(RowSink):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
-
-    def issues_by_severity(self, severity: Severity) -> list[Issue]:
-        return [i for i in self.issues if i.severity is severity]

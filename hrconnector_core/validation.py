@@ -66,7 +66,6 @@ _ISO = re.compile(
     r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
     re.ASCII,
 ).fullmatch
-_VALID_DATES_CACHED = 4096  # HR files repeat dates: remember this many valid ones
 
 # The fast path matches a whole row, its fields joined by SEP, against one pattern per scenario.
 # It accepts only rows the detailed checks would pass without a word (days 29-31 and anything
@@ -162,7 +161,6 @@ class RowValidator:
         self._seen: dict[int, int] | None = {}  # row hash -> first row with it
         self._plan_by_raw: dict[str, _ScenarioPlan] = {}
         self._unknown_scenario_rows = 0
-        self._valid_dates: set[str] = set()
 
     def _column(self, name: str, purpose: str) -> int:
         index = self._index.get(name.strip().casefold())
@@ -350,8 +348,7 @@ class RowValidator:
             return fields, [plan]
         out = fields
         errors: list[Issue] = []
-        valid_dates = self._valid_dates
-        for check in plan.checks:  # one test per value; the details only on failure
+        for check in plan.checks:  # the detailed path: one test per value, the reason only on failure
             index, _column, kind, required, limit, fmt = check
             value = fields[index]
             if not value or value.isspace():
@@ -371,11 +368,7 @@ class RowValidator:
                     continue
             elif kind is Kind.DATE:
                 if fmt is None:
-                    if value in valid_dates:
-                        continue
                     if _iso_datetime(value):
-                        if len(valid_dates) < _VALID_DATES_CACHED:
-                            valid_dates.add(value)
                         continue
                 else:
                     converted = _convert_date(value.strip(), fmt)
