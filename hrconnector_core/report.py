@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .csvreader import Record
-from .validation import Issue, RowSink, Severity
+from .validation import Issue, RowSink
 
 MAX_ISSUES_LISTED = 10_000
 
