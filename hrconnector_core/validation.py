@@ -257,6 +257,9 @@ class RowValidator:
                     if pair is not None and _before(fields[pair[1]], fields[pair[0]]):
                         self._warn_resignation_order(row, pair[1], sink)
                     plan.counts[0] += 1
+                elif not joined.replace(SEP, "").strip():  # spaces only: as blank as an empty line
+                    sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
+                    continue
                 else:
                     normalised, errors = self._check(row, fields, sink)
                     if errors:

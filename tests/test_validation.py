@@ -161,9 +161,9 @@ def test_last_working_date_before_resignation_is_a_warning():
 
 
 def test_blank_lines_are_skipped_and_counted():
-    rows, report = check(f"EmailAddress,EffectiveDate\r\n\r\na@x.com,{D}\r\n,\r\n\r\n")
+    rows, report = check(f"EmailAddress,EffectiveDate\r\n\r\na@x.com,{D}\r\n,\r\n\r\n  , \t\r\n")
     assert [r for r, _ in rows] == [3]
-    assert report.rows.skipped == 3 and report.issue_counts == {"blank-row": 3}
+    assert report.rows.skipped == 4 and report.issue_counts == {"blank-row": 4}
 
 
 def test_a_mapping_date_format_converts_to_iso_and_rejects_what_does_not_match():
