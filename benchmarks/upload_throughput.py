@@ -24,11 +24,17 @@ from pathlib import Path
 import requests
 
 from hrconnector_core.clouds import DEFAULT_RESOURCE
-from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT
+from hrconnector_core.emulator.__main__ import (
+    DEMO_APP,
+    DEMO_JOB,
+    DEMO_SECRET,
+    DEMO_SECRET_ENV,
+    DEMO_TENANT,
+    demo_upload_command,
+)
 
+from .measure import REPO, run_measured
 from .sample_script_baseline import upload_like_the_sample_script
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def generate(path: Path, *, records: int | None = None, target_bytes: int | None = None, seed: int = 1) -> int:
@@ -80,41 +86,13 @@ def start_emulator(workdir: Path, latency_ms: int) -> tuple[subprocess.Popen[byt
 
 
 def run_ours(path: Path, info: dict[str, str], workdir: Path, extra: list[str]) -> tuple[float, int, dict]:  # type: ignore[type-arg]
-    env = dict(os.environ, REQUESTS_CA_BUNDLE=info["ca_file"], BENCH_SECRET=DEMO_SECRET)
+    env = dict(os.environ, REQUESTS_CA_BUNDLE=info["ca_file"], **{DEMO_SECRET_ENV: DEMO_SECRET})
     report = workdir / "report.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "hrconnector_core",
-        "upload",
-        "--tenant-id",
-        DEMO_TENANT,
-        "--app-id",
-        DEMO_APP,
-        "--app-secret-env",
-        "BENCH_SECRET",
-        "--job-id",
-        DEMO_JOB,
-        "--file",
-        str(path),
-        "--authority-host",
-        info["url"],
-        "--ingestion-url",
-        info["url"],
-        "--state-dir",
-        str(workdir / "state"),
-        "--force",
-        "--report",
-        str(report),
-        *extra,
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    if status != 0:
-        raise RuntimeError(f"our upload failed (wait status {status})")
-    return elapsed, usage.ru_maxrss * 1024, json.loads(report.read_text())
+    cmd = demo_upload_command(
+        info["url"], path, "--state-dir", str(workdir / "state"), "--force", "--report", str(report), *extra
+    )
+    elapsed, rss = run_measured(cmd, env=env)
+    return elapsed, rss, json.loads(report.read_text())
 
 
 def records_saved(info: dict[str, str]) -> int:

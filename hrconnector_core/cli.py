@@ -24,11 +24,19 @@ from .credentials import (
     secret_credential,
     secret_from_key_vault,
 )
-from .csvreader import CsvFile, inspect_stream
+from .csvreader import CsvFile
 from .errors import ConfigurationError, CredentialError
 from .ingestion import IngestionClient
 from .mapping import describe_unplaced, infer_mapping, load_mapping
-from .pipeline import DEFAULT_MAX_CONCURRENCY, LocalFileSource, Policy, Progress, UploadOptions, run_upload
+from .pipeline import (
+    DEFAULT_MAX_CONCURRENCY,
+    LocalFileSource,
+    Policy,
+    Progress,
+    UploadOptions,
+    inspect,
+    run_upload,
+)
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
 from .validation import Severity
@@ -314,8 +322,7 @@ def validate(args: argparse.Namespace) -> int:
 
 def mapping_infer(args: argparse.Namespace) -> int:
     source = _existing_file(args.file)
-    with source.open() as stream:
-        facts = inspect_stream(stream)
+    facts = inspect(source)
     with source.open() as stream:
         header = CsvFile(stream, csv_format=facts.format).header
     inference = infer_mapping(header)

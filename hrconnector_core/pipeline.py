@@ -39,8 +39,6 @@ class Source(Protocol):
 
     def open(self) -> BinaryIO: ...
 
-    def size(self) -> int: ...
-
 
 class LocalFileSource:
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -52,9 +50,6 @@ class LocalFileSource:
             return self.path.open("rb")
         except OSError as exc:
             raise ConfigurationError(f"cannot open {str(self.path)!r}: {exc.strerror}") from exc
-
-    def size(self) -> int:
-        return self.path.stat().st_size
 
 
 def inspect(source: Source) -> FileFacts:
@@ -182,8 +177,7 @@ def _run(
         raise ConfigurationError("an ingestion client is needed unless this is a dry run")
     if client is not None:
         report.ingestion_url = client.url
-    with source.open() as raw:
-        facts = inspect_stream(raw)  # file-level checks (encoding) before anything is sent
+    facts = inspect(source)  # file-level checks (encoding) before anything is sent
     report.file_bytes, report.file_sha256 = facts.size, facts.sha256
     report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
 

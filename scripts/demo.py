@@ -17,7 +17,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hrconnector_core.emulator import Emulator, EmulatorState  # noqa: E402
-from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT  # noqa: E402
+from hrconnector_core.emulator.__main__ import (  # noqa: E402
+    DEMO_APP,
+    DEMO_JOB,
+    DEMO_SECRET,
+    DEMO_SECRET_ENV,
+    DEMO_TENANT,
+    demo_upload_command,
+)
 
 OUT = REPO / ".demo"
 
@@ -31,28 +38,12 @@ def main() -> int:
     worst = 0
     with Emulator(state=state, ca_path=OUT / "emulator-ca.pem", data_dir=OUT / "emulator") as emu:
         print(f"emulator: {emu.url} (CA: {emu.ca_path})\n")
-        env = dict(os.environ, REQUESTS_CA_BUNDLE=str(emu.ca_path), HRCONNECTOR_APP_SECRET=DEMO_SECRET)
+        env = dict(os.environ, REQUESTS_CA_BUNDLE=str(emu.ca_path), **{DEMO_SECRET_ENV: DEMO_SECRET})
         for sample in sorted((REPO / "samples").glob("*.csv")):
             report = reports / f"{sample.stem}.json"
-            cmd = [
-                sys.executable,
-                "-m",
-                "hrconnector_core",
-                "upload",
-                "--tenant-id",
-                DEMO_TENANT,
-                "--app-id",
-                DEMO_APP,
-                "--app-secret-env",
-                "HRCONNECTOR_APP_SECRET",
-                "--job-id",
-                DEMO_JOB,
-                "--file",
-                str(sample),
-                "--authority-host",
+            cmd = demo_upload_command(
                 emu.url,
-                "--ingestion-url",
-                emu.url,
+                sample,
                 "--state-dir",
                 str(OUT / "state"),
                 "--force",
@@ -60,7 +51,7 @@ def main() -> int:
                 str(report),
                 "--rejected",
                 str(reports / f"{sample.stem}.rejected.csv"),
-            ]
+            )
             print(f"$ hrconnector upload --file samples/{sample.name} ...")
             result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
             print(result.stdout.rstrip())

@@ -9,29 +9,19 @@ from hrconnector_core.clouds import DEFAULT_RESOURCE
 from .conftest import APP_ID, SECRET, TENANT
 
 
-def token(emulator, *, v1=False) -> str:
+def request_token(emulator, *, client_id=APP_ID, secret=SECRET, v1=False) -> requests.Response:
+    """A client-credentials request to the v2 endpoint (scope) or the v1 endpoint (resource)."""
+    form = {"client_id": client_id, "client_secret": secret, "grant_type": "client_credentials"}
     if v1:
-        response = requests.post(
-            f"{emulator.url}/{TENANT}/oauth2/token",
-            data={
-                "client_id": APP_ID,
-                "client_secret": SECRET,
-                "grant_type": "client_credentials",
-                "resource": DEFAULT_RESOURCE,
-            },
-            timeout=10,
-        )
+        form["resource"] = DEFAULT_RESOURCE
     else:
-        response = requests.post(
-            f"{emulator.url}/{TENANT}/oauth2/v2.0/token",
-            data={
-                "client_id": APP_ID,
-                "client_secret": SECRET,
-                "grant_type": "client_credentials",
-                "scope": DEFAULT_RESOURCE + "/.default",
-            },
-            timeout=10,
-        )
+        form["scope"] = DEFAULT_RESOURCE + "/.default"
+    path = "oauth2/token" if v1 else "oauth2/v2.0/token"
+    return requests.post(f"{emulator.url}/{TENANT}/{path}", data=form, timeout=10)
+
+
+def token(emulator, *, v1=False) -> str:
+    response = request_token(emulator, v1=v1)
     response.raise_for_status()
     body = response.json()
     assert body["expires_in"] > 0 and body["token_type"] == "Bearer"
@@ -57,27 +47,9 @@ def test_v1_token_endpoint_takes_a_resource(emulator, job):
 
 
 def test_token_errors_look_like_entra(emulator):
-    wrong_app = requests.post(
-        f"{emulator.url}/{TENANT}/oauth2/v2.0/token",
-        data={
-            "client_id": "nope",
-            "client_secret": SECRET,
-            "grant_type": "client_credentials",
-            "scope": DEFAULT_RESOURCE + "/.default",
-        },
-        timeout=10,
-    )
+    wrong_app = request_token(emulator, client_id="nope")
     assert wrong_app.status_code == 400 and "AADSTS700016" in wrong_app.json()["error_description"]
-    wrong_secret = requests.post(
-        f"{emulator.url}/{TENANT}/oauth2/v2.0/token",
-        data={
-            "client_id": APP_ID,
-            "client_secret": "bad",
-            "grant_type": "client_credentials",
-            "scope": DEFAULT_RESOURCE + "/.default",
-        },
-        timeout=10,
-    )
+    wrong_secret = request_token(emulator, secret="bad")
     assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
 
 

@@ -46,9 +46,6 @@ class BytesSource:
     def open(self):
         return io.BytesIO(self._data)
 
-    def size(self) -> int:
-        return len(self._data)
-
 
 COMBOS = [
     (enc, delim, newline)

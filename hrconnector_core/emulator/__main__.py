@@ -21,6 +21,20 @@ DEMO_TENANT = "00000000-0000-4000-8000-000000000001"
 DEMO_APP = "11111111-1111-4111-8111-111111111111"
 DEMO_SECRET = "emulator-demo-secret"  # noqa: S105 - a public test value for the local emulator only
 DEMO_JOB = "22222222-2222-4222-8222-222222222222"
+DEMO_SECRET_ENV = "HRCONNECTOR_DEMO_SECRET"  # noqa: S105 - a variable name, read by demo_upload_command
+
+
+def demo_upload_command(url: str, file: Path, *extra: str) -> list[str]:
+    """`hrconnector upload` of `file` as the demo app to an emulator at `url` (demo, benchmarks).
+
+    The secret is read from DEMO_SECRET_ENV; the caller sets it to DEMO_SECRET.
+    """
+    return [
+        sys.executable, "-m", "hrconnector_core", "upload",
+        "--tenant-id", DEMO_TENANT, "--app-id", DEMO_APP, "--app-secret-env", DEMO_SECRET_ENV,
+        "--job-id", DEMO_JOB, "--file", str(file), "--authority-host", url, "--ingestion-url", url,
+        *extra,
+    ]  # fmt: skip
 
 
 def _registration(text: str, parts: int, what: str) -> list[str]:
