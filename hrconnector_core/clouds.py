@@ -22,6 +22,8 @@ class CloudEndpoints:
     authority_host: str
     ingestion_url: str
     resource: str = DEFAULT_RESOURCE
+    # The audience of a managed identity's token that an app's federated credential trusts.
+    token_exchange_audience: str = "api://AzureADTokenExchange"  # noqa: S105 - an audience, not a secret
 
     @property
     def scope(self) -> str:
@@ -40,9 +42,17 @@ CLOUDS: dict[str, CloudEndpoints] = {
     ),
     "gcc": CloudEndpoints("gcc", "https://login.microsoftonline.com", "https://webhook-gcc.ingestion.office365.us"),
     "gcchigh": CloudEndpoints(
-        "gcchigh", "https://login.microsoftonline.us", "https://webhook-itarl4.ingestion.office365.us"
+        "gcchigh",
+        "https://login.microsoftonline.us",
+        "https://webhook-itarl4.ingestion.office365.us",
+        token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
     ),
-    "dod": CloudEndpoints("dod", "https://login.microsoftonline.us", "https://webhook-itarl5.ingestion.apps.mil"),
+    "dod": CloudEndpoints(
+        "dod",
+        "https://login.microsoftonline.us",
+        "https://webhook-itarl5.ingestion.apps.mil",
+        token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
+    ),
 }
 
 

@@ -21,6 +21,10 @@ class InputFileError(HRConnectorError):
     """The file as a whole cannot be read as CSV (encoding, no header, ...)."""
 
 
+class StorageError(HRConnectorError):
+    """Blob Storage refused or lost something the Function needs (state, checkpoint, a copy)."""
+
+
 class CredentialError(HRConnectorError):
     """No token could be obtained for the ingestion resource."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import io
 import logging
@@ -294,7 +295,8 @@ class _ChunkUploader:
             self._record(chunk, "not-attempted", error="not sent: an earlier chunk failed")
         else:
             self._slots.acquire()
-            future = self._pool.submit(self._upload, chunk)
+            # Each upload runs in a copy of the caller's context (the Function's log context).
+            future = self._pool.submit(contextvars.copy_context().run, self._upload, chunk)
             future.add_done_callback(self._release)
 
     def _release(self, future: Future[None]) -> None:
@@ -328,7 +330,12 @@ class _ChunkUploader:
                 error=str(exc),
             )
             return
-        self._recorder.mark_done(chunk.index, chunk.record_count)
+        try:
+            self._recorder.mark_done(chunk.index, chunk.record_count)
+        except HRConnectorError as exc:  # the service has the rows; the checkpoint could not say so
+            self._stop.set()
+            if self.error is None:
+                self.error = exc
         self._record(
             chunk,
             "uploaded",

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hrconnector_core.clouds import CloudEndpoints, resolve_cloud
 from hrconnector_core.credentials import TokenProvider, secret_credential
 from hrconnector_core.emulator import Emulator, EmulatorState
+from hrconnector_core.emulator.azurite import Azurite
 from hrconnector_core.ingestion import IngestionClient, RetryPolicy
+from hrconnector_core.service import HRConnectorService
+from hrconnector_core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -106,3 +112,80 @@ def cli_env(emulator: Emulator) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"HR_TEST_SECRET": SECRET, "REQUESTS_CA_BUNDLE": str(emulator.ca_path), "PYTHONPATH": str(REPO)})
     return env
+
+
+# -- the Function: Azurite, the function's managed identity, its settings ---------------------------
+FUNCTION_IDENTITY = "e2e2e2e2-0000-4000-8000-0000000000e2"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite(REPO) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+def function_identity(emulator: Emulator) -> str:
+    """The Function's user-assigned managed identity: may read the vault."""
+    emulator.state.register_managed_identity(FUNCTION_IDENTITY, TENANT)
+    return FUNCTION_IDENTITY
+
+
+@dataclass
+class FunctionEnv:
+    """One test's Function: its own containers, job and Key Vault secret; the app's settings set."""
+
+    settings: Settings
+    service: HRConnectorService
+    job: str
+    secret_name: str
+    env: dict[str, str]
+
+    def drop(self, name: str, data: bytes) -> None:
+        self.service.incoming.upload_blob(name, data, overwrite=True)
+
+    def listing(self) -> dict[str, list[str]]:
+        """container -> blob names, for every container the Function uses."""
+        containers = (self.service.incoming, self.service.processed, self.service.reports, self.service.failed)
+        return {c.container_name: sorted(b.name for b in c.list_blobs()) for c in containers}
+
+    def read_json(self, container: str, name: str) -> dict[str, Any]:
+        client = self.service.blobs.get_blob_client(container, name)
+        return json.loads(client.download_blob().readall())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def function_env(
+    emulator: Emulator, azurite: Azurite, function_identity: str, job: str, monkeypatch: pytest.MonkeyPatch
+) -> FunctionEnv:
+    suffix = uuid.uuid4().hex[:8]
+    secret_name = f"hr-app-secret-{suffix}"
+    emulator.state.set_secret(secret_name, SECRET)
+    env = {
+        "HR_STORAGE": azurite.connection_string,
+        "HR_INCOMING_CONTAINER": f"in-{suffix}",
+        "HR_PROCESSED_CONTAINER": f"processed-{suffix}",
+        "HR_REPORTS_CONTAINER": f"reports-{suffix}",
+        "HR_FAILED_CONTAINER": f"failed-{suffix}",
+        "HR_STATE_CONTAINER": f"state-{suffix}",
+        "HR_SCHEDULE": "0 */15 * * * *",
+        "HR_CONNECTOR_NAME": "main",
+        "HR_JOB_ID": job,
+        "HR_TENANT_ID": TENANT,
+        "HR_APP_ID": APP_ID,
+        "HR_KEY_VAULT_URL": emulator.url,
+        "HR_SECRET_NAME": secret_name,
+        "HR_KEY_VAULT_SKIP_CHALLENGE_CHECK": "true",
+        "HR_AUTHORITY_HOST": emulator.url,
+        "HR_INGESTION_URL": emulator.url,
+        "HR_LEASE_SECONDS": "15",
+        "AZURE_CLIENT_ID": function_identity,
+        "IDENTITY_ENDPOINT": f"{emulator.url}/msi/token",
+        "IDENTITY_HEADER": emulator.state.identity_header,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.from_env()
+    service = HRConnectorService(settings)
+    service.ensure_containers()
+    return FunctionEnv(settings, service, job, secret_name, env)

@@ -32,3 +32,9 @@ def write_csv(path: Path, header: list[str], data: list[list[str]], *, newline: 
 
 def parse(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def csv_bytes(header: list[str], data: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([header, *data])
+    return buffer.getvalue().encode("utf-8")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .state import VAULT_RESOURCE, App, EmulatorState
+from .state import TOKEN_EXCHANGE_AUDIENCES, VAULT_RESOURCE, App, EmulatorState
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,15 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, payload, headers={"Cache-Control": "no-store"})
 
     def _assertion_valid(self, app: App, assertion: str, tenant: str) -> bool:
-        """A certificate credential's JWT: signed by the registered certificate, for our token endpoint."""
+        """A certificate credential's JWT, signed by the registered certificate, for our token
+        endpoint; or a trusted managed identity's token for the exchange audience (federation)."""
+        issued = self.state.token_info(assertion)
+        if issued is not None:
+            return (
+                issued.audience in TOKEN_EXCHANGE_AUDIENCES
+                and issued.app_id in self.state.federated.get(app.app_id, set())
+                and issued.tenant_id == tenant.lower()
+            )
         if app.certificate_pem is None:
             return False
         import jwt  # PyJWT comes with msal

@@ -16,6 +16,7 @@ from ..clouds import DEFAULT_RESOURCE, LEGACY_RESOURCE
 
 TOKEN_LIFETIME_SECONDS = 3600
 VAULT_RESOURCE = "https://vault.azure.net"
+TOKEN_EXCHANGE_AUDIENCES = ("api://AzureADTokenExchange", "api://AzureADTokenExchangeUSGov")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class EmulatorState:
     managed_identities: dict[str, str] = field(default_factory=dict)  # client id -> tenant
     vault_readers: set[str] = field(default_factory=set)  # principals (app / client ids) allowed to read
     vault_secrets: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name -> [(version, value)]
+    federated: dict[str, set[str]] = field(default_factory=dict)  # app id -> trusted managed identities
     counters: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _rng: random.Random = field(default_factory=random.Random)
@@ -99,6 +101,10 @@ class EmulatorState:
         if vault_reader:
             self.vault_readers.add(client_id.lower())
         return App(tenant_id.lower(), client_id.lower())
+
+    def trust_managed_identity(self, app_id: str, client_id: str) -> None:
+        """A federated identity credential on the app: the identity's exchange token is its assertion."""
+        self.federated.setdefault(app_id.lower(), set()).add(client_id.lower())
 
     def set_secret(self, name: str, value: str) -> str:
         """Add a new version of a Key Vault secret (rotation); returns the version id."""
@@ -124,7 +130,7 @@ class EmulatorState:
     # -- tokens -------------------------------------------------------------------------
     @property
     def token_audiences(self) -> tuple[str, ...]:
-        return (*self.resources, VAULT_RESOURCE)
+        return (*self.resources, VAULT_RESOURCE, *TOKEN_EXCHANGE_AUDIENCES)
 
     def issue_token(self, app: App, audience: str) -> tuple[str, int]:
         token = "emu." + secrets.token_urlsafe(32)

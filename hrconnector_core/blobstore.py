@@ -1,0 +1,313 @@
+"""Blob Storage for the Function: the file as a Source, checkpoints, per-file state, verified moves.
+
+Every write that could race another instance carries a condition: state and checkpoints are
+written with the ETag they were read with (or only if absent), a file's state is leased while
+it is processed, the source is read and deleted only at the ETag the event named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
+
+from .checkpoint import Checkpoint, CheckpointKey
+from .credentials import function_identity
+from .errors import InputFileError, StorageError
+from .settings import StorageSettings
+
+log = logging.getLogger(__name__)
+
+COPY_POLL_SECONDS = 0.5
+COPY_TIMEOUT_SECONDS = 600
+
+
+def blob_service_client(storage: StorageSettings) -> BlobServiceClient:
+    """The same account and identity as the trigger's connection (see settings.STORAGE_CONNECTION)."""
+    if storage.connection_string:
+        return BlobServiceClient.from_connection_string(storage.connection_string)
+    assert storage.blob_service_uri is not None
+    return BlobServiceClient(storage.blob_service_uri, credential=function_identity(storage.client_id))
+
+
+def bare_etag(etag: str) -> str:
+    return etag.strip('"')
+
+
+# -- the file -------------------------------------------------------------------------------
+class BlobSource:
+    """A pipeline Source: streams exactly the version of the blob the event was about."""
+
+    def __init__(self, blob: BlobClient, etag: str, name: str) -> None:
+        self.blob = blob
+        self.etag = etag
+        self.name = name
+
+    def open(self) -> BinaryIO:
+        try:
+            downloader = self.blob.download_blob(etag=self.etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise InputFileError("the file was replaced while it was being processed") from None
+        except ResourceNotFoundError:
+            raise InputFileError("the file was deleted while it was being processed") from None
+        except AzureError as exc:
+            raise StorageError(f"cannot read the file: {type(exc).__name__}") from exc
+        return io.BufferedReader(_DownloadStream(downloader), buffer_size=1 << 20)
+
+
+class _DownloadStream(io.RawIOBase):
+    """A StorageStreamDownloader as a file: memory stays at one download chunk."""
+
+    def __init__(self, downloader: Any) -> None:
+        self._downloader = downloader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._downloader.read(len(buffer))
+        except AzureError as exc:
+            raise StorageError(f"reading the file failed: {type(exc).__name__}") from exc
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
+# -- JSON documents with ETag conditions ------------------------------------------------------
+class _JsonBlobs:
+    """JSON documents in one container, each written only over the version last read."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self.container = container
+
+    def read(self, name: str) -> tuple[dict[str, Any], str] | None:
+        try:
+            downloader = self.container.get_blob_client(name).download_blob()
+            return json.loads(downloader.readall()), downloader.properties.etag
+        except ResourceNotFoundError:
+            return None
+
+    def write(self, name: str, data: dict[str, Any], *, etag: str | None, lease: BlobLeaseClient | None = None) -> str:
+        """Create (etag None: only if absent) or replace (only at `etag`); returns the new ETag."""
+        body = json.dumps(data, indent=1).encode()
+        blob = self.container.get_blob_client(name)
+        try:
+            if etag is None:
+                result = blob.upload_blob(body, overwrite=False, lease=lease)
+            else:
+                result = blob.upload_blob(
+                    body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease
+                )
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise StateConflictError(f"{self.container.container_name}/{name} was changed by another run") from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 412:  # the lease is gone or held by another run
+                raise StateConflictError(f"{self.container.container_name}/{name}: lease lost") from exc
+            raise StorageError(f"cannot write {self.container.container_name}/{name}: {type(exc).__name__}") from exc
+        except AzureError as exc:
+            raise StorageError(f"cannot write {self.container.container_name}/{name}: {type(exc).__name__}") from exc
+        return str(result["etag"])
+
+
+class StateConflictError(StorageError):
+    """Another run wrote the same state or checkpoint first."""
+
+
+class BlobCheckpointStore:
+    """The upload engine's CheckpointStore in Blob Storage, with optimistic concurrency."""
+
+    def __init__(self, container: ContainerClient, prefix: str = "checkpoints/") -> None:
+        self._blobs = _JsonBlobs(container)
+        self._prefix = prefix
+        self._etags: dict[str, str] = {}
+
+    def _name(self, key: CheckpointKey) -> str:
+        return f"{self._prefix}{key.id}.json"
+
+    def load(self, key: CheckpointKey) -> Checkpoint | None:
+        found = self._blobs.read(self._name(key))
+        if found is None:
+            return None
+        data, etag = found
+        self._etags[key.id] = etag
+        checkpoint = Checkpoint.from_dict(data)
+        return checkpoint if checkpoint.key == key else None
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        key = checkpoint.key
+        self._etags[key.id] = self._blobs.write(self._name(key), checkpoint.to_dict(), etag=self._etags.get(key.id))
+
+    def delete(self, key: CheckpointKey) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            self._blobs.container.delete_blob(self._name(key))
+        self._etags.pop(key.id, None)
+
+
+# -- per-file state -----------------------------------------------------------------------------
+FINISHED = ("processed", "failed")
+
+
+@dataclass
+class FileState:
+    """What happened to one version (name + ETag) of one incoming file. No HR data."""
+
+    blob: str
+    etag: str
+    connector: str | None = None
+    status: str = "received"  # received -> processing -> processed | failed
+    runs: int = 0
+    run_id: str | None = None
+    destination: str | None = None  # chosen once, so a rerun overwrites rather than duplicates
+    started_at: str | None = None
+    finished_at: str | None = None
+    report: str | None = None
+    rejected_rows: str | None = None
+    error: str | None = None
+    rows: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileState:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class FileStateStore:
+    """`files/<incoming blob name>/<etag>.json` in the state container."""
+
+    def __init__(self, container: ContainerClient, *, lease_seconds: int = 60) -> None:
+        self._blobs = _JsonBlobs(container)
+        self.lease_seconds = lease_seconds
+
+    @staticmethod
+    def name(blob: str, etag: str) -> str:
+        return f"files/{blob}/{bare_etag(etag)}.json"
+
+    def get(self, blob: str, etag: str) -> FileState | None:
+        found = self._blobs.read(self.name(blob, etag))
+        return FileState.from_dict(found[0]) if found else None
+
+    def history(self, blob: str) -> list[FileState]:
+        """Every version of `blob` seen so far."""
+        prefix = f"files/{blob}/"
+        states = []
+        for item in self._blobs.container.list_blobs(name_starts_with=prefix):
+            if "/" not in item.name[len(prefix) :]:
+                found = self._blobs.read(item.name)
+                if found:
+                    states.append(FileState.from_dict(found[0]))
+        return states
+
+    def claim(self, blob: str, etag: str) -> FileClaim | None:
+        """The state, leased to this run; None when another run holds it."""
+        name = self.name(blob, etag)
+        with contextlib.suppress(StateConflictError):  # it exists: an earlier or a concurrent delivery
+            self._blobs.write(name, asdict(FileState(blob, etag)), etag=None)
+        try:
+            lease = self._blobs.container.get_blob_client(name).acquire_lease(lease_duration=self.lease_seconds)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:  # LeaseAlreadyPresent
+                return None
+            raise StorageError(f"cannot lease the state of {blob}: {type(exc).__name__}") from exc
+        found = self._blobs.read(name)
+        assert found is not None
+        return FileClaim(self._blobs, name, lease, FileState.from_dict(found[0]), found[1], self.lease_seconds)
+
+
+class FileClaim:
+    """A leased file state: kept alive in the background, saved only under the lease and ETag."""
+
+    def __init__(
+        self, blobs: _JsonBlobs, name: str, lease: BlobLeaseClient, state: FileState, etag: str, lease_seconds: int
+    ) -> None:
+        self._blobs = blobs
+        self._name = name
+        self._lease = lease
+        self.state = state
+        self._etag = etag
+        self._stop = threading.Event()
+        self.lost = False
+        self._renewer = threading.Thread(
+            target=self._renew, args=(lease_seconds / 3,), name="lease-renewal", daemon=True
+        )
+        self._renewer.start()
+
+    def _renew(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self._lease.renew()
+            except AzureError as exc:
+                self.lost = True
+                log.error("lost the lease on %s (%s); another run may take over", self._name, type(exc).__name__)
+                return
+
+    def save(self) -> None:
+        self._etag = self._blobs.write(self._name, asdict(self.state), etag=self._etag, lease=self._lease)
+
+    def release(self) -> None:
+        self._stop.set()
+        self._renewer.join()
+        with contextlib.suppress(AzureError):  # expired already: it freed itself
+            self._lease.release()
+
+    def __enter__(self) -> FileClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# -- moving files -------------------------------------------------------------------------------
+def copy_verified(source: BlobClient, etag: str, target: BlobClient, size: int) -> None:
+    """Server-side copy of exactly version `etag`, then check the copy is complete and the same size."""
+    try:
+        target.start_copy_from_url(source.url, source_etag=etag, source_match_condition=MatchConditions.IfNotModified)
+        deadline = time.monotonic() + COPY_TIMEOUT_SECONDS
+        while True:
+            props = target.get_blob_properties()
+            if props.copy.status != "pending" or time.monotonic() > deadline:
+                break
+            time.sleep(COPY_POLL_SECONDS)
+    except AzureError as exc:
+        raise StorageError(f"cannot copy {source.blob_name} to {target.container_name}: {type(exc).__name__}") from exc
+    if props.copy.status not in (None, "success") or props.size != size:
+        raise StorageError(
+            f"the copy of {source.blob_name} in {target.container_name} is not complete "
+            f"(copy status {props.copy.status}, {props.size} of {size} bytes); the original is kept"
+        )
+
+
+def delete_if_unchanged(blob: BlobClient, etag: str) -> bool:
+    """Delete `blob` only at `etag`; False when it was replaced (the new version has its own event)."""
+    try:
+        blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+    except ResourceModifiedError:
+        return False
+    except ResourceNotFoundError:
+        return True
+    return True
+
+
+def write_text(container: ContainerClient, name: str, text: str, content_type: str) -> str:
+    from azure.storage.blob import ContentSettings
+
+    container.upload_blob(name, text.encode(), overwrite=True, content_settings=ContentSettings(content_type))
+    return f"{container.container_name}/{name}"

@@ -1,0 +1,417 @@
+"""What the Function does: handle one incoming file exactly once, and the scheduled work.
+
+function_app.py only adapts triggers to these calls. A file's life:
+
+    hr-incoming/<connector>/<file>.csv
+      -> state (name + ETag) created, leased     hr-state/files/<name>/<etag>.json
+      -> validated and uploaded, chunk by chunk    hr-state/checkpoints/<key>.json
+      -> report beside the copy                   hr-processed|hr-failed/<connector>/<stamp>/<file>.csv
+      -> rejected rows (+ report)                 hr-reports/<connector>/<stamp>/<file>.csv.rejected.csv
+      -> source deleted once the copy is verified, state finished
+
+A second event for the same version finds the state finished (or leased) and does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
+
+from .blobstore import (
+    BlobCheckpointStore,
+    BlobSource,
+    FileClaim,
+    FileStateStore,
+    StateConflictError,
+    _JsonBlobs,
+    blob_service_client,
+    copy_verified,
+    delete_if_unchanged,
+    write_text,
+)
+from .credentials import (
+    TokenProvider,
+    VaultValue,
+    federated_credential,
+    function_identity,
+    key_vault_certificate_credential,
+    key_vault_secret_credential,
+)
+from .errors import HRConnectorError, StorageError
+from .ingestion import IngestionClient
+from .pipeline import UploadOptions, run_upload
+from .report import RejectedRowsWriter, RunReport
+from .schema import SCENARIOS
+from .settings import Connector, CredentialKind, Settings
+from .telemetry import dimensions, log_context
+
+log = logging.getLogger(__name__)
+
+PROFILE_TITLE = SCENARIOS["employee_profile"].title
+
+
+class FileFailedError(HRConnectorError):
+    """A file could not be uploaded; it is in the failed container with its report."""
+
+
+class ScheduleError(HRConnectorError):
+    """Some scheduled work failed; the rest was done."""
+
+
+@dataclass
+class Outcome:
+    """What one invocation did with one blob."""
+
+    status: str  # processed | failed | already-done | busy | gone | ignored
+    blob: str
+    destination: str | None = None
+    report: dict[str, Any] | None = None
+
+
+@dataclass
+class ScheduleSummary:
+    swept: list[Outcome] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)
+    stale_exports: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# Shared by the invocations of one instance: secrets are read from Key Vault once per cache
+# period, and the Function's identity keeps its token cache.
+_cache_lock = threading.Lock()
+_vault_values: dict[tuple[str, str], VaultValue] = {}
+_identities: dict[str | None, TokenCredential] = {}
+
+
+def _identity(client_id: str | None) -> TokenCredential:
+    with _cache_lock:
+        if client_id not in _identities:
+            _identities[client_id] = function_identity(client_id)
+        return _identities[client_id]
+
+
+def connector_credential(connector: Connector, settings: Settings) -> TokenCredential:
+    """The credential the connector's app signs in with (see settings.CredentialKind)."""
+    if connector.credential is CredentialKind.FEDERATED:
+        return federated_credential(
+            connector.tenant_id, connector.app_id, connector.cloud, identity_client_id=settings.identity_client_id
+        )
+    assert connector.key_vault_url is not None and connector.secret_name is not None
+    key = (connector.key_vault_url, connector.secret_name)
+    identity = _identity(settings.identity_client_id)
+    with _cache_lock:
+        material = _vault_values.get(key)
+        if material is None:
+            material = _vault_values[key] = VaultValue(
+                *key,
+                identity,
+                max_age=settings.secret_cache_seconds,
+                verify_challenge_resource=settings.key_vault_verify_challenge,
+            )
+    build = (
+        key_vault_certificate_credential
+        if connector.credential is CredentialKind.KEY_VAULT_CERTIFICATE
+        else key_vault_secret_credential
+    )
+    return build(connector.tenant_id, connector.app_id, material, connector.cloud)
+
+
+class HRConnectorService:
+    def __init__(self, settings: Settings, *, service_client: BlobServiceClient | None = None) -> None:
+        self.settings = settings
+        self.blobs = service_client or blob_service_client(settings.storage)
+        names = settings.containers
+        self.incoming = self.blobs.get_container_client(names.incoming)
+        self.processed = self.blobs.get_container_client(names.processed)
+        self.reports = self.blobs.get_container_client(names.reports)
+        self.failed = self.blobs.get_container_client(names.failed)
+        self.state = self.blobs.get_container_client(names.state)
+        self.files = FileStateStore(self.state, lease_seconds=settings.lease_seconds)
+        self.checkpoints = BlobCheckpointStore(self.state)
+        self.connector_states = _JsonBlobs(self.state)
+
+    def ensure_containers(self) -> None:
+        """Create the containers (local runs; the templates create them in Azure)."""
+        for container in (self.incoming, self.processed, self.reports, self.failed, self.state):
+            with contextlib.suppress(ResourceExistsError):
+                container.create_container()
+
+    def client(self, connector: Connector, file_name: str) -> IngestionClient:
+        tokens = TokenProvider(connector_credential(connector, self.settings), connector.cloud.scope)
+        tokens.token()  # a wrong app, tenant or secret fails here, before the file is read
+        return IngestionClient(connector.cloud, connector.job_id, tokens, file_name=PurePosixPath(file_name).name)
+
+    # -- one file ---------------------------------------------------------------------------
+    def process(self, blob: BlobClient) -> Outcome:
+        """Handle the blob an event named; safe to call any number of times, from any instance."""
+        name = blob.blob_name
+        with log_context(file=name):
+            if not name.lower().endswith(".csv"):
+                log.warning("not a .csv file; left where it is")
+                return Outcome("ignored", name)
+            try:
+                props = blob.get_blob_properties()
+            except ResourceNotFoundError:
+                done = [s.status for s in self.files.history(name)]
+                log.info("the file is no longer there (earlier runs: %s); nothing to do", ", ".join(done) or "none")
+                return Outcome("gone", name)
+            claim = self.files.claim(name, props.etag)
+            if claim is None:
+                log.info("another run is processing this file; leaving it to that run")
+                return Outcome("busy", name)
+            with claim:
+                if claim.state.finished:
+                    log.info("already %s at %s; nothing to do", claim.state.status, claim.state.finished_at)
+                    return Outcome("already-done", name, claim.state.destination)
+                return self._process_claimed(blob, props, claim)
+
+    def _process_claimed(self, blob: BlobClient, props: BlobProperties, claim: FileClaim) -> Outcome:
+        state = claim.state
+        run_id = uuid.uuid4().hex[:12]
+        now = utc_now()
+        connector: Connector | None = None
+        relative = state.blob
+        try:
+            connector, relative = self.settings.route(state.blob)
+        except HRConnectorError as exc:
+            route_error: HRConnectorError | None = exc
+        else:
+            route_error = None
+        state.connector = connector.name if connector else None
+        state.status, state.run_id, state.started_at = "processing", run_id, _iso(now)
+        state.runs += 1
+        if state.destination is None:
+            state.destination = f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}/{relative}"
+        claim.save()
+
+        with log_context(connector=state.connector, run=run_id), tempfile.TemporaryDirectory() as tmp:
+            log.info("processing (attempt %d)", state.runs)
+            rejected_path = Path(tmp) / "rejected.csv"
+            if route_error is not None or connector is None:
+                report = RunReport(file_name=relative, job_id="")
+                report.error = str(route_error)
+            else:
+                report = self._upload(blob, state.etag, relative, connector, RejectedRowsWriter(rejected_path))
+            return self._finish(blob, props, claim, report, rejected_path)
+
+    def _upload(
+        self, blob: BlobClient, etag: str, relative: str, connector: Connector, rejected: RejectedRowsWriter
+    ) -> RunReport:
+        options = UploadOptions(
+            job_id=connector.job_id,
+            records_per_call=connector.records_per_call,
+            max_concurrency=connector.max_concurrency,
+            mapping=connector.mapping,
+            policy=connector.policy,
+        )
+        try:
+            client = self.client(connector, relative)
+        except HRConnectorError as exc:
+            report = RunReport(file_name=relative, job_id=connector.job_id)
+            report.error = str(exc)
+            return report
+        return run_upload(
+            BlobSource(blob, etag, relative), options, client=client, store=self.checkpoints, rejected_rows=rejected
+        )
+
+    def _finish(
+        self, blob: BlobClient, props: BlobProperties, claim: FileClaim, report: RunReport, rejected: Path
+    ) -> Outcome:
+        """Report, then a verified copy, then delete the source, then mark the state finished."""
+        state = claim.state
+        assert state.destination is not None
+        if claim.lost:
+            raise StorageError("the lease on the file's state was lost; another run takes the file over")
+        uploaded_all = not report.error and report.rows.not_uploaded == 0
+        target = self.processed if uploaded_all else self.failed
+        report_json = report.to_json()
+        state.report = write_text(target, f"{state.destination}.report.json", report_json, "application/json")
+        if report.rows.rejected and rejected.exists():
+            base = f"{state.destination}.rejected"
+            with rejected.open("rb") as handle:
+                self.reports.upload_blob(f"{base}.csv", handle, overwrite=True)
+            write_text(self.reports, f"{base}.report.json", report_json, "application/json")
+            state.rejected_rows = f"{self.reports.container_name}/{base}.csv"
+        copy_verified(blob, state.etag, target.get_blob_client(state.destination), int(props.size))
+        if not delete_if_unchanged(blob, state.etag):
+            log.warning("the file was replaced while it was processed; the new version is handled on its own")
+        state.status = "processed" if uploaded_all else "failed"
+        state.finished_at = _iso(utc_now())
+        state.error = report.error
+        state.rows = report.to_dict()["rows"]
+        claim.save()
+        moved_to = f"{target.container_name}/{state.destination}"
+        rows = {f"rows_{k}": v for k, v in state.rows.items()}
+        counts = dimensions(status=state.status, job_id=report.job_id, **rows)
+        if uploaded_all:
+            log.info("%s: %d rows uploaded, %d rejected; moved to %s", report.status, report.rows.uploaded,
+                     report.rows.rejected, moved_to, extra=counts)  # fmt: skip
+            if state.connector and report.scenarios.get(PROFILE_TITLE, {}).get("valid"):
+                self._remember_profile(state.connector, state.destination, exported_at=_iso(props.last_modified))
+            return Outcome("processed", state.blob, moved_to, report.to_dict())
+        log.error("not uploaded: %s; moved to %s", report.error or "rows not uploaded", moved_to, extra=counts)
+        raise FileFailedError(
+            f"{state.blob}: not uploaded ({report.error or 'some rows were not uploaded'}); "
+            f"the file and its report are in {moved_to}"
+        )
+
+    # -- employee profile: keep the latest file alive ----------------------------------------
+    def _connector_state(self, name: str) -> tuple[dict[str, Any], str | None]:
+        found = self.connector_states.read(f"connectors/{name}.json")
+        return found if found else ({}, None)
+
+    def _remember_profile(self, connector: str, destination: str, *, exported_at: str | None = None) -> None:
+        """The connector's latest profile file (exported_at given), or its refresh (not given)."""
+        for _ in range(5):  # read-modify-write under the ETag; another instance may write in between
+            data, etag = self._connector_state(connector)
+            now = _iso(utc_now())
+            profile = data.get("profile") or {}
+            if exported_at is None:
+                profile.update(uploaded_at=now, refreshes=profile.get("refreshes", 0) + 1)
+            else:
+                profile = {"blob": destination, "exported_at": exported_at, "uploaded_at": now, "refreshes": 0}
+            data["profile"] = profile
+            try:
+                self.connector_states.write(f"connectors/{connector}.json", data, etag=etag)
+                return
+            except StateConflictError:
+                continue
+        raise StorageError(f"could not record the employee profile of connector {connector!r}")
+
+    # -- the timer ------------------------------------------------------------------------------
+    def run_schedule(self, now: datetime | None = None) -> ScheduleSummary:
+        """Sweep missed files, refresh employee profiles, apply retention. Raises at the end if
+        anything failed, after doing everything else."""
+        now = now or utc_now()
+        summary = ScheduleSummary()
+        with log_context(run="timer-" + uuid.uuid4().hex[:8]):
+            self._sweep(now, summary)
+            self._refresh_profiles(now, summary)
+            self._retention(now, summary)
+            log.info(
+                "schedule: %d missed file(s) processed, %d profile(s) refreshed, %d old blob(s) deleted, %d failure(s)",
+                len(summary.swept), len(summary.refreshed), len(summary.deleted), len(summary.failures),
+                extra=dimensions(swept=len(summary.swept), refreshed=len(summary.refreshed),
+                                 deleted=len(summary.deleted), failures=len(summary.failures)),
+            )  # fmt: skip
+        if summary.failures:
+            raise ScheduleError("; ".join(summary.failures))
+        return summary
+
+    def _sweep(self, now: datetime, summary: ScheduleSummary) -> None:
+        """Files no event processed: older than a few minutes, with no finished state."""
+        cutoff = now - timedelta(minutes=self.settings.sweep_after_minutes)
+        for item in self.incoming.list_blobs():
+            if not item.name.lower().endswith(".csv") or item.last_modified > cutoff:
+                continue
+            state = self.files.get(item.name, item.etag)
+            if state is not None and state.finished:
+                continue
+            log.warning("no event processed %s; processing it now", item.name)
+            try:
+                summary.swept.append(self.process(self.incoming.get_blob_client(item.name)))
+            except HRConnectorError as exc:
+                summary.failures.append(str(exc))
+
+    def _refresh_profiles(self, now: datetime, summary: ScheduleSummary) -> None:
+        """Employee profile data expires after 30 days: re-upload the latest file in time."""
+        for connector in self.settings.connectors.values():
+            profile = self._connector_state(connector.name)[0].get("profile")
+            if not profile:
+                continue
+            with log_context(connector=connector.name, file=profile["blob"]):
+                age = now - datetime.fromisoformat(profile["exported_at"])
+                if age > timedelta(days=self.settings.profile_stale_days):
+                    summary.stale_exports.append(connector.name)
+                    log.warning(
+                        "the latest employee-profile file is %d days old: is the HR system still exporting?",
+                        age.days, extra=dimensions(profile_age_days=age.days),
+                    )  # fmt: skip
+                since = now - datetime.fromisoformat(profile["uploaded_at"])
+                if since < timedelta(days=self.settings.profile_refresh_days):
+                    continue
+                try:
+                    self._refresh(connector, profile, summary)
+                except HRConnectorError as exc:
+                    summary.failures.append(f"profile refresh of connector {connector.name!r}: {exc}")
+                    log.error("profile refresh failed: %s", exc)
+
+    def _refresh(self, connector: Connector, profile: dict[str, Any], summary: ScheduleSummary) -> None:
+        blob = self.processed.get_blob_client(profile["blob"])
+        file_name = relative_name(profile["blob"])
+        try:
+            etag = blob.get_blob_properties().etag
+        except ResourceNotFoundError:
+            gone = f"{self.processed.container_name}/{profile['blob']}"
+            raise StorageError(f"{gone} is gone; drop a new export") from None
+        options = UploadOptions(
+            job_id=connector.job_id,
+            records_per_call=connector.records_per_call,
+            max_concurrency=connector.max_concurrency,
+            mapping=connector.mapping,
+            policy=connector.policy,
+            force=True,  # the same rows again, on purpose
+        )
+        report = run_upload(
+            BlobSource(blob, etag, file_name),
+            options,
+            client=self.client(connector, file_name),
+            store=self.checkpoints,
+        )
+        stamp = f"{utc_now():%Y%m%dT%H%M%SZ}"
+        write_text(self.reports, f"{connector.name}/{stamp}/refresh-{profile['file']}.report.json",
+                   report.to_json(), "application/json")  # fmt: skip
+        if report.error or report.rows.not_uploaded:
+            raise HRConnectorError(report.error or "some rows were not uploaded")
+        self._remember_profile(connector.name, profile["blob"])
+        summary.refreshed.append(connector.name)
+        log.info("employee profile re-uploaded: %d rows", report.rows.uploaded)
+
+    def _retention(self, now: datetime, summary: ScheduleSummary) -> None:
+        """Delete processed files, reports and finished state past the retention period; the file
+        each profile connector refreshes from is kept. Failed files wait for an admin."""
+        cutoff = now - timedelta(days=self.settings.retention_days)
+        keep = set()
+        for connector in self.settings.connectors.values():
+            profile = self._connector_state(connector.name)[0].get("profile")
+            if profile:
+                keep.update({profile["blob"], f"{profile['blob']}.report.json"})
+        targets = [(self.processed, None), (self.reports, None), (self.state, "files/"), (self.state, "checkpoints/")]
+        for container, prefix in targets:
+            for item in container.list_blobs(name_starts_with=prefix):
+                if item.last_modified >= cutoff or (container is self.processed and item.name in keep):
+                    continue
+                try:
+                    container.delete_blob(item.name)
+                except ResourceNotFoundError:
+                    continue
+                except AzureError as exc:
+                    summary.failures.append(f"retention: cannot delete {container.container_name}/{item.name}: "
+                                            f"{type(exc).__name__}")  # fmt: skip
+                    continue
+                summary.deleted.append(f"{container.container_name}/{item.name}")
+
+
+def relative_name(destination: str) -> str:
+    """`<connector>/<stamp>/<file>` -> `<file>`."""
+    return destination.split("/", 2)[-1]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
