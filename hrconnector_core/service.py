@@ -276,16 +276,18 @@ class HRConnectorService:
         found = self.connector_states.read(f"connectors/{name}.json")
         return found if found else ({}, None)
 
-    def _remember_profile(self, connector: str, destination: str, *, exported_at: str | None = None) -> None:
+    def _remember_profile(
+        self, connector: str, destination: str, *, exported_at: str | None = None, now: datetime | None = None
+    ) -> None:
         """The connector's latest profile file (exported_at given), or its refresh (not given)."""
+        uploaded_at = _iso(now or utc_now())
         for _ in range(5):  # read-modify-write under the ETag; another instance may write in between
             data, etag = self._connector_state(connector)
-            now = _iso(utc_now())
             profile = data.get("profile") or {}
             if exported_at is None:
-                profile.update(uploaded_at=now, refreshes=profile.get("refreshes", 0) + 1)
+                profile.update(uploaded_at=uploaded_at, refreshes=profile.get("refreshes", 0) + 1)
             else:
-                profile = {"blob": destination, "exported_at": exported_at, "uploaded_at": now, "refreshes": 0}
+                profile = {"blob": destination, "exported_at": exported_at, "uploaded_at": uploaded_at, "refreshes": 0}
             data["profile"] = profile
             try:
                 self.connector_states.write(f"connectors/{connector}.json", data, etag=etag)
@@ -347,12 +349,12 @@ class HRConnectorService:
                 if since < timedelta(days=self.settings.profile_refresh_days):
                     continue
                 try:
-                    self._refresh(connector, profile, summary)
+                    self._refresh(connector, profile, now, summary)
                 except HRConnectorError as exc:
                     summary.failures.append(f"profile refresh of connector {connector.name!r}: {exc}")
                     log.error("profile refresh failed: %s", exc)
 
-    def _refresh(self, connector: Connector, profile: dict[str, Any], summary: ScheduleSummary) -> None:
+    def _refresh(self, connector: Connector, profile: dict[str, Any], now: datetime, summary: ScheduleSummary) -> None:
         blob = self.processed.get_blob_client(profile["blob"])
         file_name = relative_name(profile["blob"])
         try:
@@ -374,12 +376,12 @@ class HRConnectorService:
             client=self.client(connector, file_name),
             store=self.checkpoints,
         )
-        stamp = f"{utc_now():%Y%m%dT%H%M%SZ}"
-        write_text(self.reports, f"{connector.name}/{stamp}/refresh-{profile['file']}.report.json",
+        stamp = f"{now:%Y%m%dT%H%M%SZ}"
+        write_text(self.reports, f"{connector.name}/{stamp}/refresh-{file_name}.report.json",
                    report.to_json(), "application/json")  # fmt: skip
         if report.error or report.rows.not_uploaded:
             raise HRConnectorError(report.error or "some rows were not uploaded")
-        self._remember_profile(connector.name, profile["blob"])
+        self._remember_profile(connector.name, profile["blob"], now=now)
         summary.refreshed.append(connector.name)
         log.info("employee profile re-uploaded: %d rows", report.rows.uploaded)
 

@@ -320,6 +320,7 @@ def _connector(name: str, definition: dict[str, Any], env: _Env, *, single: bool
             raise ConfigurationError(f"connector {name!r}: {key} must be at least 1")
         return number
 
+    job_id, tenant_id, app_id = required("job_id"), required("tenant_id"), required("app_id")
     try:
         credential = CredentialKind(get("credential") or CredentialKind.KEY_VAULT_SECRET.value)
     except ValueError:
@@ -347,9 +348,9 @@ def _connector(name: str, definition: dict[str, Any], env: _Env, *, single: bool
         )
     return Connector(
         name=name,
-        job_id=required("job_id"),
-        tenant_id=required("tenant_id"),
-        app_id=required("app_id"),
+        job_id=job_id,
+        tenant_id=tenant_id,
+        app_id=app_id,
         credential=credential,
         key_vault_url=key_vault_url,
         secret_name=secret_name,

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+import uuid
+from datetime import timedelta
 
 import azurefunctions.extensions.bindings.blob as blob_ext
 import pytest
+import trustme
 from azurefunctions.extensions.bindings.blob.blobClientConverter import BlobClientConverter
 
-from hrconnector_core.emulator.host import invoke_blob_trigger, registered_functions, trigger
-from hrconnector_core.service import FileFailedError
+from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer, registered_functions, trigger
+from hrconnector_core.service import FileFailedError, HRConnectorService, utc_now
+from hrconnector_core.settings import Settings
 
-from .conftest import APP_ID, OTHER_APP_ID, SAMPLES, SECRET, TENANT, FunctionEnv
+from .conftest import APP_ID, OTHER_APP_ID, REPO, SAMPLES, SECRET, TENANT, FunctionEnv
 from .csvdata import HEADER, csv_bytes, parse, rows
 
 BLOB_FUNCTION = "hr_file_arrived"
@@ -150,6 +160,181 @@ def test_unknown_connector_folder_is_kept_in_failed(emulator, function_env: Func
     failed = env.listing()[env.settings.containers.failed]
     assert [n.endswith(("payroll/x.csv", "payroll/x.csv.report.json")) for n in failed] == [True, True]
     assert emulator.state.rows(env.job) == []
+
+
+# -- crash and resume ------------------------------------------------------------------------------
+def _checkpointed(env: FunctionEnv) -> dict[str, int]:
+    """The completed chunks in the (only) checkpoint in the state container."""
+    names = [b.name for b in env.service.state.list_blobs(name_starts_with="checkpoints/")]
+    return env.read_json(env.settings.containers.state, names[0])["completed"] if names else {}
+
+
+def _wait_for_lease_to_lapse(env: FunctionEnv, name: str, etag: str) -> None:
+    state_blob = env.service.state.get_blob_client(env.service.files.name(name, etag))
+    deadline = time.monotonic() + 70
+    while state_blob.get_blob_properties().lease.state == "leased":
+        assert time.monotonic() < deadline, "the dead run's lease never lapsed"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_crash_after_chunk_k_resumes_with_only_the_rest(emulator, function_env: FunctionEnv, monkeypatch) -> None:
+    env = function_env
+    monkeypatch.setenv("HR_RECORDS_PER_CALL", "10")
+    monkeypatch.setenv("HR_MAX_CONCURRENCY", "1")
+    data = csv_bytes(HEADER, rows(100))
+    env.drop("main/big.csv", data)
+    etag = env.service.incoming.get_blob_client("main/big.csv").get_blob_properties().etag
+    emulator.state.set_faults(latency_ms=400)  # each call takes a while: time to kill mid-file
+
+    # The host process dies (SIGKILL) while the function is uploading chunk k+1.
+    code = "import sys; from hrconnector_core.emulator.host import invoke_blob_trigger as i; i(*sys.argv[1:])"
+    incoming = env.settings.containers.incoming
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, BLOB_FUNCTION, incoming, "main/big.csv"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while len(_checkpointed(env)) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(0.6)  # the emulator abandons the call that was in flight
+    done = len(_checkpointed(env))
+    assert 3 <= done < 10
+    assert len(emulator.state.uploads[env.job]) == done
+    emulator.state.set_faults(latency_ms=0)
+
+    # While the dead run's lease lasts, a redelivered event leaves the file alone.
+    invoke_blob_trigger(BLOB_FUNCTION, incoming, "main/big.csv")
+    assert len(emulator.state.uploads[env.job]) == done
+    assert env.listing()[incoming] == ["main/big.csv"]
+
+    _wait_for_lease_to_lapse(env, "main/big.csv", etag)
+    invoke_blob_trigger(BLOB_FUNCTION, incoming, "main/big.csv")
+    assert sorted(emulator.state.rows(env.job)) == sorted(rows_of(data))  # every row exactly once
+    assert len(emulator.state.uploads[env.job]) == 10
+    (state,) = env.service.files.history("main/big.csv")
+    assert state.status == "processed" and state.runs == 2
+    report = env.read_json(env.settings.containers.processed, f"{state.destination}.report.json")
+    assert report["rows"]["previously_uploaded"] == 10 * done
+    assert report["rows"]["uploaded"] == 100 - 10 * done
+
+
+# -- credentials ---------------------------------------------------------------------------------------
+def test_a_rotated_key_vault_secret_is_used_without_a_restart(emulator, function_env: FunctionEnv, monkeypatch) -> None:
+    env = function_env
+    app = "r0r0r0r0-0000-4000-8000-" + uuid.uuid4().hex[:12]
+    emulator.state.register_app(TENANT, app, SECRET)
+    emulator.state.register_job(env.job, app)
+    monkeypatch.setenv("HR_APP_ID", app)
+    reads = lambda: emulator.state.counters.get("vault_secret_reads", 0)  # noqa: E731
+    before = reads()
+
+    drop_and_invoke(env, "main/first.csv", csv_bytes(HEADER, rows(3)))
+    assert reads() == before + 1
+
+    rotated = "rotated-" + uuid.uuid4().hex
+    emulator.state.set_secret(env.secret_name, rotated)  # a new version in the vault...
+    emulator.state.register_app(TENANT, app, rotated)  # ...and the old one no longer accepted
+    drop_and_invoke(env, "main/second.csv", csv_bytes(HEADER, rows(3, start=3)))
+    assert reads() == before + 2  # the cached value was refused, so the vault was read again
+    drop_and_invoke(env, "main/third.csv", csv_bytes(HEADER, rows(3, start=6)))
+    assert reads() == before + 2  # the new value is cached
+    assert sorted(emulator.state.rows(env.job)) == sorted(rows(9))
+    assert env.listing()[env.settings.containers.failed] == []
+
+
+def test_a_certificate_from_key_vault(emulator, function_env: FunctionEnv, monkeypatch) -> None:
+    env = function_env
+    leaf = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert("hr-app", key_type=trustme.KeyType.RSA)
+    app = "c4c4c4c4-0000-4000-8000-" + uuid.uuid4().hex[:12]
+    emulator.state.register_app(TENANT, app, certificate_pem=leaf.cert_chain_pems[0].bytes())
+    emulator.state.register_job(env.job, app)
+    emulator.state.set_secret(env.secret_name, leaf.private_key_and_cert_chain_pem.bytes().decode())
+    monkeypatch.setenv("HR_APP_ID", app)
+    monkeypatch.setenv("HR_CREDENTIAL", "key-vault-certificate")
+    drop_and_invoke(env, "main/cert.csv", csv_bytes(HEADER, rows(4)))
+    assert emulator.state.rows(env.job) == rows(4)
+
+
+def test_no_secret_at_all_with_a_federated_credential(emulator, function_env: FunctionEnv, monkeypatch) -> None:
+    env = function_env
+    app = "f5f5f5f5-0000-4000-8000-" + uuid.uuid4().hex[:12]
+    emulator.state.register_app(TENANT, app)  # no secret, no certificate
+    emulator.state.register_job(env.job, app)
+    monkeypatch.setenv("HR_APP_ID", app)
+    monkeypatch.setenv("HR_CREDENTIAL", "federated")
+    monkeypatch.delenv("HR_SECRET_NAME")
+    reads = emulator.state.counters.get("vault_secret_reads", 0)
+
+    with pytest.raises(FileFailedError, match="AADSTS700027"):  # the app does not trust the identity yet
+        drop_and_invoke(env, "main/untrusted.csv", csv_bytes(HEADER, rows(2)))
+    emulator.state.trust_managed_identity(app, env.settings.identity_client_id or "")
+    drop_and_invoke(env, "main/trusted.csv", csv_bytes(HEADER, rows(2)))
+    assert emulator.state.rows(env.job) == rows(2)
+    assert emulator.state.counters.get("vault_secret_reads", 0) == reads  # the vault was never needed
+
+
+# -- the timer ----------------------------------------------------------------------------------------
+def test_the_timer_processes_files_no_event_processed(emulator, function_env: FunctionEnv, monkeypatch) -> None:
+    env = function_env
+    monkeypatch.setenv("HR_SWEEP_AFTER_MINUTES", "0.001")
+    data = (SAMPLES / "resignation.csv").read_bytes()
+    env.drop("main/missed.csv", data)  # no event arrives for it
+    env.drop("main/notes.txt", b"not a CSV")
+    time.sleep(0.2)
+    invoke_timer(TIMER_FUNCTION)
+    assert emulator.state.rows(env.job) == rows_of(data)
+    listing = env.listing()
+    assert listing[env.settings.containers.incoming] == ["main/notes.txt"]  # left where it is
+    assert [n.rsplit("/", 1)[1] for n in listing[env.settings.containers.processed]] == [
+        "missed.csv",
+        "missed.csv.report.json",
+    ]
+    invoke_timer(TIMER_FUNCTION)  # nothing left to do
+    assert len(emulator.state.uploads[env.job]) == 1
+
+
+def test_profile_refresh_stale_export_warning_and_retention(emulator, function_env: FunctionEnv, caplog) -> None:
+    env = function_env
+    profile = (SAMPLES / "employee-profile.csv").read_bytes()
+    resignation = (SAMPLES / "resignation.csv").read_bytes()
+    drop_and_invoke(env, "main/profile.csv", profile)
+    drop_and_invoke(env, "main/resignation.csv", resignation)
+    profile_rows, resignation_rows = rows_of(profile), rows_of(resignation)
+    assert sorted(emulator.state.rows(env.job)) == sorted(profile_rows + resignation_rows)
+    service = HRConnectorService(Settings.from_env())
+    now = utc_now()
+    names = env.settings.containers
+    (profile_copy,) = [n for n in env.listing()[names.processed] if n.endswith("/profile.csv")]
+
+    assert service.run_schedule(now + timedelta(days=13)).refreshed == []
+    summary = service.run_schedule(now + timedelta(days=15))
+    assert summary.refreshed == ["main"] and summary.stale_exports == []
+    assert sorted(emulator.state.rows(env.job)) == sorted(2 * profile_rows + resignation_rows)
+    refresh_reports = [n for n in env.listing()[names.reports] if "refresh-profile.csv" in n]
+    assert len(refresh_reports) == 1
+    assert env.read_json(names.reports, refresh_reports[0])["rows"]["uploaded"] == len(profile_rows)
+    assert service.run_schedule(now + timedelta(days=20)).refreshed == []  # 5 days after the refresh
+
+    caplog.set_level(logging.WARNING, logger="hrconnector_core")
+    summary = service.run_schedule(now + timedelta(days=31))
+    assert summary.stale_exports == ["main"] and summary.refreshed == ["main"]
+    assert "the latest employee-profile file is 31 days old" in caplog.text
+
+    summary = service.run_schedule(now + timedelta(days=91))  # past the 90-day retention
+    listing = env.listing()
+    assert listing[names.processed] == [profile_copy, profile_copy + ".report.json"]  # kept for refreshes
+    assert listing[names.reports] == []
+    state_blobs = sorted(b.name for b in env.service.state.list_blobs())
+    assert state_blobs == ["connectors/main.json"]
+    assert f"{names.processed}/{profile_copy}" not in summary.deleted
+    assert sorted(emulator.state.rows(env.job)) == sorted(4 * profile_rows + resignation_rows)
 
 
 __all__ = ["APP_ID", "SECRET", "TENANT"]

@@ -75,8 +75,7 @@ def test_a_revoked_token_is_replaced_once(emulator, job, cloud):
 
     client = IngestionClient(cloud, job, TokenProvider(Uncached(), cloud.scope), policy=FAST_RETRIES)
     client.upload(chunk())
-    with emulator.state.lock:
-        emulator.state.tokens.clear()  # the service no longer accepts the token we hold
+    emulator.state.revoke_tokens(APP_ID)  # the service no longer accepts the token we hold
     result = client.upload(chunk())
     assert [a.status for a in result.attempts] == [401, 200]
     assert client.token_fetches == 2
@@ -86,8 +85,7 @@ def test_a_revoked_token_is_replaced_once(emulator, job, cloud):
 def test_a_token_refused_twice_stops_with_the_services_reason(emulator, job, make_client):
     client = make_client(job)
     client.upload(chunk())
-    with emulator.state.lock:
-        emulator.state.tokens.clear()  # azure-identity's cache hands back the same, revoked token
+    emulator.state.revoke_tokens(APP_ID)  # azure-identity's cache hands back the same, revoked token
     with pytest.raises(UploadError) as err:
         client.upload(chunk())
     assert err.value.permanent and [a.status for a in err.value.attempts] == [401, 401]

@@ -13,7 +13,7 @@ from hrconnector_core.emulator import Emulator
 from hrconnector_core.pipeline import LocalFileSource, UploadOptions, run_upload
 
 from .conftest import OTHER_APP_ID, SECRET, cli_command, cli_env, upload_args
-from .csvdata import HEADER, rows, write_csv
+from .csvdata import HEADER, csv_bytes, rows, write_csv
 
 
 def hr_values(data: list[list[str]]) -> set[str]:
@@ -89,3 +89,38 @@ def test_a_failed_upload_error_names_rows_not_values(tmp_path, emulator, make_cl
     assert report.error and "rows 2-6" in report.error
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert_absent(logged + json.dumps(report.to_dict()), {SECRET} | hr_values(data))
+
+
+def test_the_function_logs_context_on_every_record_and_no_secret_token_or_hr_value(emulator, function_env, caplog):
+    """Logs at DEBUG, the state, reports and errors of a Function run; only the HR files and the
+    rejected-rows CSV (HR data by design) may hold values."""
+    from hrconnector_core.emulator.host import invoke_blob_trigger
+
+    env = function_env
+    caplog.set_level(logging.DEBUG)
+    data = rows(12)
+    bad = ["bad@@contoso", "2024-01-01T00:00:00Z", "private remark", "1"]
+    env.drop("main/leaky.csv", csv_bytes(HEADER, [*data, bad]))
+    before = issued_tokens(emulator)
+    invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/leaky.csv")
+    tokens = issued_tokens(emulator) - before
+    assert tokens  # the app's for ingestion (and the identity's for the vault, unless cached by an earlier test)
+    secrets = {SECRET, emulator.state.identity_header} | tokens | hr_values(data) | set(bad[:3])
+
+    records = [r for r in caplog.records if not r.name.startswith("hrconnector_core.emulator")]
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''} {r.__dict__}" for r in records)
+    service = env.service
+    documents = [
+        c.get_blob_client(b.name) for c in (service.processed, service.reports, service.state)
+        for b in c.list_blobs() if not b.name.endswith(".csv")
+    ]  # fmt: skip
+    assert len(documents) == 4  # two reports, the file's state, the checkpoint
+    stored = "\n".join(d.download_blob().readall().decode() for d in documents)
+    assert_absent(logged + stored, secrets)
+
+    core = [r for r in records if r.name.startswith("hrconnector_core")]
+    assert any(r.threadName.startswith("upload") for r in core)  # the context reached the upload threads
+    assert core and all(getattr(r, "hr.file", None) == "main/leaky.csv" for r in core)
+    assert all(getattr(r, "hr.connector", None) == "main" and getattr(r, "hr.run", None) for r in core[1:])
+    summary = next(r for r in core if "rows uploaded" in r.getMessage())
+    assert getattr(summary, "hr.rows_uploaded") == 12 and getattr(summary, "hr.rows_rejected") == 1

@@ -139,6 +139,12 @@ class EmulatorState:
             self.counters["tokens_issued"] = self.counters.get("tokens_issued", 0) + 1
         return token, TOKEN_LIFETIME_SECONDS
 
+    def revoke_tokens(self, app_id: str) -> None:
+        """The service stops accepting every token issued to `app_id`."""
+        with self.lock:
+            for token in [t for t, info in self.tokens.items() if info.app_id == app_id.lower()]:
+                del self.tokens[token]
+
     def token_info(self, token: str) -> IssuedToken | None:
         with self.lock:
             info = self.tokens.get(token)
