@@ -1,15 +1,16 @@
-"""The README's first command: the main job on the embedded default.
+"""The README's first command: the Function's real code on the embedded default.
 
-Starts the HTTPS emulator (Entra + HR connector ingestion) on loopback, uploads every sample file
-with the real command line, then prints what the connector received: the per-job log (the portal's
-"Download log") and where each run report is.
+Starts Azurite (Blob Storage) and the HTTPS emulator (Entra, the managed-identity endpoint,
+Key Vault and the HR connector's ingestion service), sets the Function's app settings, drops
+every sample file into the incoming container, invokes the registered blob function for each as
+the host would after an Event Grid event, runs the timer once, and shows what the containers
+hold, what each report says and what the connector received. Reports are copied to .demo/.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,56 +18,107 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hrconnector_core.emulator import Emulator, EmulatorState  # noqa: E402
-from hrconnector_core.emulator.__main__ import (  # noqa: E402
-    DEMO_APP,
-    DEMO_JOB,
-    DEMO_SECRET,
-    DEMO_SECRET_ENV,
-    DEMO_TENANT,
-    demo_upload_command,
-)
+from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT  # noqa: E402
+from hrconnector_core.emulator.azurite import Azurite  # noqa: E402
+from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer  # noqa: E402
+from hrconnector_core.errors import HRConnectorError  # noqa: E402
+from hrconnector_core.service import HRConnectorService  # noqa: E402
+from hrconnector_core.settings import Settings  # noqa: E402
 
 OUT = REPO / ".demo"
+CONNECTOR = "demo"
+IDENTITY = "33333333-3333-4333-8333-333333333333"  # the Function's user-assigned managed identity
+SECRET_NAME = "hr-connector-app-secret"  # noqa: S105 - the name of the secret in the (emulated) vault
+
+
+def function_settings(azurite: Azurite, emulator: Emulator) -> dict[str, str]:
+    """The app settings a deployment would have, pointed at the local stand-ins."""
+    return {
+        "HR_STORAGE": azurite.connection_string,
+        "HR_INCOMING_CONTAINER": "hr-incoming",
+        "HR_SCHEDULE": "0 */15 * * * *",
+        "HR_CONNECTOR_NAME": CONNECTOR,
+        "HR_JOB_ID": DEMO_JOB,
+        "HR_TENANT_ID": DEMO_TENANT,
+        "HR_APP_ID": DEMO_APP,
+        "HR_KEY_VAULT_URL": emulator.url,
+        "HR_SECRET_NAME": SECRET_NAME,
+        "HR_KEY_VAULT_SKIP_CHALLENGE_CHECK": "true",
+        "HR_AUTHORITY_HOST": emulator.url,
+        "HR_INGESTION_URL": emulator.url,
+        "AZURE_CLIENT_ID": IDENTITY,
+        "IDENTITY_ENDPOINT": f"{emulator.url}/msi/token",
+        "IDENTITY_HEADER": emulator.state.identity_header,
+        "REQUESTS_CA_BUNDLE": str(emulator.ca_path),
+    }
 
 
 def main() -> int:
     state = EmulatorState()
     state.register_app(DEMO_TENANT, DEMO_APP, DEMO_SECRET)
     state.register_job(DEMO_JOB, DEMO_APP)
-    reports = OUT / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    worst = 0
-    with Emulator(state=state, ca_path=OUT / "emulator-ca.pem", data_dir=OUT / "emulator") as emu:
-        print(f"emulator: {emu.url} (CA: {emu.ca_path})\n")
-        env = dict(os.environ, REQUESTS_CA_BUNDLE=str(emu.ca_path), **{DEMO_SECRET_ENV: DEMO_SECRET})
+    state.register_managed_identity(IDENTITY, DEMO_TENANT)
+    state.set_secret(SECRET_NAME, DEMO_SECRET)
+    OUT.mkdir(exist_ok=True)
+    failures = 0
+    with (
+        Azurite(REPO, log_file=OUT / "azurite.log") as azurite,
+        Emulator(state=state, ca_path=OUT / "emulator-ca.pem", data_dir=OUT / "emulator") as emulator,
+    ):
+        os.environ.update(function_settings(azurite, emulator))
+        print(f"Azurite: {azurite.blob_endpoint}\nemulator (Entra, managed identity, Key Vault, ingestion): {emulator.url}")
+        service = HRConnectorService(Settings.from_env())
+        service.ensure_containers()
+        incoming = service.incoming.container_name
+
+        print(f"\n1. Each sample dropped into {incoming}/{CONNECTOR}/, then the blob function invoked:")
         for sample in sorted((REPO / "samples").glob("*.csv")):
-            report = reports / f"{sample.stem}.json"
-            cmd = demo_upload_command(
-                emu.url,
-                sample,
-                "--state-dir",
-                str(OUT / "state"),
-                "--force",
-                "--report",
-                str(report),
-                "--rejected",
-                str(reports / f"{sample.stem}.rejected.csv"),
-            )
-            print(f"$ hrconnector upload --file samples/{sample.name} ...")
-            result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-            print(result.stdout.rstrip())
-            print(f"  exit code {result.returncode}; report: {report.relative_to(REPO)}\n")
-            worst = max(worst, result.returncode)
+            name = f"{CONNECTOR}/{sample.name}"
+            service.incoming.upload_blob(name, sample.read_bytes(), overwrite=True)
+            try:
+                invoke_blob_trigger("hr_file_arrived", incoming, name)
+                print(f"   {name}: done")
+            except HRConnectorError as exc:
+                failures += 1
+                print(f"   {name}: FAILED: {exc}")
+
+        print("\n2. The same event delivered again (Event Grid delivers at least once):")
+        invoke_blob_trigger("hr_file_arrived", incoming, f"{CONNECTOR}/resignation.csv")
+        print(f"   {CONNECTOR}/resignation.csv: nothing to do, nothing sent")
+
+        print("\n3. The timer (missed files, employee-profile refresh, retention):")
+        invoke_timer("hr_schedule")
+        print("   done")
+
+        print("\n4. What the containers hold:")
+        for container in (service.incoming, service.processed, service.reports, service.failed, service.state):
+            blobs = sorted(b.name for b in container.list_blobs())
+            print(f"   {container.container_name}/ ({len(blobs)} blobs)")
+            for blob in blobs:
+                print(f"     {blob}")
+
+        print("\n5. The reports (copied to .demo/reports/):")
+        reports_dir = OUT / "reports"
+        reports_dir.mkdir(exist_ok=True)
+        for container in (service.processed, service.failed):
+            for blob in sorted(b.name for b in container.list_blobs() if b.name.endswith(".report.json")):
+                report = json.loads(container.get_blob_client(blob).download_blob().readall())
+                (reports_dir / blob.rsplit("/", 1)[1]).write_text(json.dumps(report, indent=2), encoding="utf-8")
+                rows = report["rows"]
+                issues = ", ".join(f"{code} x{n}" for code, n in report["issues"]["counts"].items()) or "no issues"
+                print(
+                    f"   {report['file']['name']}: {report['status']}: {rows['in']} rows, {rows['uploaded']} uploaded, "
+                    f"{rows['rejected']} rejected ({issues})"
+                )
 
         log = state.log.get(DEMO_JOB, [])
         print(
-            f"connector job {DEMO_JOB}: {len(log)} uploads, "
+            f"\n6. Connector job {DEMO_JOB}: {len(log)} uploads, "
             f"{sum(e['RecordsSaved'] for e in log)} records saved (the portal's 'Download log'):"
         )
         for entry in log:
-            print("  " + json.dumps({k: entry[k] for k in ("FileName", "RecordsSaved", "Status", "EndTime")}))
-        print(f"\nlog file: {(OUT / 'emulator' / f'job-{DEMO_JOB}.log').relative_to(REPO)}")
-    return 0 if worst <= 1 else worst
+            print("   " + json.dumps({k: entry[k] for k in ("FileName", "RecordsSaved", "Status")}))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -121,3 +121,8 @@ def test_opentelemetry_is_configured_only_with_a_connection_string() -> None:
         [sys.executable, "-c", code, conn], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (REPO / "docs" / "function.md").read_text(encoding="utf-8")
+    assert sorted(name for name in APP_SETTING_NAMES if f"`{name}`" not in doc) == []
