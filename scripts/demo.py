@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 from hrconnector_core.emulator import Emulator, EmulatorState  # noqa: E402
 from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT  # noqa: E402
 from hrconnector_core.emulator.azurite import Azurite  # noqa: E402
-from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer  # noqa: E402
+from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer, local_settings  # noqa: E402
 from hrconnector_core.errors import HRConnectorError  # noqa: E402
 from hrconnector_core.service import HRConnectorService  # noqa: E402
 from hrconnector_core.settings import Settings  # noqa: E402
@@ -29,28 +29,6 @@ OUT = REPO / ".demo"
 CONNECTOR = "demo"
 IDENTITY = "33333333-3333-4333-8333-333333333333"  # the Function's user-assigned managed identity
 SECRET_NAME = "hr-connector-app-secret"  # noqa: S105 - the name of the secret in the (emulated) vault
-
-
-def function_settings(azurite: Azurite, emulator: Emulator) -> dict[str, str]:
-    """The app settings a deployment would have, pointed at the local stand-ins."""
-    return {
-        "HR_STORAGE": azurite.connection_string,
-        "HR_INCOMING_CONTAINER": "hr-incoming",
-        "HR_SCHEDULE": "0 */15 * * * *",
-        "HR_CONNECTOR_NAME": CONNECTOR,
-        "HR_JOB_ID": DEMO_JOB,
-        "HR_TENANT_ID": DEMO_TENANT,
-        "HR_APP_ID": DEMO_APP,
-        "HR_KEY_VAULT_URL": emulator.url,
-        "HR_SECRET_NAME": SECRET_NAME,
-        "HR_KEY_VAULT_SKIP_CHALLENGE_CHECK": "true",
-        "HR_AUTHORITY_HOST": emulator.url,
-        "HR_INGESTION_URL": emulator.url,
-        "AZURE_CLIENT_ID": IDENTITY,
-        "IDENTITY_ENDPOINT": f"{emulator.url}/msi/token",
-        "IDENTITY_HEADER": emulator.state.identity_header,
-        "REQUESTS_CA_BUNDLE": str(emulator.ca_path),
-    }
 
 
 def main() -> int:
@@ -65,8 +43,19 @@ def main() -> int:
         Azurite(REPO, log_file=OUT / "azurite.log") as azurite,
         Emulator(state=state, ca_path=OUT / "emulator-ca.pem", data_dir=OUT / "emulator") as emulator,
     ):
-        os.environ.update(function_settings(azurite, emulator))
-        print(f"Azurite: {azurite.blob_endpoint}\nemulator (Entra, managed identity, Key Vault, ingestion): {emulator.url}")
+        settings = local_settings(
+            azurite.connection_string,
+            emulator,
+            connector=CONNECTOR,
+            job_id=DEMO_JOB,
+            tenant_id=DEMO_TENANT,
+            app_id=DEMO_APP,
+            identity=IDENTITY,
+            secret_name=SECRET_NAME,
+        )
+        os.environ.update(settings)
+        print(f"Azurite: {azurite.blob_endpoint}")
+        print(f"emulator (Entra, managed identity, Key Vault, ingestion): {emulator.url}")
         service = HRConnectorService(Settings.from_env())
         service.ensure_containers()
         incoming = service.incoming.container_name

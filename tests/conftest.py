@@ -17,6 +17,7 @@ from hrconnector_core.clouds import CloudEndpoints, resolve_cloud
 from hrconnector_core.credentials import TokenProvider, secret_credential
 from hrconnector_core.emulator import Emulator, EmulatorState
 from hrconnector_core.emulator.azurite import Azurite
+from hrconnector_core.emulator.host import local_settings
 from hrconnector_core.ingestion import IngestionClient, RetryPolicy
 from hrconnector_core.service import HRConnectorService
 from hrconnector_core.settings import Settings
@@ -161,27 +162,22 @@ def function_env(
     suffix = uuid.uuid4().hex[:8]
     secret_name = f"hr-app-secret-{suffix}"
     emulator.state.set_secret(secret_name, SECRET)
-    env = {
-        "HR_STORAGE": azurite.connection_string,
+    env = local_settings(
+        azurite.connection_string,
+        emulator,
+        connector="main",
+        job_id=job,
+        tenant_id=TENANT,
+        app_id=APP_ID,
+        identity=function_identity,
+        secret_name=secret_name,
+    ) | {
         "HR_INCOMING_CONTAINER": f"in-{suffix}",
         "HR_PROCESSED_CONTAINER": f"processed-{suffix}",
         "HR_REPORTS_CONTAINER": f"reports-{suffix}",
         "HR_FAILED_CONTAINER": f"failed-{suffix}",
         "HR_STATE_CONTAINER": f"state-{suffix}",
-        "HR_SCHEDULE": "0 */15 * * * *",
-        "HR_CONNECTOR_NAME": "main",
-        "HR_JOB_ID": job,
-        "HR_TENANT_ID": TENANT,
-        "HR_APP_ID": APP_ID,
-        "HR_KEY_VAULT_URL": emulator.url,
-        "HR_SECRET_NAME": secret_name,
-        "HR_KEY_VAULT_SKIP_CHALLENGE_CHECK": "true",
-        "HR_AUTHORITY_HOST": emulator.url,
-        "HR_INGESTION_URL": emulator.url,
         "HR_LEASE_SECONDS": "15",
-        "AZURE_CLIENT_ID": function_identity,
-        "IDENTITY_ENDPOINT": f"{emulator.url}/msi/token",
-        "IDENTITY_HEADER": emulator.state.identity_header,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -18,6 +18,8 @@ from azure.functions.timer import TimerRequest
 from azurefunctions.extensions.base import Datum
 from azurefunctions.extensions.bindings.blob.blobClientConverter import BlobClientConverter
 
+from .server import Emulator
+
 
 @cache
 def registered_functions() -> dict[str, Any]:
@@ -52,3 +54,36 @@ def invoke_blob_trigger(name: str, container: str, blob_name: str) -> Any:
 def invoke_timer(name: str, *, past_due: bool = False) -> Any:
     timer: func.TimerRequest = TimerRequest(past_due=past_due)
     return registered_functions()[name].get_user_function()(timer)
+
+
+def local_settings(
+    storage_connection_string: str,
+    emulator: Emulator,
+    *,
+    connector: str,
+    job_id: str,
+    tenant_id: str,
+    app_id: str,
+    identity: str,
+    secret_name: str,
+) -> dict[str, str]:
+    """The app settings a deployment would have, pointed at Azurite and the emulator (whose
+    managed-identity endpoint stands in for the Function's identity)."""
+    return {
+        "HR_STORAGE": storage_connection_string,
+        "HR_INCOMING_CONTAINER": "hr-incoming",
+        "HR_SCHEDULE": "0 */15 * * * *",
+        "HR_CONNECTOR_NAME": connector,
+        "HR_JOB_ID": job_id,
+        "HR_TENANT_ID": tenant_id,
+        "HR_APP_ID": app_id,
+        "HR_KEY_VAULT_URL": emulator.url,
+        "HR_SECRET_NAME": secret_name,
+        "HR_KEY_VAULT_SKIP_CHALLENGE_CHECK": "true",
+        "HR_AUTHORITY_HOST": emulator.url,
+        "HR_INGESTION_URL": emulator.url,
+        "AZURE_CLIENT_ID": identity,
+        "IDENTITY_ENDPOINT": f"{emulator.url}/msi/token",
+        "IDENTITY_HEADER": emulator.state.identity_header,
+        "REQUESTS_CA_BUNDLE": str(emulator.ca_path),
+    }
