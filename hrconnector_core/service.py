@@ -59,6 +59,9 @@ from .telemetry import dimensions, log_context
 log = logging.getLogger(__name__)
 
 PROFILE_TITLE = SCENARIOS["employee_profile"].title
+# Employee profiles expire in the connector after 30 days; past this age a failed refresh alerts.
+PROFILE_ALERT_DAYS = 20
+PROFILE_ALERT = "profile-not-refreshed"
 
 
 class FileFailedError(HRConnectorError):
@@ -352,7 +355,10 @@ class HRConnectorService:
                     self._refresh(connector, profile, now, summary)
                 except HRConnectorError as exc:
                     summary.failures.append(f"profile refresh of connector {connector.name!r}: {exc}")
-                    log.error("profile refresh failed: %s", exc)
+                    # The infrastructure's alert rule looks for this dimension.
+                    overdue = since >= timedelta(days=PROFILE_ALERT_DAYS)
+                    alert = dimensions(alert=PROFILE_ALERT, profile_days=since.days) if overdue else None
+                    log.error("profile refresh failed (last upload %d days ago): %s", since.days, exc, extra=alert)
 
     def _refresh(self, connector: Connector, profile: dict[str, Any], now: datetime, summary: ScheduleSummary) -> None:
         blob = self.processed.get_blob_client(profile["blob"])

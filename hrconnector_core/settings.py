@@ -4,9 +4,9 @@ Nothing else in the core reads the environment. `APP_SETTINGS` is the one list o
 infrastructure templates are tested against it, so a name cannot drift between code and infra.
 
 Connectors: one connector needs only plain settings (HR_JOB_ID, HR_APP_ID, HR_SECRET_NAME, ...);
-several are given as JSON in HR_CONNECTORS, keyed by name, each field falling back to the plain
-setting of the same meaning. A file at `<incoming>/<connector>/<file>.csv` goes to that connector;
-with a single connector, a file at the container's root goes to it too.
+several are given as JSON in HR_CONNECTORS, keyed by name, each field but job_id and mapping
+falling back to the plain setting of the same meaning. A file at `<incoming>/<connector>/<file>.csv`
+goes to that connector; with a single connector, a file at the container's root goes to it too.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
     _s("HR_CONNECTOR_NAME", "name of the single connector (default 'default')", deployed=False),
     _s("HR_JOB_ID", "job id of the single connector", deployed=False),
     _s("HR_TENANT_ID", "Entra tenant id (default for every connector)"),
-    _s("HR_APP_ID", "Entra app id of the single connector", deployed=False),
+    _s("HR_APP_ID", "Entra app id (default for every connector)"),
     _s("HR_CREDENTIAL", "key-vault-secret | key-vault-certificate | federated (default for every connector)"),
     _s("HR_KEY_VAULT_URL", "vault holding the app secret or certificate"),
-    _s("HR_SECRET_NAME", "name of the secret (or certificate) in the vault", deployed=False),
+    _s("HR_SECRET_NAME", "name of the secret (or certificate) in the vault (default for every connector)"),
     _s("HR_MAPPING", "JSON column mapping of the single connector", deployed=False),
     _s("HR_CLOUD", "commercial | gcc | gcchigh | dod"),
     _s("HR_AUTHORITY_HOST", "override of the cloud's sign-in host (emulator, proxies)", deployed=False),
@@ -256,8 +256,8 @@ _FIELDS: dict[str, str] = {
     "policy": "HR_POLICY",
     "mapping": "HR_MAPPING",
 }
-# Fields that name one connector; never inherited by the connectors of HR_CONNECTORS.
-_OWN_FIELDS = {"job_id", "app_id", "mapping", "secret_name"}
+# Fields that belong to one connector; never inherited by the connectors of HR_CONNECTORS.
+_OWN_FIELDS = {"job_id", "mapping"}
 
 
 def _connectors(env: _Env) -> tuple[dict[str, Connector], list[str]]:

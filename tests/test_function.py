@@ -18,7 +18,7 @@ import trustme
 from azurefunctions.extensions.bindings.blob.blobClientConverter import BlobClientConverter
 
 from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer, registered_functions, trigger
-from hrconnector_core.service import FileFailedError, HRConnectorService, utc_now
+from hrconnector_core.service import FileFailedError, HRConnectorService, ScheduleError, utc_now
 from hrconnector_core.settings import Settings
 
 from .conftest import APP_ID, OTHER_APP_ID, REPO, SAMPLES, SECRET, TENANT, FunctionEnv
@@ -326,6 +326,13 @@ def test_profile_refresh_stale_export_warning_and_retention(emulator, function_e
     summary = service.run_schedule(now + timedelta(days=31))
     assert summary.stale_exports == ["main"] and summary.refreshed == ["main"]
     assert "the latest employee-profile file is 31 days old" in caplog.text
+
+    emulator.state.register_job(env.job, OTHER_APP_ID)  # refreshes fail from now on...
+    with pytest.raises(ScheduleError, match="profile refresh of connector 'main'.*403"):
+        service.run_schedule(now + timedelta(days=52))  # ...21 days after the last upload: an alert
+    alert = [r for r in caplog.records if getattr(r, "hr.alert", None) == "profile-not-refreshed"]
+    assert len(alert) == 1 and getattr(alert[0], "hr.profile_days") == 21
+    emulator.state.register_job(env.job, APP_ID)
 
     summary = service.run_schedule(now + timedelta(days=91))  # past the 90-day retention
     listing = env.listing()

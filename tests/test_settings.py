@@ -49,6 +49,7 @@ def test_several_connectors_from_json_inherit_the_shared_settings_only() -> None
     leavers, profiles = settings.connectors["leavers"], settings.connectors["profiles"]
     assert (leavers.job_id, leavers.records_per_call, leavers.key_vault_url) == ("j1", 100, "https://kv.example")
     assert (profiles.records_per_call, profiles.policy, profiles.secret_name) == (250, Policy.REJECT_FILE, None)
+    assert profiles.job_id == "j2"  # HR_JOB_ID belongs to the single-connector form only
     assert profiles.cloud.token_exchange_audience == "api://AzureADTokenExchangeUSGov"
     assert settings.route("profiles/x/y.csv") == (profiles, "x/y.csv")
     with pytest.raises(ConfigurationError, match=r"no connector for the container's root.*leavers, profiles"):
@@ -56,10 +57,10 @@ def test_several_connectors_from_json_inherit_the_shared_settings_only() -> None
 
 
 def test_a_broken_connector_does_not_stop_the_others_and_is_named_when_routing() -> None:
-    connectors = {"ok": {"job_id": "j", "app_id": "a", "secret_name": "s"}, "broken": {"job_id": "j"}}
+    connectors = {"ok": {"job_id": "j", "app_id": "a", "secret_name": "s"}, "broken": {"app_id": "a"}}
     settings = Settings.from_env(BASE | {"HR_CONNECTORS": json.dumps(connectors)})
     assert list(settings.connectors) == ["ok"]
-    with pytest.raises(ConfigurationError, match=r"connector 'broken': app_id is not set \(or HR_APP_ID\)"):
+    with pytest.raises(ConfigurationError, match=r"connector 'broken': job_id is not set \(or HR_JOB_ID\)"):
         settings.route("broken/f.csv")
 
 
@@ -85,7 +86,7 @@ def test_unusable_settings_name_the_setting(env: dict[str, str], message: str) -
         ({"job_id": "j", "app_id": "a", "secret_name": "s", "credential": "password"}, "credential must be one of"),
         ({"job_id": "j", "app_id": "a", "secret_name": "s", "cloud": "mars"}, "unknown cloud 'mars'"),
         ({"job_id": "j", "app_id": "a", "secret_name": "s", "records_per_call": 0}, "must be at least 1"),
-        ({"job_id": "j", "app_id": "a"}, "needs key_vault_url and secret_name"),
+        ({"job_id": "j", "app_id": "a", "key_vault_url": ""}, "needs key_vault_url and secret_name"),
         ({"job_id": "j", "app_id": "a", "secret_name": "s", "mapping": {"scenarios": []}}, "mapping: scenarios"),
     ],
 )
