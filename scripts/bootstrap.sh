@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need into this checkout: a virtual environment with
-# the pinned Python packages (.venv) and the pinned Node tools (node_modules, for Azurite).
+# the pinned Python packages (.venv), one for checkov (.venv-infra) and the pinned Node tools
+# (node_modules, for Azurite).
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
+fi
+# checkov (the infrastructure checks) pins its own dependencies: a separate environment.
+if [ ! -x .venv-infra/bin/python ]; then
+  "$PYTHON" -m venv .venv-infra
+fi
+infra_stamp=.venv-infra/.requirements.sha256
+infra_want=$(sha256sum requirements-infra.txt | cut -d' ' -f1)
+if [ "$(cat "$infra_stamp" 2>/dev/null)" != "$infra_want" ]; then
+  .venv-infra/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+  echo "$infra_want" > "$infra_stamp"
 fi
 if [ ! -x node_modules/.bin/azurite ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error

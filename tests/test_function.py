@@ -328,7 +328,7 @@ def test_profile_refresh_stale_export_warning_and_retention(emulator, function_e
     assert "the latest employee-profile file is 31 days old" in caplog.text
 
     emulator.state.register_job(env.job, OTHER_APP_ID)  # refreshes fail from now on...
-    with pytest.raises(ScheduleError, match="profile refresh of connector 'main'.*403"):
+    with pytest.raises(ScheduleError, match=r"profile refresh of connector 'main'.*403"):
         service.run_schedule(now + timedelta(days=52))  # ...21 days after the last upload: an alert
     alert = [r for r in caplog.records if getattr(r, "hr.alert", None) == "profile-not-refreshed"]
     assert len(alert) == 1 and getattr(alert[0], "hr.profile_days") == 21

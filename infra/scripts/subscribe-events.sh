@@ -1,0 +1,29 @@
+#!/bin/sh
+# azd postdeploy hook: subscribe the HR storage account's blob-created events (incoming container,
+# .csv only) to the deployed function's blobs_extension webhook, with dead-lettering. Its key only
+# exists once the code is deployed. Idempotent: re-running updates the subscription.
+# Without azd: deploy the templates again with subscribeEvents=true / subscribe_events = true.
+set -eu
+: "${AZURE_RESOURCE_GROUP:?}" "${AZURE_FUNCTION_NAME:?}" "${HR_STORAGE_ACCOUNT:?}"
+
+topic=$(az eventgrid system-topic list -g "$AZURE_RESOURCE_GROUP" --query "[0].name" -o tsv)
+storage_id=$(az storage account show -g "$AZURE_RESOURCE_GROUP" -n "$HR_STORAGE_ACCOUNT" --query id -o tsv)
+host=$(az functionapp show -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_NAME" --query defaultHostName -o tsv)
+key=$(az functionapp keys list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_NAME" --query systemKeys.blobs_extension -o tsv)
+if [ -z "$key" ]; then
+  echo "the blobs_extension key does not exist yet: is the code deployed and the host started?" >&2
+  exit 1
+fi
+
+az eventgrid system-topic event-subscription create \
+  -g "$AZURE_RESOURCE_GROUP" --system-topic-name "$topic" --name hr-incoming-csv \
+  --endpoint-type webhook \
+  --endpoint "https://$host/runtime/webhooks/blobs?functionName=Host.Functions.hr_file_arrived&code=$key" \
+  --included-event-types Microsoft.Storage.BlobCreated \
+  --subject-begins-with /blobServices/default/containers/hr-incoming/ \
+  --subject-ends-with .csv \
+  --max-events-per-batch 1 --max-delivery-attempts 30 --event-ttl 1440 \
+  --deadletter-identity systemassigned \
+  --deadletter-identity-endpoint "$storage_id/blobServices/default/containers/hr-deadletter" \
+  --output none
+echo "Event Grid now delivers new .csv files in hr-incoming to $AZURE_FUNCTION_NAME"

@@ -1,0 +1,28 @@
+output "AZURE_FUNCTION_NAME" {
+  description = "Name of the Function app (azd deploys the code to it)."
+  value       = azurerm_function_app_flex_consumption.hr.name
+}
+
+output "AZURE_RESOURCE_GROUP" {
+  description = "Resource group (azd)."
+  value       = data.azurerm_resource_group.hr.name
+}
+
+output "HR_STORAGE_ACCOUNT" {
+  description = "HR storage account: drop files in its hr-incoming container."
+  value       = azurerm_storage_account.hr.name
+}
+
+output "KEY_VAULT_NAME" {
+  description = "Key Vault to put the app secret in."
+  value       = azurerm_key_vault.hr.name
+}
+
+output "FEDERATED_CREDENTIAL" {
+  description = "For a federated credential on the app: issuer, subject (the identity) and audience."
+  value = {
+    issuer   = "${local.cloud_environment == "public" ? "https://login.microsoftonline.com" : "https://login.microsoftonline.us"}/${local.tenant_id}/v2.0"
+    subject  = azurerm_user_assigned_identity.function.principal_id
+    audience = local.token_exchange_audience
+  }
+}

@@ -1,0 +1,154 @@
+variable "environment_name" {
+  type        = string
+  description = "Short name of this environment; part of every resource name."
+  validation {
+    condition     = can(regex("^[a-z0-9]{2,12}$", var.environment_name))
+    error_message = "2-12 lower-case letters and digits."
+  }
+}
+
+variable "resource_group_name" {
+  type        = string
+  description = "Existing resource group to deploy into."
+}
+
+variable "location" {
+  type        = string
+  description = "Azure region of every resource. Flex Consumption must be available there."
+}
+
+variable "python_version" {
+  type        = string
+  description = "Python version of the Function (the version CI tests)."
+  default     = "3.11"
+  validation {
+    condition     = contains(["3.11"], var.python_version)
+    error_message = "The code is tested on Python 3.11."
+  }
+}
+
+variable "cloud" {
+  type        = string
+  description = "Microsoft cloud of the HR connector: commercial, gcc, gcchigh or dod."
+  default     = "commercial"
+  validation {
+    condition     = contains(["commercial", "gcc", "gcchigh", "dod"], var.cloud)
+    error_message = "One of commercial, gcc, gcchigh, dod."
+  }
+}
+
+variable "tenant_id" {
+  type        = string
+  description = "Entra tenant of the HR connector app; empty: the deploying subscription's tenant."
+  default     = ""
+}
+
+variable "app_id" {
+  type        = string
+  description = "Client (app) id of the Entra app registered for the HR connector."
+  validation {
+    condition     = can(regex("^[0-9a-fA-F-]{36}$", var.app_id))
+    error_message = "An app (client) id is a GUID."
+  }
+}
+
+variable "connectors" {
+  type        = map(map(any))
+  description = "The connectors, as the HR_CONNECTORS app setting: { <folder> = { job_id = \"<job id>\", ... } }. See docs/function.md."
+  validation {
+    condition     = length(var.connectors) > 0 && alltrue([for c in values(var.connectors) : contains(keys(c), "job_id")])
+    error_message = "At least one connector, each with a job_id."
+  }
+}
+
+variable "credential" {
+  type        = string
+  description = "How the app signs in: key-vault-secret, key-vault-certificate, or federated (no secret)."
+  default     = "key-vault-secret"
+  validation {
+    condition     = contains(["key-vault-secret", "key-vault-certificate", "federated"], var.credential)
+    error_message = "One of key-vault-secret, key-vault-certificate, federated."
+  }
+}
+
+variable "secret_name" {
+  type        = string
+  description = "Name of the Key Vault secret (or certificate) holding the app credential. The value is put in the vault after deployment, never in Terraform state."
+  default     = "hr-connector-app-secret"
+}
+
+variable "schedule" {
+  type        = string
+  description = "NCRONTAB schedule of the timer (UTC): sweep, profile refresh, retention."
+  default     = "0 */15 * * * *"
+}
+
+variable "records_per_call" {
+  type        = number
+  description = "Records per upload call."
+  default     = 5000
+  validation {
+    condition     = var.records_per_call >= 1 && var.records_per_call <= 100000
+    error_message = "Between 1 and 100000."
+  }
+}
+
+variable "policy" {
+  type        = string
+  description = "upload-valid (set invalid rows aside) or reject-file (upload nothing when a row is invalid)."
+  default     = "upload-valid"
+  validation {
+    condition     = contains(["upload-valid", "reject-file"], var.policy)
+    error_message = "upload-valid or reject-file."
+  }
+}
+
+variable "retention_days" {
+  type        = number
+  description = "Days processed files, reports and state are kept (the code and a lifecycle rule both apply it)."
+  default     = 90
+  validation {
+    condition     = var.retention_days >= 1 && var.retention_days <= 3650
+    error_message = "Between 1 and 3650."
+  }
+}
+
+variable "profile_refresh_days" {
+  type        = number
+  description = "Days after which the latest employee-profile file is uploaded again (profiles expire after 30)."
+  default     = 14
+  validation {
+    condition     = var.profile_refresh_days >= 1 && var.profile_refresh_days <= 29
+    error_message = "Between 1 and 29."
+  }
+}
+
+variable "enable_private_networking" {
+  type        = bool
+  description = "Private endpoints for the HR storage account and Key Vault, and VNet integration of the Function."
+  default     = false
+}
+
+variable "subscribe_events" {
+  type        = bool
+  description = "Create the Event Grid subscription. Needs the deployed code (its blobs_extension key): false on the first apply, true after the code is deployed."
+  default     = false
+}
+
+variable "deployer_principal_id" {
+  type        = string
+  description = "Object id of the principal that deploys the code package; empty: none."
+  default     = ""
+}
+
+variable "alert_email" {
+  type        = string
+  description = "E-mail address for the alerts; empty: alerts without notification."
+  default     = ""
+}
+
+variable "tags" {
+  type        = map(string)
+  description = "Tags for every resource."
+  default     = {}
+}
