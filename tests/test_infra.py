@@ -36,12 +36,13 @@ ROLE_IDS = {
 
 
 def bicep(path: Path) -> dict[str, Any]:
-    return BicepParser().parse(file_path=path)  # type: ignore[no-any-return]
+    parsed: dict[str, Any] = dict(BicepParser().parse(file_path=path))
+    return parsed
 
 
 def terraform(name: str) -> dict[str, Any]:
     with (INFRA / "terraform" / name).open(encoding="utf-8") as handle:
-        return hcl2.load(handle)  # type: ignore[no-any-return]
+        return hcl2.load(handle)
 
 
 def unquote(value: str) -> str:
