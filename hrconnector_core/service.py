@@ -216,13 +216,7 @@ class HRConnectorService:
     def _upload(
         self, blob: BlobClient, etag: str, relative: str, connector: Connector, rejected: RejectedRowsWriter
     ) -> RunReport:
-        options = UploadOptions(
-            job_id=connector.job_id,
-            records_per_call=connector.records_per_call,
-            max_concurrency=connector.max_concurrency,
-            mapping=connector.mapping,
-            policy=connector.policy,
-        )
+        options = upload_options(connector)
         try:
             client = self.client(connector, relative)
         except HRConnectorError as exc:
@@ -368,17 +362,9 @@ class HRConnectorService:
         except ResourceNotFoundError:
             gone = f"{self.processed.container_name}/{profile['blob']}"
             raise StorageError(f"{gone} is gone; drop a new export") from None
-        options = UploadOptions(
-            job_id=connector.job_id,
-            records_per_call=connector.records_per_call,
-            max_concurrency=connector.max_concurrency,
-            mapping=connector.mapping,
-            policy=connector.policy,
-            force=True,  # the same rows again, on purpose
-        )
         report = run_upload(
             BlobSource(blob, etag, file_name),
-            options,
+            upload_options(connector, force=True),  # the same rows again, on purpose
             client=self.client(connector, file_name),
             store=self.checkpoints,
         )
@@ -414,6 +400,17 @@ class HRConnectorService:
                                             f"{type(exc).__name__}")  # fmt: skip
                     continue
                 summary.deleted.append(f"{container.container_name}/{item.name}")
+
+
+def upload_options(connector: Connector, *, force: bool = False) -> UploadOptions:
+    return UploadOptions(
+        job_id=connector.job_id,
+        records_per_call=connector.records_per_call,
+        max_concurrency=connector.max_concurrency,
+        mapping=connector.mapping,
+        policy=connector.policy,
+        force=force,
+    )
 
 
 def relative_name(destination: str) -> str:
