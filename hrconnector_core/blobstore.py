@@ -90,7 +90,7 @@ class _DownloadStream(io.RawIOBase):
 
 
 # -- JSON documents with ETag conditions ------------------------------------------------------
-class _JsonBlobs:
+class JsonBlobs:
     """JSON documents in one container, each written only over the version last read."""
 
     def __init__(self, container: ContainerClient) -> None:
@@ -133,7 +133,7 @@ class BlobCheckpointStore:
     """The upload engine's CheckpointStore in Blob Storage, with optimistic concurrency."""
 
     def __init__(self, container: ContainerClient, prefix: str = "checkpoints/") -> None:
-        self._blobs = _JsonBlobs(container)
+        self._blobs = JsonBlobs(container)
         self._prefix = prefix
         self._etags: dict[str, str] = {}
 
@@ -194,7 +194,7 @@ class FileStateStore:
     """`files/<incoming blob name>/<etag>.json` in the state container."""
 
     def __init__(self, container: ContainerClient, *, lease_seconds: int = 60) -> None:
-        self._blobs = _JsonBlobs(container)
+        self._blobs = JsonBlobs(container)
         self.lease_seconds = lease_seconds
 
     @staticmethod
@@ -236,7 +236,7 @@ class FileClaim:
     """A leased file state: kept alive in the background, saved only under the lease and ETag."""
 
     def __init__(
-        self, blobs: _JsonBlobs, name: str, lease: BlobLeaseClient, state: FileState, etag: str, lease_seconds: int
+        self, blobs: JsonBlobs, name: str, lease: BlobLeaseClient, state: FileState, etag: str, lease_seconds: int
     ) -> None:
         self._blobs = blobs
         self._name = name

@@ -33,8 +33,8 @@ from .blobstore import (
     BlobSource,
     FileClaim,
     FileStateStore,
+    JsonBlobs,
     StateConflictError,
-    _JsonBlobs,
     blob_service_client,
     copy_verified,
     delete_if_unchanged,
@@ -147,7 +147,7 @@ class HRConnectorService:
         self.state = self.blobs.get_container_client(names.state)
         self.files = FileStateStore(self.state, lease_seconds=settings.lease_seconds)
         self.checkpoints = BlobCheckpointStore(self.state)
-        self.connector_states = _JsonBlobs(self.state)
+        self.connector_states = JsonBlobs(self.state)
 
     def ensure_containers(self) -> None:
         """Create the containers (local runs; the templates create them in Azure)."""
