@@ -7,6 +7,7 @@ until it is close to expiry, then fetched again (thread-safe, for parallel uploa
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import threading
 import time
@@ -88,9 +89,11 @@ def secret_from_key_vault(
     return value
 
 
+@functools.cache
 def function_identity(client_id: str | None) -> TokenCredential:
     """The Function's own identity: its user-assigned managed identity in Azure, the developer's
-    sign-in (Azure CLI, VS Code, ...) on a workstation."""
+    sign-in (Azure CLI, VS Code, ...) on a workstation. One per process and client id, so its
+    token cache serves every invocation."""
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential(managed_identity_client_id=client_id, exclude_interactive_browser_credential=True)

@@ -95,18 +95,9 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-# Shared by the invocations of one instance: secrets are read from Key Vault once per cache
-# period, and the Function's identity keeps its token cache.
+# Shared by the invocations of one instance: secrets are read from Key Vault once per cache period.
 _cache_lock = threading.Lock()
 _vault_values: dict[tuple[str, str], VaultValue] = {}
-_identities: dict[str | None, TokenCredential] = {}
-
-
-def _identity(client_id: str | None) -> TokenCredential:
-    with _cache_lock:
-        if client_id not in _identities:
-            _identities[client_id] = function_identity(client_id)
-        return _identities[client_id]
 
 
 def connector_credential(connector: Connector, settings: Settings) -> TokenCredential:
@@ -117,7 +108,7 @@ def connector_credential(connector: Connector, settings: Settings) -> TokenCrede
         )
     assert connector.key_vault_url is not None and connector.secret_name is not None
     key = (connector.key_vault_url, connector.secret_name)
-    identity = _identity(settings.identity_client_id)
+    identity = function_identity(settings.identity_client_id)
     with _cache_lock:
         material = _vault_values.get(key)
         if material is None:
