@@ -180,13 +180,11 @@ class HRConnectorService:
         run_id = uuid.uuid4().hex[:12]
         now = utc_now()
         connector: Connector | None = None
-        relative = state.blob
+        relative, route_error = state.blob, None
         try:
             connector, relative = self.settings.route(state.blob)
         except HRConnectorError as exc:
-            route_error: HRConnectorError | None = exc
-        else:
-            route_error = None
+            route_error = str(exc)
         state.connector = connector.name if connector else None
         state.status, state.run_id, state.started_at = "processing", run_id, _iso(now)
         state.runs += 1
@@ -197,9 +195,8 @@ class HRConnectorService:
         with log_context(connector=state.connector, run=run_id), tempfile.TemporaryDirectory() as tmp:
             log.info("processing (attempt %d)", state.runs)
             rejected_path = Path(tmp) / "rejected.csv"
-            if route_error is not None or connector is None:
-                report = RunReport(file_name=relative, job_id="")
-                report.error = str(route_error)
+            if connector is None:
+                report = RunReport(file_name=relative, job_id="", error=route_error)
             else:
                 report = self._upload(blob, state.etag, relative, connector, RejectedRowsWriter(rejected_path))
             return self._finish(blob, props, claim, report, rejected_path)
@@ -211,9 +208,7 @@ class HRConnectorService:
         try:
             client = self.client(connector, relative)
         except HRConnectorError as exc:
-            report = RunReport(file_name=relative, job_id=connector.job_id)
-            report.error = str(exc)
-            return report
+            return RunReport(file_name=relative, job_id=connector.job_id, error=str(exc))
         return run_upload(
             BlobSource(blob, etag, relative), options, client=client, store=self.checkpoints, rejected_rows=rejected
         )
@@ -242,7 +237,8 @@ class HRConnectorService:
         state.status = "processed" if uploaded_all else "failed"
         state.finished_at = _iso(utc_now())
         state.error = report.error
-        state.rows = report.to_dict()["rows"]
+        summary = report.to_dict()
+        state.rows = summary["rows"]
         claim.save()
         moved_to = f"{target.container_name}/{state.destination}"
         rows = {f"rows_{k}": v for k, v in state.rows.items()}
@@ -252,7 +248,7 @@ class HRConnectorService:
                      report.rows.rejected, moved_to, extra=counts)  # fmt: skip
             if state.connector and report.scenarios.get(PROFILE_TITLE, {}).get("valid"):
                 self._remember_profile(state.connector, state.destination, exported_at=_iso(props.last_modified))
-            return Outcome("processed", state.blob, moved_to, report.to_dict())
+            return Outcome("processed", state.blob, moved_to, summary)
         log.error("not uploaded: %s; moved to %s", report.error or "rows not uploaded", moved_to, extra=counts)
         raise FileFailedError(
             f"{state.blob}: not uploaded ({report.error or 'some rows were not uploaded'}); "
