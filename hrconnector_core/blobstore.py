@@ -147,7 +147,7 @@ class BlobCheckpointStore:
         data, etag = found
         self._etags[key.id] = etag
         checkpoint = Checkpoint.from_dict(data)
-        return checkpoint if checkpoint.key == key else None
+        return checkpoint if checkpoint.key.same_file(key) else None  # whatever settings made it
 
     def save(self, checkpoint: Checkpoint) -> None:
         key = checkpoint.key

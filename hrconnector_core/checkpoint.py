@@ -1,9 +1,12 @@
 """Durable record of which chunks of a file the service has accepted.
 
-A checkpoint is keyed by what decides the chunk plan: the file's SHA-256, the job id, the
-chunk size (and, later, the validation settings). Anything else changing (the file's path or
-modified time, the machine) does not lose it. The store is an interface: a local directory
-for the command line, Blob Storage for the Function.
+A checkpoint belongs to one file content and one job: it is found by the file's SHA-256 and
+the job id alone, so "this content was already uploaded in full to this job" holds whatever
+the chunk size or the rules. It also records the settings that decided its chunk plan (chunk
+size, mapping, policy): a partial upload resumes only under the same settings, and each chunk
+it skips must have the digest of the chunk the service accepted. Anything else changing (the
+file's path or modified time, the machine) does not lose it. The store is an interface: a
+local directory for the command line, Blob Storage for the Function.
 """
 
 from __future__ import annotations
@@ -11,14 +14,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-FORMAT_VERSION = 1
+from .errors import ConfigurationError, HRConnectorError
+
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1: no chunk digests, one file per chunk plan
+
+
+class CheckpointError(HRConnectorError):
+    """The checkpoint could not be read, written or locked."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint exists but cannot be trusted (truncated, garbled, unknown version)."""
+
+
+class CheckpointLockedError(CheckpointError):
+    """Another run holds the lock of this file and job."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +52,22 @@ class CheckpointKey:
 
     @property
     def id(self) -> str:
+        """The file content and the job: one checkpoint per pair, whatever the settings."""
+        return hashlib.sha256(f"{self.file_sha256}\n{self.job_id}".encode()).hexdigest()[:40]
+
+    @property
+    def legacy_id(self) -> str:
+        """Version 1 named a checkpoint by its settings too; still read, never written."""
         text = "\n".join([self.file_sha256, self.job_id, str(self.records_per_call), self.plan])
         return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    def same_file(self, other: CheckpointKey) -> bool:
+        return (self.file_sha256, self.job_id) == (other.file_sha256, other.job_id)
+
+
+def chunk_digest(data: bytes) -> str:
+    """What identifies a chunk's records (its CSV payload) in a checkpoint."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 @dataclass
@@ -40,6 +76,9 @@ class Checkpoint:
     completed: dict[int, int] = field(default_factory=dict)  # chunk index -> records in it
     total_chunks: int | None = None
     finished_at: str | None = None
+    digests: dict[int, str] = field(default_factory=dict)  # chunk index -> chunk_digest of what was accepted
+    rows: dict[str, int] = field(default_factory=dict)  # the finished run's row accounting
+    version: int = FORMAT_VERSION
 
     @property
     def finished(self) -> bool:
@@ -53,25 +92,68 @@ class Checkpoint:
             "records_per_call": self.key.records_per_call,
             "plan": self.key.plan,
             "completed": {str(i): n for i, n in sorted(self.completed.items())},
+            "chunk_sha256": {str(i): d for i, d in sorted(self.digests.items())},
             "total_chunks": self.total_chunks,
             "finished_at": self.finished_at,
+            "rows": self.rows,
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Checkpoint:
-        if data.get("version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported checkpoint version {data.get('version')!r}")
-        key = CheckpointKey(data["file_sha256"], data["job_id"], int(data["records_per_call"]), data.get("plan", ""))
-        completed = {int(i): int(n) for i, n in data.get("completed", {}).items()}
-        return cls(key, completed, data.get("total_chunks"), data.get("finished_at"))
+    def from_dict(cls, data: Any) -> Checkpoint:
+        """Raises DamagedCheckpointError for anything that is not a checkpoint this code wrote."""
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            version = data.get("version")
+            if version not in _READABLE_VERSIONS:
+                raise ValueError(f"unsupported version {version!r}")
+            key = CheckpointKey(
+                _text(data["file_sha256"]),
+                _text(data["job_id"]),
+                int(data["records_per_call"]),
+                _text(data.get("plan", "")),
+            )
+            completed = {int(i): int(n) for i, n in _mapping(data.get("completed", {})).items()}
+            digests = {int(i): _text(d) for i, d in _mapping(data.get("chunk_sha256", {})).items()}
+            rows = {_text(k): int(v) for k, v in _mapping(data.get("rows") or {}).items()}
+            total = data.get("total_chunks")
+            finished_at = data.get("finished_at")
+            if total is not None:
+                total = int(total)
+            if finished_at is not None:
+                finished_at = _text(finished_at)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DamagedCheckpointError(f"not a checkpoint this version can read ({exc})") from None
+        return cls(key, completed, total, finished_at, digests, rows, int(version))
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {type(value).__name__}")
+    return value
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, found {type(value).__name__}")
+    return value
 
 
 class CheckpointStore(Protocol):
-    def load(self, key: CheckpointKey) -> Checkpoint | None: ...
+    def load(self, key: CheckpointKey) -> Checkpoint | None:
+        """The checkpoint of this file content and job (whatever settings made it), or None."""
+        ...
 
     def save(self, checkpoint: Checkpoint) -> None: ...
 
     def delete(self, key: CheckpointKey) -> None: ...
+
+
+@runtime_checkable
+class LockingStore(Protocol):
+    """A store that can keep two runs of the same file and job apart (the local directory)."""
+
+    def lock(self, key: CheckpointKey) -> Any: ...  # a context manager
 
 
 def default_state_dir() -> Path:
@@ -83,8 +165,14 @@ def default_state_dir() -> Path:
     return base / "hrconnector"
 
 
+def _os_error(action: str, exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{action}: {exc.strerror or type(exc).__name__}{where}"
+
+
 class LocalCheckpointStore:
-    """One JSON file per checkpoint, replaced atomically so a crash never leaves half a file."""
+    """One JSON file per file content and job, replaced atomically (written, fsynced, renamed)
+    so a crash never leaves half a file; a lock file beside it keeps concurrent runs apart."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
@@ -92,30 +180,139 @@ class LocalCheckpointStore:
     def path(self, key: CheckpointKey) -> Path:
         return self.directory / f"checkpoint-{key.id}.json"
 
-    def load(self, key: CheckpointKey) -> Checkpoint | None:
+    def ensure_writable(self) -> None:
+        """Prove, before anything is sent, that checkpoints can be written here."""
         try:
-            data = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        checkpoint = Checkpoint.from_dict(data)
-        return checkpoint if checkpoint.key == key else None
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.directory, prefix=".probe-", suffix=".tmp")
+            try:
+                os.write(fd, b"probe")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            raise ConfigurationError(
+                _os_error(f"the state directory {str(self.directory)!r} is not writable", exc)
+            ) from exc
+
+    def load(self, key: CheckpointKey) -> Checkpoint | None:
+        for path in (self.path(key), self.directory / f"checkpoint-{key.legacy_id}.json"):
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CheckpointError(_os_error("cannot read the checkpoint", exc)) from exc
+            try:
+                checkpoint = Checkpoint.from_dict(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged (not valid JSON)") from None
+            except DamagedCheckpointError as exc:
+                raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged: {exc}") from None
+            if checkpoint.key.same_file(key):
+                return checkpoint
+        return None
 
     def save(self, checkpoint: Checkpoint) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(checkpoint.key)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".checkpoint-", suffix=".tmp")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".checkpoint-", suffix=".tmp")
+        except OSError as exc:
+            raise CheckpointError(_os_error("cannot write the checkpoint", exc)) from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(checkpoint.to_dict(), handle)
                 handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(handle.fileno())  # the bytes are on disk before the name points at them
             os.replace(tmp, target)
+            _fsync_directory(self.directory)  # and the rename itself survives a power cut
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise CheckpointError(_os_error("cannot write the checkpoint", exc)) from exc
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
     def delete(self, key: CheckpointKey) -> None:
-        self.path(key).unlink(missing_ok=True)
+        for path in (self.path(key), self.directory / f"checkpoint-{key.legacy_id}.json"):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise CheckpointError(_os_error("cannot delete the checkpoint", exc)) from exc
+
+    @contextmanager
+    def lock(self, key: CheckpointKey) -> Iterator[None]:
+        """An OS lock on `checkpoint-<id>.lock`: held for the whole run, released by the OS when
+        the process ends in any way (a kill -9 included), so a dead run never blocks the next."""
+        path = self.directory / f"checkpoint-{key.id}.lock"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CheckpointError(_os_error("cannot create the lock file", exc)) from exc
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            if not _try_lock(fd):
+                raise CheckpointLockedError(
+                    f"another run is uploading this file to this job ({_holder(path)}; lock {str(path)!r}). "
+                    "Nothing was sent by this run: run it again when the other one has finished"
+                )
+            holder = f"process {os.getpid()} on {socket.gethostname()} since {_now()}"
+            os.lseek(fd, _HOLDER_OFFSET, os.SEEK_SET)
+            os.write(fd, holder.encode().ljust(_HOLDER_BYTES))
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock; the file stays (unlinking it would race)
+
+
+# The holder line is written past the locked byte so another process can read it on Windows,
+# where a locked range cannot be read.
+_HOLDER_OFFSET = 1
+_HOLDER_BYTES = 200
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(_HOLDER_OFFSET)
+            text = handle.read(_HOLDER_BYTES).decode("utf-8", errors="replace").strip("\x00 \n")
+    except OSError:
+        text = ""
+    return text or "holder unknown"
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name == "nt":  # pragma: no cover - NTFS journals renames; a directory cannot be opened
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class CheckpointRecorder:
@@ -129,15 +326,27 @@ class CheckpointRecorder:
     def is_done(self, index: int) -> bool:
         return index in self.checkpoint.completed
 
-    def mark_done(self, index: int, records: int) -> None:
+    def accepted_digest(self, index: int) -> str | None:
+        return self.checkpoint.digests.get(index)
+
+    def save(self) -> None:
+        """Write the checkpoint as it is (before the first chunk: proves the store works)."""
         with self._lock:
-            self.checkpoint.completed[index] = records
             if self._store is not None:
                 self._store.save(self.checkpoint)
 
-    def finish(self, total_chunks: int) -> None:
+    def mark_done(self, index: int, records: int, digest: str | None = None) -> None:
+        with self._lock:
+            self.checkpoint.completed[index] = records
+            if digest is not None:
+                self.checkpoint.digests[index] = digest
+            if self._store is not None:
+                self._store.save(self.checkpoint)
+
+    def finish(self, total_chunks: int, rows: dict[str, int] | None = None) -> None:
         with self._lock:
             self.checkpoint.total_chunks = total_chunks
-            self.checkpoint.finished_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.checkpoint.finished_at = _now()
+            self.checkpoint.rows = dict(rows or {})
             if self._store is not None:
                 self._store.save(self.checkpoint)

@@ -122,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--state-dir", type=Path, metavar="DIR", help=f"where checkpoints are kept (default: {default_state_dir()})"
     )
-    run.add_argument("--force", action="store_true", help="upload again even if this file was uploaded in full before")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="forget this file's checkpoint (finished, partial, damaged or made with other settings) and send every "
+        "row again",
+    )
     run.add_argument(
         "--dry-run", action="store_true", help="read and chunk the file, print the plan; no token, no network"
     )
@@ -285,6 +290,7 @@ def _summary(report: RunReport) -> str:
             first = listed[0]
             column = f"{first.column}: " if first.column else ""
             lines.append(f"  {'':<8} {'':<32} {'':>7}  e.g. row {first.row}: {column}{first.message}")
+    lines.extend(f"note: {note}" for note in report.notes)
     if report.error:
         lines.append(f"error: {report.error}")
     return "\n".join(lines)
@@ -345,8 +351,10 @@ def upload(args: argparse.Namespace) -> int:
     )
     source = _existing_file(args.file)
     mapping = load_mapping(args.mapping) if args.mapping else None
-    client = None if args.dry_run else _client(args, cloud)
     store = LocalCheckpointStore(args.state_dir or default_state_dir())
+    if not args.dry_run:
+        store.ensure_writable()  # before a token is fetched or a row is sent
+    client = None if args.dry_run else _client(args, cloud)
     options = UploadOptions(
         job_id=args.job_id,
         records_per_call=args.records_per_call,

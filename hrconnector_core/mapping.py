@@ -119,15 +119,53 @@ class Mapping:
         return cls(tuple(scenarios), column, dict(formats))
 
 
+MAX_MAPPING_BYTES = 1 << 20  # a mapping is a few kilobytes; anything this size is the wrong file
+_MAX_DEPTH = 8  # a mapping nests four levels; deeper JSON is refused before it is parsed
+
+
 def load_mapping(path: str | Path) -> Mapping:
+    """The mapping file, or a ConfigurationError that names what is wrong (never a traceback)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_MAPPING_BYTES + 1)
     except OSError as exc:
         raise ConfigurationError(f"cannot read mapping {str(path)!r}: {exc.strerror}") from exc
+    if len(raw) > MAX_MAPPING_BYTES:
+        raise ConfigurationError(f"mapping {str(path)!r} is larger than {MAX_MAPPING_BYTES:,} bytes")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"mapping {str(path)!r} is not UTF-8 text (byte {exc.start:,})") from None
+    if _nesting(text) > _MAX_DEPTH:
+        raise ConfigurationError(f"mapping {str(path)!r} is nested more than {_MAX_DEPTH} levels deep")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"mapping {str(path)!r} is not valid JSON (line {exc.lineno})") from exc
     return Mapping.from_dict(data, source=path.name)
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest outside JSON strings (json.loads would recurse that deep)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def closest(name: str, header: list[str]) -> str | None:

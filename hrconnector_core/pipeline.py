@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import contextvars
 import gc
+import hashlib
 import io
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from .checkpoint import Checkpoint, CheckpointKey, CheckpointRecorder, CheckpointStore
+from .checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointKey,
+    CheckpointRecorder,
+    CheckpointStore,
+    DamagedCheckpointError,
+    LockingStore,
+    chunk_digest,
+)
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
@@ -55,8 +66,103 @@ class LocalFileSource:
 
 def inspect(source: Source) -> FileFacts:
     """The file's SHA-256, size and CSV format (one pass over its bytes)."""
+    return _inspect(source)[0]
+
+
+class FileChangedError(InputFileError):
+    """The bytes read for upload are not the bytes the first pass hashed."""
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """The SHA-256 of every _HASH_BLOCK bytes of the first pass: the read pass checks each block
+    before its rows are parsed, so nothing is sent that the file's hash does not describe."""
+
+    digests: tuple[bytes, ...]
+    size: int
+
+
+class _BlockHasher(io.RawIOBase):
+    """Passes a stream through, keeping the digest of each block (for _VerifiedReader)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._digests: list[bytes] = []
+        self._hash = hashlib.sha256()
+        self._filled = 0
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        view = memoryview(data)
+        while view:
+            take = min(len(view), _HASH_BLOCK - self._filled)
+            self._hash.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == _HASH_BLOCK:
+                self._digests.append(self._hash.digest())
+                self._hash, self._filled = hashlib.sha256(), 0
+        self.size += n
+        return n
+
+    def blocks(self) -> _Blocks:
+        while self.read(_HASH_BLOCK):  # whatever the first pass left unread
+            pass
+        tail = (self._hash.digest(),) if self._filled else ()
+        return _Blocks((*self._digests, *tail), self.size)
+
+
+class _VerifiedReader(io.RawIOBase):
+    """The read pass: hands on a block of bytes only once it matches the first pass's block;
+    counts the bytes for progress."""
+
+    def __init__(self, raw: BinaryIO, blocks: _Blocks) -> None:
+        self._raw = raw
+        self._blocks = blocks
+        self._index = 0
+        self._buffer = memoryview(b"")
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._buffer:
+            self._buffer = memoryview(self._next_block())
+        n = min(len(buffer), len(self._buffer))
+        buffer[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def _next_block(self) -> bytes:
+        parts, wanted = [], _HASH_BLOCK
+        while wanted and (data := self._raw.read(wanted)):
+            parts.append(data)
+            wanted -= len(data)
+        block = b"".join(parts)
+        expected = self._blocks.digests[self._index] if self._index < len(self._blocks.digests) else None
+        if (block or expected is not None) and (expected is None or hashlib.sha256(block).digest() != expected):
+            raise FileChangedError(
+                f"the file changed while it was being uploaded (from byte {self.count:,} on it differs from what "
+                "was hashed before the upload); nothing past that point was sent. Run again when nothing writes "
+                "to the file any more"
+            )
+        self._index += 1
+        self.count += len(block)
+        return block
+
+
+def _inspect(source: Source) -> tuple[FileFacts, _Blocks]:
     with source.open() as stream:
-        return inspect_stream(stream)
+        hasher = _BlockHasher(stream)
+        facts = inspect_stream(io.BufferedReader(hasher, buffer_size=_HASH_BLOCK))
+        return facts, hasher.blocks()
 
 
 class Policy(str, Enum):
@@ -89,24 +195,6 @@ class Progress:
     rows_uploaded: int
 
 
-class _CountingReader(io.RawIOBase):
-    """Counts the bytes the CSV reader has consumed, for progress."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.count += n
-        return n
-
-
 def run_upload(
     source: Source,
     options: UploadOptions,
@@ -121,11 +209,12 @@ def run_upload(
     Errors end up in `report.error` and in the per-chunk entries; the report's status says
     whether every row reached the service. Rows set aside go to `rejected_rows` too.
     """
+    expect_sha256 = None
     if options.policy is Policy.REJECT_FILE and not options.dry_run:
         check = run_upload(source, replace(options, dry_run=True), client=None, store=None, rejected_rows=rejected_rows)
         if check.error or check.rows.rejected:
             return _nothing_sent(check, options)
-        rejected_rows = None
+        rejected_rows, expect_sha256 = None, check.file_sha256
     report = RunReport(
         file_name=source.name,
         job_id=options.job_id,
@@ -137,7 +226,7 @@ def run_upload(
     )
     started = time.monotonic()
     try:
-        _run(source, options, client, store, report, progress)
+        _run(source, options, client, store, report, progress, expect_sha256=expect_sha256)
     except HRConnectorError as exc:
         report.error = str(exc)
         log.error("%s: %s", source.name, exc)
@@ -173,25 +262,56 @@ def _run(
     store: CheckpointStore | None,
     report: RunReport,
     progress: Callable[[Progress], None] | None,
+    *,
+    expect_sha256: str | None = None,
 ) -> None:
     if client is None and not options.dry_run:
         raise ConfigurationError("an ingestion client is needed unless this is a dry run")
     if client is not None:
         report.ingestion_url = client.url
-    facts = inspect(source)  # file-level checks (encoding) before anything is sent
+    facts, blocks = _inspect(source)  # file-level checks (encoding) before anything is sent
     report.file_bytes, report.file_sha256 = facts.size, facts.sha256
     report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
+    if expect_sha256 is not None and facts.sha256 != expect_sha256:
+        raise FileChangedError(
+            "the file changed after it was validated; nothing was sent. Run again when it is complete"
+        )
+    # One checkpoint (and one lock) per file content and job, whatever the settings.
+    found = CheckpointKey(facts.sha256, options.job_id, options.records_per_call)
+    with _lock(store, found, options):
+        checkpoint = _load(source, options, store, found)
+        if checkpoint is not None and checkpoint.finished:
+            _already_uploaded(source, report, checkpoint)
+            return
+        _read_and_upload(source, options, client, store, report, progress, facts, blocks, checkpoint)
 
+
+def _read_and_upload(
+    source: Source,
+    options: UploadOptions,
+    client: IngestionClient | None,
+    store: CheckpointStore | None,
+    report: RunReport,
+    progress: Callable[[Progress], None] | None,
+    facts: FileFacts,
+    blocks: _Blocks,
+    checkpoint: Checkpoint | None,
+) -> None:
     with source.open() as raw, _fewer_collections():
-        counting = _CountingReader(raw)
+        counting = _VerifiedReader(raw, blocks)
         csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format)
+        check_header(csv_file.header)
         report.header = csv_file.header
         if report.rejected_rows is not None:
             report.rejected_rows.header = csv_file.header
         mapping = options.mapping if options.mapping is not None else default_mapping(csv_file.header)
         report.mapping = mapping.to_dict()
         validator = RowValidator(csv_file.header, mapping)
-        recorder = _recorder(source, options, store, checkpoint_key(facts, options, mapping))
+        key = checkpoint_key(facts, options, mapping)
+        if checkpoint is not None:
+            _check_resumable(checkpoint, key)
+        recorder = CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
+        recorder.save()  # proves the store can be written before the first chunk is sent
         chunks = make_chunks(
             csv_file.header,
             validator.validate_rows(csv_file.records(), report),
@@ -219,7 +339,107 @@ def _run(
     if uploader.error is not None:
         raise uploader.error
     if not options.dry_run and len(recorder.checkpoint.completed) == total and not recorder.checkpoint.finished:
-        recorder.finish(total)
+        rows = report.rows
+        recorder.finish(
+            total,
+            {
+                "in": rows.rows_in,
+                "uploaded": rows.uploaded + rows.previously_uploaded,
+                "rejected": rows.rejected,
+                "skipped": rows.skipped,
+            },
+        )
+
+
+def _lock(store: CheckpointStore | None, key: CheckpointKey, options: UploadOptions) -> AbstractContextManager[Any]:
+    """Two runs of one file content and job never upload at once (a store that can lock)."""
+    if store is None or options.dry_run or not isinstance(store, LockingStore):
+        return nullcontext()
+    return store.lock(key)  # type: ignore[no-any-return]
+
+
+def _load(
+    source: Source, options: UploadOptions, store: CheckpointStore | None, key: CheckpointKey
+) -> Checkpoint | None:
+    """The checkpoint to resume from, or None; --force forgets it (a damaged one too)."""
+    if store is None:
+        return None
+    try:
+        checkpoint = store.load(key)
+    except DamagedCheckpointError as exc:
+        if not options.force:
+            raise DamagedCheckpointError(
+                f"{exc}. It records which chunks of this file the service already accepted, so it is not "
+                "ignored. To start over, run again with --force: the damaged checkpoint is removed and every "
+                "row is sent again (rows the service already accepted arrive twice)"
+            ) from None
+        if options.dry_run:
+            return None
+        log.warning("%s: forced: removing a damaged checkpoint; every row is sent again", source.name)
+        store.delete(key)
+        return None
+    if checkpoint is not None and options.force:
+        if not options.dry_run:
+            log.info("%s: forced: forgetting %d uploaded chunk(s)", source.name, len(checkpoint.completed))
+            store.delete(key)
+        return None
+    if checkpoint is not None and not checkpoint.finished:
+        log.info("%s: resuming: %d chunk(s) already uploaded", source.name, len(checkpoint.completed))
+    return checkpoint
+
+
+def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint) -> None:
+    """A file content uploaded in full to this job is not read again, whatever the settings now."""
+    rows = checkpoint.rows or {"in": sum(checkpoint.completed.values()), "uploaded": sum(checkpoint.completed.values())}
+    report.rows.rows_in = rows.get("in", 0)
+    report.rows.previously_uploaded = rows.get("uploaded", 0)
+    report.rows.rejected = rows.get("rejected", 0)
+    report.rows.skipped = rows.get("skipped", 0)
+    note = (
+        f"this file's content was already uploaded in full to this job on {checkpoint.finished_at}; "
+        "nothing was sent (use --force to send it again)"
+    )
+    report.notes.append(note)
+    log.info("%s: %s", source.name, note)
+
+
+def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
+    """A partial upload resumes only under the chunk plan it was made with, and only with chunk
+    digests to check every chunk it skips against."""
+    old = checkpoint.key
+    if (old.records_per_call, old.plan) != (key.records_per_call, key.plan):
+        raise ConfigurationError(
+            f"this file was partly uploaded to this job ({len(checkpoint.completed)} chunk(s)) with other settings: "
+            f"{_describe_plan(old)}; now {_describe_plan(key)}. Resuming under other settings could send rows "
+            "twice. Run again with the earlier --records-per-call, --mapping and --policy to send the rest, "
+            "or with --force to send every row again"
+        )
+    if set(checkpoint.completed) - set(checkpoint.digests):
+        raise DamagedCheckpointError(
+            "the checkpoint of this partial upload was written by an earlier version and holds no chunk digests, "
+            "so the chunks it lists cannot be checked against the file. Run again with --force to send every row "
+            "again (rows the service already accepted arrive twice)"
+        )
+
+
+def _describe_plan(key: CheckpointKey) -> str:
+    mapping, _, policy = key.plan.partition(":")
+    return f"{key.records_per_call} records per call, policy {policy or '?'}, mapping {mapping or '?'}"
+
+
+# A header cell that holds a value rather than a name: an e-mail address, a date, a number.
+_DATA_LIKE = re.compile(r"@|^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|^[\s\d.,:+-]*\d[\s\d.,:+-]*$")
+
+
+def check_header(header: list[str]) -> None:
+    """A file without a header would show its first record as column names: in messages, logs
+    and the report. Refuse it, naming only column positions."""
+    positions = [str(n) for n, cell in enumerate(header, 1) if _DATA_LIKE.search(cell)]
+    if positions:
+        raise InputFileError(
+            f"the first row looks like data, not a header: column(s) {', '.join(positions[:10])} hold an e-mail "
+            "address, a date or a number. The file needs a header row naming its columns (see docs/mapping.md)"
+        )
 
 
 @contextmanager
@@ -236,7 +456,7 @@ def _fewer_collections() -> Iterator[None]:
 
 
 def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:
-    """Everything that decides the chunk plan: the bytes, the job, the chunk size, the rules."""
+    """The file and job, and what decides the chunk plan: the chunk size and the rules."""
     plan = f"{mapping.digest()}:{options.policy.value}"
     return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)
 
@@ -255,22 +475,6 @@ def default_mapping(header: list[str]) -> Mapping:
     )
 
 
-def _recorder(
-    source: Source, options: UploadOptions, store: CheckpointStore | None, key: CheckpointKey
-) -> CheckpointRecorder:
-    checkpoint = store.load(key) if store is not None else None
-    if checkpoint is not None and options.force and not options.dry_run:
-        log.info("%s: forced: forgetting %d uploaded chunk(s)", source.name, len(checkpoint.completed))
-        assert store is not None
-        store.delete(key)
-        checkpoint = None
-    if checkpoint is not None and checkpoint.finished:
-        log.info("%s: already uploaded in full at %s; nothing to send", source.name, checkpoint.finished_at)
-    elif checkpoint is not None:
-        log.info("%s: resuming: %d chunk(s) already uploaded", source.name, len(checkpoint.completed))
-    return CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
-
-
 class _ChunkUploader:
     """Runs uploads on a bounded pool; after a failure nothing new is sent."""
 
@@ -286,9 +490,23 @@ class _ChunkUploader:
         self._stop = threading.Event()
         self.error: HRConnectorError | None = None
 
+    def _fail(self, error: HRConnectorError) -> None:
+        self._stop.set()
+        if self.error is None:
+            self.error = error
+
     def handle(self, chunk: Chunk, *, dry_run: bool) -> None:
         if self._recorder.is_done(chunk.index):
-            self._record(chunk, "previously-uploaded")
+            if self._recorder.accepted_digest(chunk.index) == chunk_digest(chunk.data):
+                self._record(chunk, "previously-uploaded")
+                return
+            message = (
+                f"chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}) is not the chunk the service "
+                "accepted in an earlier run (the file is read differently now); nothing more was sent. "
+                "Run again with --force to send every row again (rows already accepted arrive twice)"
+            )
+            self._fail(CheckpointError(message))
+            self._record(chunk, "not-attempted", error="not sent: differs from the chunk accepted earlier")
         elif dry_run:
             self._record(chunk, "planned")
         elif self._stop.is_set():
@@ -315,11 +533,12 @@ class _ChunkUploader:
         t0 = time.monotonic()
         try:
             result = self._client.upload(chunk)
-        except HRConnectorError as exc:  # the service refused it, or no token could be had
-            self._stop.set()
-            if self.error is None:
-                self.error = exc
-            upload_error = exc if isinstance(exc, UploadError) else UploadError(str(exc))
+        except Exception as exc:  # the service refused it, no token could be had, or a bug
+            error = (
+                exc if isinstance(exc, HRConnectorError) else HRConnectorError(f"upload failed: {type(exc).__name__}")
+            )
+            self._fail(error)
+            upload_error = error if isinstance(error, UploadError) else UploadError(str(error))
             self._record(
                 chunk,
                 "failed",
@@ -327,15 +546,20 @@ class _ChunkUploader:
                 attempts=[a.to_dict() for a in upload_error.attempts],
                 duration_ms=int((time.monotonic() - t0) * 1000),
                 response_body=upload_error.body,
-                error=str(exc),
+                error=str(error),
             )
             return
         try:
-            self._recorder.mark_done(chunk.index, chunk.record_count)
-        except HRConnectorError as exc:  # the service has the rows; the checkpoint could not say so
-            self._stop.set()
-            if self.error is None:
-                self.error = exc
+            self._recorder.mark_done(chunk.index, chunk.record_count, chunk_digest(chunk.data))
+        except Exception as exc:  # the service has the rows; the checkpoint could not say so: stop now
+            reason = str(exc) if isinstance(exc, HRConnectorError) else f"{type(exc).__name__}: {exc}"
+            self._fail(
+                CheckpointError(
+                    f"{reason}. The service accepted chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}) "
+                    "but the checkpoint does not record it, so a later run sends those rows again; "
+                    "nothing more was sent"
+                )
+            )
         self._record(
             chunk,
             "uploaded",

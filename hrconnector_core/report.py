@@ -117,6 +117,7 @@ class RunReport(RowSink):
     delimiter: str = ""
     mapping: dict[str, Any] | None = None
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. "already uploaded in full on ..."
     rejected_rows: RejectedRowsWriter | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -201,6 +202,7 @@ class RunReport(RowSink):
                 "items": [i.to_dict() for i in self.issues],
             },
             "token_fetches": self.token_fetches,
+            "notes": self.notes,
             "error": self.error,
         }
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from hrconnector_core.checkpoint import Checkpoint, LocalCheckpointStore
+from hrconnector_core.checkpoint import LocalCheckpointStore
 from hrconnector_core.emulator import JOB_APP_MISMATCH
 from hrconnector_core.pipeline import (
     LocalFileSource,
@@ -74,19 +74,34 @@ def test_a_finished_file_is_not_sent_again_unless_forced(tmp_path, emulator, job
     assert len(emulator.state.uploads[job]) == 6
 
 
+def interrupt_after(handed_over: int):
+    """A progress callback that stops the run (as Ctrl-C would) once `handed_over` chunks are queued."""
+    calls = []
+
+    def progress(p):
+        calls.append(p)
+        if len(calls) == handed_over:
+            raise KeyboardInterrupt
+
+    return progress
+
+
 def test_a_resumed_run_sends_only_the_missing_chunks(tmp_path, emulator, job, make_client):
     data = rows(50)
     path = write_csv(tmp_path / "hr.csv", HEADER, data)
     store = LocalCheckpointStore(tmp_path / "state")
-    options = UploadOptions(job_id=job, records_per_call=10)
+    options = UploadOptions(job_id=job, records_per_call=10, max_concurrency=1)
+    with pytest.raises(KeyboardInterrupt):  # a run that dies after two chunks
+        run_upload(LocalFileSource(path), options, client=make_client(job), store=store, progress=interrupt_after(2))
     key = checkpoint_key(inspect(LocalFileSource(path)), options, default_mapping(HEADER))
-    store.save(Checkpoint(key, {0: 10, 1: 10}))  # what a run that died after two chunks leaves
+    assert sorted(store.load(key).completed) == [0, 1]
+    assert emulator.state.rows(job) == data[:20]
 
     report = upload(path, job, make_client(job), store, records_per_call=10, max_concurrency=3)
 
     assert report.status == "succeeded"
     assert sorted(c.index for c in report.chunks if c.status == "uploaded") == [2, 3, 4]
-    assert sorted(emulator.state.rows(job)) == sorted(data[20:])
+    assert sorted(emulator.state.rows(job)) == sorted(data)  # each row once
     finished = store.load(key)
     assert finished is not None and finished.finished
 
