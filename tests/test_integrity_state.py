@@ -275,32 +275,34 @@ class PowerCut:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.synced: set[int] = set()  # inodes whose data reached the disk
-        self.renames: list[tuple[int, Path, bytes | None]] = []  # inode, target, target's previous bytes
+        self.pending: list[tuple[Path, bytes | None]] = []  # renames not yet durable: target, previous bytes
+        self.targets: set[Path] = set()  # every file a rename produced
         real_fsync, real_replace = os.fsync, os.replace
 
         def fsync(fd: int) -> None:
             real_fsync(fd)
-            info = os.fstat(fd)
+            inode = os.fstat(fd).st_ino
             if os.path.isdir(f"/proc/self/fd/{fd}"):
-                self.renames = [r for r in self.renames if r[1].parent.stat().st_ino != info.st_ino]
+                self.pending = [p for p in self.pending if p[0].parent.stat().st_ino != inode]
             else:
-                self.synced.add(info.st_ino)
+                self.synced.add(inode)
 
         def replace(src: Any, dst: Any) -> None:
             target = Path(dst)
-            self.renames.append((os.stat(src).st_ino, target, target.read_bytes() if target.exists() else None))
+            self.pending.append((target, target.read_bytes() if target.exists() else None))
+            self.targets.add(target)
             real_replace(src, dst)
 
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "replace", replace)
 
     def cut(self) -> None:
-        for inode, target, before in self.renames:
+        for target, before in reversed(self.pending):
             if before is not None:
                 target.write_bytes(before)  # the rename never reached the disk
             else:
                 target.unlink()
-        for path in {p for _, p, _ in self.renames}:
+        for path in self.targets:
             if path.exists() and path.stat().st_ino not in self.synced:
                 path.write_bytes(b"")  # delayed allocation: the name survived, the data did not
 
