@@ -148,7 +148,7 @@ def test_the_reject_file_policy_stops_when_the_file_changes_after_its_validation
     tmp_path, emulator, job, make_client
 ):
     data = rows(30)
-    changed = rows(29) + [["not-an-address", "yesterday", "", ""]]
+    changed = [*rows(29), ["not-an-address", "yesterday", "", ""]]
     source = ChangingSource("hr.csv", csv_bytes(HEADER, data), csv_bytes(HEADER, data), csv_bytes(HEADER, changed))
     options = UploadOptions(job_id=job, records_per_call=10, policy=Policy.REJECT_FILE)
     report = run_upload(source, options, client=make_client(job), store=LocalCheckpointStore(tmp_path / "s"))
@@ -378,7 +378,7 @@ def test_cli_a_second_run_of_the_same_file_and_job_exits_while_the_first_uploads
 
     second = run_cli(emulator, *upload_args(emulator, job, copy, state, "--records-per-call", "100"))
     gate.release.set()
-    out, err = first.communicate(timeout=120)
+    _, err = first.communicate(timeout=120)
 
     assert second.returncode == 1
     assert "another run is uploading this file to this job" in second.stdout
