@@ -132,7 +132,7 @@ def test_a_file_changed_between_the_hash_pass_and_the_read_pass_sends_nothing_pa
     assert 0 < sent < len(data)
     assert emulator.state.rows(job) == data[:sent]  # only rows from bytes the hash describes
     assert report.status == "partial" and report.rows.uploaded == sent
-    assert "changed while it was being uploaded" in report.error
+    assert "changed while it was being uploaded" in str(report.error)
     key = checkpoint_key(inspect(ChangingSource("hr.csv", full)), options, default_mapping(HEADER))
     checkpoint = store.load(key)
     assert checkpoint is not None and not checkpoint.finished and len(checkpoint.completed) == sent // 1000
@@ -152,7 +152,7 @@ def test_the_reject_file_policy_stops_when_the_file_changes_after_its_validation
     source = ChangingSource("hr.csv", csv_bytes(HEADER, data), csv_bytes(HEADER, data), csv_bytes(HEADER, changed))
     options = UploadOptions(job_id=job, records_per_call=10, policy=Policy.REJECT_FILE)
     report = run_upload(source, options, client=make_client(job), store=LocalCheckpointStore(tmp_path / "s"))
-    assert "changed after it was validated" in report.error
+    assert "changed after it was validated" in str(report.error)
     assert job not in emulator.state.uploads
 
 
@@ -202,8 +202,8 @@ def test_resume_stops_when_a_chunk_it_would_skip_is_not_the_one_the_service_acce
         LocalFileSource(path), UploadOptions(job_id=job, records_per_call=10), client=make_client(job), store=store
     )
 
-    assert "chunk 0 (rows 2-11) is not the chunk the service accepted" in report.error
-    assert "--force" in report.error
+    assert "chunk 0 (rows 2-11) is not the chunk the service accepted" in str(report.error)
+    assert "--force" in str(report.error)
     assert emulator.state.rows(job) == data[:20]  # nothing more sent
     assert report.rows.uploaded == 0 and report.rows.balanced
 
@@ -255,8 +255,8 @@ def test_a_checkpoint_write_that_fails_mid_run_stops_the_run_and_counts_what_was
         report = run_upload(LocalFileSource(path), options, client=make_client(job), store=store)
 
     assert emulator.state.rows(job) == data[:20]  # the run stopped at once: chunks 2-4 never sent
-    assert "No space left on device" in report.error
-    assert "accepted chunk 1 (rows 12-21)" in report.error
+    assert "No space left on device" in str(report.error)
+    assert "accepted chunk 1 (rows 12-21)" in str(report.error)
     assert (report.rows.uploaded, report.rows.not_uploaded) == (20, 30) and report.rows.balanced
     assert report.status == "partial"
     key = checkpoint_key(inspect(LocalFileSource(path)), options, default_mapping(HEADER))
@@ -355,8 +355,8 @@ def test_a_partial_upload_is_not_resumed_under_other_settings(tmp_path, emulator
     other = run_upload(
         LocalFileSource(path), UploadOptions(job_id=job, records_per_call=20), client=make_client(job), store=store
     )
-    assert "partly uploaded to this job (2 chunk(s)) with other settings" in other.error
-    assert "10 records per call" in other.error and "now 20 records per call" in other.error
+    assert "partly uploaded to this job (2 chunk(s)) with other settings" in str(other.error)
+    assert "10 records per call" in str(other.error) and "now 20 records per call" in str(other.error)
     assert emulator.state.rows(job) == data[:20]
 
     same = run_upload(
@@ -454,7 +454,7 @@ def test_a_garbled_checkpoint_is_a_clear_error_and_nothing_is_sent(tmp_path, emu
     report = run_upload(LocalFileSource(path), options, client=make_client(job), store=store)
 
     assert report.status == "failed"
-    assert "is damaged" in report.error and "--force" in report.error
+    assert "is damaged" in str(report.error) and "--force" in str(report.error)
     assert job not in emulator.state.uploads
 
 
