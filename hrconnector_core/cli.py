@@ -25,7 +25,7 @@ from .credentials import (
     secret_from_key_vault,
 )
 from .csvreader import CsvFile
-from .errors import ConfigurationError, CredentialError
+from .errors import ConfigurationError, CredentialError, InputFileError
 from .ingestion import IngestionClient
 from .mapping import describe_unplaced, infer_mapping, load_mapping
 from .pipeline import (
@@ -34,6 +34,7 @@ from .pipeline import (
     Policy,
     Progress,
     UploadOptions,
+    check_header,
     inspect,
     run_upload,
 )
@@ -331,6 +332,7 @@ def mapping_infer(args: argparse.Namespace) -> int:
     facts = inspect(source)
     with source.open() as stream:
         header = CsvFile(stream, csv_format=facts.format).header
+    check_header(header)  # a data row would otherwise be echoed as "closest header" hints
     inference = infer_mapping(header)
     if inference.mapping is not None:
         print(json.dumps(inference.mapping.to_dict(), indent=2))
@@ -391,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigurationError, CredentialError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InputFileError as exc:  # the file itself (mapping infer reads it outside the pipeline)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         print("interrupted: the checkpoint keeps what was uploaded; run again to resume", file=sys.stderr)
         return EXIT_INCOMPLETE

@@ -310,6 +310,8 @@ def _read_and_upload(
         key = checkpoint_key(facts, options, mapping)
         if checkpoint is not None:
             _check_resumable(checkpoint, key)
+            if checkpoint.completed:
+                _verify_skipped_chunks(source, options, facts, blocks, mapping, checkpoint)
         recorder = CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
         recorder.save()  # proves the store can be written before the first chunk is sent
         chunks = make_chunks(
@@ -420,6 +422,44 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
             "so the chunks it lists cannot be checked against the file. Run again with --force to send every row "
             "again (rows the service already accepted arrive twice)"
         )
+
+
+def _verify_skipped_chunks(
+    source: Source,
+    options: UploadOptions,
+    facts: FileFacts,
+    blocks: _Blocks,
+    mapping: Mapping,
+    checkpoint: Checkpoint,
+) -> None:
+    """Before anything is sent on resume, re-make every chunk the checkpoint lists (reading up to
+    the last of them, nothing is sent) and compare it with the digest of the chunk the service
+    accepted: skipping a chunk that differs would leave rows unsent, sending around it twice."""
+    last = max(checkpoint.completed)
+    with source.open() as raw:
+        csv_file = CsvFile(
+            io.BufferedReader(_VerifiedReader(raw, blocks), buffer_size=_HASH_BLOCK), csv_format=facts.format
+        )
+        validator = RowValidator(csv_file.header, mapping)
+        counts = RunReport(file_name=source.name, job_id=options.job_id)  # this pass's counts are not kept
+        chunks = make_chunks(
+            csv_file.header,
+            validator.validate_rows(csv_file.records(), counts),
+            records_per_call=options.records_per_call,
+        )
+        for chunk in chunks:
+            if chunk.index in checkpoint.completed and checkpoint.digests.get(chunk.index) != chunk_digest(chunk.data):
+                raise CheckpointError(
+                    f"chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}) is not the chunk the service "
+                    "accepted in an earlier run (the file is read differently now); nothing was sent. "
+                    "Run again with --force to send every row again (rows already accepted arrive twice)"
+                )
+            if chunk.index == last:
+                return
+    raise CheckpointError(
+        f"the checkpoint lists chunk {last} but the file makes fewer chunks now; nothing was sent. "
+        "Run again with --force to send every row again (rows already accepted arrive twice)"
+    )
 
 
 def _describe_plan(key: CheckpointKey) -> str:

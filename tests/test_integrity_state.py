@@ -184,28 +184,30 @@ def test_cli_a_file_truncated_in_place_during_an_upload_then_restored_arrives_on
     assert counted(emulator.state.rows(job)) == counted(data)  # no row missing, none twice
 
 
-def test_resume_stops_when_a_chunk_it_would_skip_is_not_the_one_the_service_accepted(
+def test_resume_sends_nothing_when_a_chunk_it_would_skip_is_not_the_one_the_service_accepted(
     tmp_path, emulator, job, make_client
 ):
     data = rows(50)
     path = write_csv(tmp_path / "hr.csv", HEADER, data)
     store = LocalCheckpointStore(tmp_path / "state")
-    partial_upload(path, job, make_client(job), store)
-    assert emulator.state.rows(job) == data[:20]
-    # As if an earlier version had read chunk 0 differently: its accepted digest is not today's.
+    partial_upload(path, job, make_client(job), store, chunks=3)
+    assert emulator.state.rows(job) == data[:30]
+    # As if chunk 1 had failed while chunk 2 went through, and an earlier version had made chunk 2
+    # of other records: its accepted digest is not the one of today's chunk 2.
     checkpoint_file = next((tmp_path / "state").glob("checkpoint-*.json"))
     saved = json.loads(checkpoint_file.read_text())
-    saved["chunk_sha256"]["0"] = "0" * 32
+    del saved["completed"]["1"], saved["chunk_sha256"]["1"]
+    saved["chunk_sha256"]["2"] = "0" * 32
     checkpoint_file.write_text(json.dumps(saved))
 
     report = run_upload(
         LocalFileSource(path), UploadOptions(job_id=job, records_per_call=10), client=make_client(job), store=store
     )
 
-    assert "chunk 0 (rows 2-11) is not the chunk the service accepted" in str(report.error)
-    assert "--force" in str(report.error)
-    assert emulator.state.rows(job) == data[:20]  # nothing more sent
-    assert report.rows.uploaded == 0 and report.rows.balanced
+    assert "chunk 2 (rows 22-31) is not the chunk the service accepted" in str(report.error)
+    assert "nothing was sent" in str(report.error) and "--force" in str(report.error)
+    assert emulator.state.rows(job) == data[:30]  # not even chunk 1, which the checkpoint lacks
+    assert report.status == "failed" and report.rows.uploaded == 0
 
 
 # -- case 2: an unwritable or failing state directory ------------------------------------------
@@ -487,3 +489,15 @@ def test_cli_a_file_without_a_header_is_refused_without_showing_its_first_row(tm
     for value in data[0]:
         assert value not in result.stdout + result.stderr + out.read_text()
     assert job not in emulator.state.uploads
+
+
+def test_cli_mapping_infer_on_a_file_without_a_header_names_no_value(tmp_path, emulator):
+    data = rows(5)
+    path = tmp_path / "no-header.csv"
+    path.write_bytes(csv_bytes(data[0], data[1:]))
+
+    result = run_cli(emulator, "mapping", "infer", str(path))
+
+    assert result.returncode == 1
+    assert "looks like data, not a header" in result.stderr and "Traceback" not in result.stderr
+    assert data[0][0] not in result.stdout + result.stderr
