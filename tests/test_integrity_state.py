@@ -149,7 +149,10 @@ def test_the_reject_file_policy_stops_when_the_file_changes_after_its_validation
 ):
     data = rows(30)
     changed = [*rows(29), ["not-an-address", "yesterday", "", ""]]
-    source = ChangingSource("hr.csv", csv_bytes(HEADER, data), csv_bytes(HEADER, data), csv_bytes(HEADER, changed))
+    # Opened for the "uploaded in full?" check, then the validation pass's hash and read passes;
+    # the upload pass's hash pass sees the file after a change.
+    before, after = csv_bytes(HEADER, data), csv_bytes(HEADER, changed)
+    source = ChangingSource("hr.csv", before, before, before, after)
     options = UploadOptions(job_id=job, records_per_call=10, policy=Policy.REJECT_FILE)
     report = run_upload(source, options, client=make_client(job), store=LocalCheckpointStore(tmp_path / "s"))
     assert "changed after it was validated" in str(report.error)
@@ -346,6 +349,26 @@ def test_cli_a_file_uploaded_in_full_is_not_sent_again_under_other_settings_unle
     forced = run_cli(emulator, *upload_args(emulator, job, path, state, "--records-per-call", "7", "--force"))
     assert forced.returncode == 0, forced.stderr
     assert counted(emulator.state.rows(job)) == counted(data + data)
+
+
+def test_a_file_uploaded_in_full_is_not_judged_again_by_the_reject_file_policy(tmp_path, emulator, job, make_client):
+    data = rows(20)
+    path = tmp_path / "hr.csv"
+    path.write_bytes(csv_bytes(HEADER, [*data[:10], ["not-an-address", *data[10][1:]], *data[11:]]))
+    store = LocalCheckpointStore(tmp_path / "state")
+    first = run_upload(LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=store)
+    assert (first.rows.uploaded, first.rows.rejected) == (19, 1)
+
+    again = run_upload(
+        LocalFileSource(path),
+        UploadOptions(job_id=job, policy=Policy.REJECT_FILE),
+        client=make_client(job),
+        store=store,
+    )
+
+    assert again.error is None and "already uploaded in full to this job" in again.notes[0]
+    assert (again.rows.previously_uploaded, again.rows.rejected, again.rows.uploaded) == (19, 1, 0)
+    assert counted(emulator.state.rows(job)) == counted([*data[:10], *data[11:]])
 
 
 def test_a_partial_upload_is_not_resumed_under_other_settings(tmp_path, emulator, job, make_client):
