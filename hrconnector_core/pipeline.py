@@ -384,7 +384,7 @@ def _load(
         if not options.force:
             raise DamagedCheckpointError(
                 f"{exc}. It records which chunks of this file the service already accepted, so it is not "
-                "ignored. To start over, run again with --force: the damaged checkpoint is removed and every "
+                f"ignored. To start over, run again with --force (in the Function: delete checkpoint {key.id}): every "
                 "row is sent again (rows the service already accepted arrive twice)"
             ) from None
         if options.dry_run:
@@ -425,8 +425,8 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
         raise ConfigurationError(
             f"this file was partly uploaded to this job ({len(checkpoint.completed)} chunk(s)) with other settings: "
             f"{_describe_plan(old)}; now {_describe_plan(key)}. Resuming under other settings could send rows "
-            "twice. Run again with the earlier --records-per-call, --mapping and --policy to send the rest, "
-            "or with --force to send every row again"
+            "twice. Run again with the earlier --records-per-call, --mapping and --policy (the connector's "
+            "settings in the Function) to send the rest, or with --force to send every row again"
         )
     if set(checkpoint.completed) - set(checkpoint.digests):
         raise DamagedCheckpointError(
