@@ -27,8 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigurationError, HRConnectorError
 
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # version 1: no chunk digests, one file per chunk plan
+FORMAT_VERSION = 2  # 1 (unreleased) named checkpoints by their settings and kept no chunk digests
 
 
 class CheckpointError(HRConnectorError):
@@ -55,12 +54,6 @@ class CheckpointKey:
         """The file content and the job: one checkpoint per pair, whatever the settings."""
         return hashlib.sha256(f"{self.file_sha256}\n{self.job_id}".encode()).hexdigest()[:40]
 
-    @property
-    def legacy_id(self) -> str:
-        """Version 1 named a checkpoint by its settings too; still read, never written."""
-        text = "\n".join([self.file_sha256, self.job_id, str(self.records_per_call), self.plan])
-        return hashlib.sha256(text.encode()).hexdigest()[:40]
-
     def same_file(self, other: CheckpointKey) -> bool:
         return (self.file_sha256, self.job_id) == (other.file_sha256, other.job_id)
 
@@ -78,7 +71,6 @@ class Checkpoint:
     finished_at: str | None = None
     digests: dict[int, str] = field(default_factory=dict)  # chunk index -> chunk_digest of what was accepted
     rows: dict[str, int] = field(default_factory=dict)  # the finished run's row accounting
-    version: int = FORMAT_VERSION
 
     @property
     def finished(self) -> bool:
@@ -105,7 +97,7 @@ class Checkpoint:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             version = data.get("version")
-            if version not in _READABLE_VERSIONS:
+            if version != FORMAT_VERSION:
                 raise ValueError(f"unsupported version {version!r}")
             key = CheckpointKey(
                 _text(data["file_sha256"]),
@@ -124,7 +116,7 @@ class Checkpoint:
                 finished_at = _text(finished_at)
         except (KeyError, TypeError, ValueError) as exc:
             raise DamagedCheckpointError(f"not a checkpoint this version can read ({exc})") from None
-        return cls(key, completed, total, finished_at, digests, rows, int(version))
+        return cls(key, completed, total, finished_at, digests, rows)
 
 
 def _text(value: Any) -> str:
@@ -197,22 +189,20 @@ class LocalCheckpointStore:
             ) from exc
 
     def load(self, key: CheckpointKey) -> Checkpoint | None:
-        for path in (self.path(key), self.directory / f"checkpoint-{key.legacy_id}.json"):
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise CheckpointError(_os_error("cannot read the checkpoint", exc)) from exc
-            try:
-                checkpoint = Checkpoint.from_dict(json.loads(raw.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged (not valid JSON)") from None
-            except DamagedCheckpointError as exc:
-                raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged: {exc}") from None
-            if checkpoint.key.same_file(key):
-                return checkpoint
-        return None
+        path = self.path(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CheckpointError(_os_error("cannot read the checkpoint", exc)) from exc
+        try:
+            checkpoint = Checkpoint.from_dict(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged (not valid JSON)") from None
+        except DamagedCheckpointError as exc:
+            raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged: {exc}") from None
+        return checkpoint if checkpoint.key.same_file(key) else None
 
     def save(self, checkpoint: Checkpoint) -> None:
         target = self.path(checkpoint.key)
@@ -236,11 +226,10 @@ class LocalCheckpointStore:
             raise
 
     def delete(self, key: CheckpointKey) -> None:
-        for path in (self.path(key), self.directory / f"checkpoint-{key.legacy_id}.json"):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as exc:
-                raise CheckpointError(_os_error("cannot delete the checkpoint", exc)) from exc
+        try:
+            self.path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise CheckpointError(_os_error("cannot delete the checkpoint", exc)) from exc
 
     @contextmanager
     def lock(self, key: CheckpointKey) -> Iterator[None]:

@@ -430,9 +430,9 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
         )
     if set(checkpoint.completed) - set(checkpoint.digests):
         raise DamagedCheckpointError(
-            "the checkpoint of this partial upload was written by an earlier version and holds no chunk digests, "
-            "so the chunks it lists cannot be checked against the file. Run again with --force to send every row "
-            "again (rows the service already accepted arrive twice)"
+            "the checkpoint of this partial upload is damaged: it lists chunks without their digests, so they "
+            "cannot be checked against the file. Run again with --force to send every row again (rows the "
+            "service already accepted arrive twice)"
         )
 
 

@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import os
+import re
 import subprocess
 import threading
 from collections import Counter
@@ -464,6 +465,9 @@ def test_cli_a_truncated_checkpoint_is_a_clear_error_and_force_is_the_way_out(tm
         b'{"version": 2, "file_sha256": 7, "job_id": "j", "records_per_call": 10}',
         b'{"version": 99}',
         b"[1, 2, 3]",
+        b'{"version": 1, "file_sha256": "SHA", "job_id": "JOB", "records_per_call": 10, "completed": {"0": 10}}',
+        b'{"version": 2, "file_sha256": "SHA", "job_id": "JOB", "records_per_call": 10, "plan": "PLAN", '
+        b'"completed": {"0": 10}}',  # a chunk without its digest cannot be checked
         b"\xff\xfe\x00garbage",
     ],
 )
@@ -474,7 +478,8 @@ def test_a_garbled_checkpoint_is_a_clear_error_and_nothing_is_sent(tmp_path, emu
     options = UploadOptions(job_id=job, records_per_call=10)
     key = checkpoint_key(inspect(LocalFileSource(path)), options, default_mapping(HEADER))
     store.path(key).parent.mkdir(parents=True)
-    store.path(key).write_bytes(content)
+    names = {b"SHA": key.file_sha256.encode(), b"JOB": job.encode(), b"PLAN": key.plan.encode()}
+    store.path(key).write_bytes(re.sub(b"SHA|JOB|PLAN", lambda m: names[m.group()], content))
 
     report = run_upload(LocalFileSource(path), options, client=make_client(job), store=store)
 
