@@ -54,9 +54,9 @@ class LocalFileSource:
 
 
 def inspect(source: Source) -> FileFacts:
-    """The file's SHA-256, size and CSV format (one pass over its bytes)."""
+    """The file's SHA-256, size and CSV format (one pass over its bytes; an error reads it again for rows)."""
     with source.open() as stream:
-        return inspect_stream(stream)
+        return inspect_stream(stream, reopen=source.open)
 
 
 class Policy(str, Enum):
