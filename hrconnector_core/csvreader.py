@@ -49,6 +49,9 @@ class FileFacts:
     sha256: str
     size: int
     format: CsvFormat
+    # A field may start with the apostrophe the rejected-rows file puts before a formula
+    # (report.neutralise): a hint, checked row by row only when set.
+    apostrophe_formulas: bool = False
 
 
 def _encoding_from_head(head: bytes) -> str | None:
@@ -99,6 +102,10 @@ _UTF8_MULTIBYTE = re.compile(
 _ASCII = bytes(range(128))
 _NOT_LEADS = bytes(b for b in range(256) if not 0xC2 <= b <= 0xF4)
 _ROWS_NAMED = 5
+# A field that starts (optionally quoted) with an apostrophe before a formula character.
+_APOSTROPHE_FORMULA = r"""(?:^|[,;\t|\r\n])"?'[=+\-@\t\r]"""
+_APOSTROPHE_BYTES = re.compile(_APOSTROPHE_FORMULA.encode()).search
+_APOSTROPHE_TEXT = re.compile(_APOSTROPHE_FORMULA).search
 
 
 def _utf8_census(data: bytes) -> tuple[int, int]:
@@ -177,6 +184,8 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     multibyte = invalid = 0
     delimiter = ","
     decode_failed = False
+    apostrophes = False
+    tail = b""  # the last bytes of the previous block, for a hint split between blocks
     while block := stream.read(_BLOCK):
         if not head:
             head = block[:4096]
@@ -198,10 +207,16 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
         if utf16:
             if not decode_failed:
                 try:
-                    scanner.feed(decoder.decode(block))
+                    piece = decoder.decode(block)
                 except UnicodeDecodeError:
                     decode_failed = True
+                else:
+                    scanner.feed(piece)
+                    apostrophes = apostrophes or _APOSTROPHE_TEXT(piece) is not None
             continue
+        if not apostrophes and b"'" in block_view:
+            apostrophes = _APOSTROPHE_BYTES(tail + block_view) is not None
+        tail = block_view[-3:]
         # ASCII-compatible: quoting is followed over the bytes, whichever encoding wins.
         if scanner.open_field or b'"' in block_view:
             scanner.feed(block_view)
@@ -270,7 +285,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             f"the CSV cannot be parsed: a quoted field that starts {where} is never closed (an unbalanced "
             f'quote "), or is longer than {MAX_FIELD_CHARS:,} characters; nothing was sent'
         )
-    return FileFacts(digest.hexdigest(), size, csv_format)
+    return FileFacts(digest.hexdigest(), size, csv_format, apostrophes)
 
 
 def _rows_where(

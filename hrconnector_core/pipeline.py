@@ -23,7 +23,7 @@ from .csvreader import CsvFile, FileFacts, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
 from .ingestion import IngestionClient
 from .mapping import Mapping, describe_unplaced, infer_mapping
-from .report import ChunkReport, RejectedRowsWriter, RunReport, utc_now
+from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
 from .validation import RowValidator
 
@@ -192,9 +192,12 @@ def _run(
         report.mapping = mapping.to_dict()
         validator = RowValidator(csv_file.header, mapping)
         recorder = _recorder(source, options, store, checkpoint_key(facts, options, mapping))
+        records = csv_file.records()
+        if facts.apostrophe_formulas:  # a rejected-rows file dropped again, perhaps
+            records = reject_neutralised(records, report)
         chunks = make_chunks(
             csv_file.header,
-            validator.validate_rows(csv_file.records(), report),
+            validator.validate_rows(records, report),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency)

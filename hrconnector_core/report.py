@@ -12,13 +12,14 @@ import os
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from .csvreader import Record
-from .validation import Issue, RowSink
+from .validation import Issue, RowSink, Severity
 
 MAX_ISSUES_LISTED = 10_000
 
@@ -33,6 +34,33 @@ def neutralise(cell: str) -> str:
     if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER(cell):
         return "'" + cell
     return cell
+
+
+def was_neutralised(cell: str) -> bool:
+    """Whether the cell reads like one `neutralise` changed: its apostrophe is ours, not data."""
+    return cell.startswith("'") and neutralise(cell[1:]) == cell
+
+
+def reject_neutralised(records: Iterable[Record], sink: RowSink) -> Iterator[Record]:
+    """Rows of a rejected-rows file dropped again with our apostrophes still in: set aside with a
+    clear reason rather than uploaded with a stray apostrophe (only run when the first pass saw one)."""
+    for record in records:
+        row, fields = record
+        marked = [i for i, cell in enumerate(fields) if cell[:1] == "'" and was_neutralised(cell)]
+        if not marked:
+            yield record
+            continue
+        sink.rejected(record, [
+            Issue(
+                row,
+                None,
+                "neutralised-formula",
+                f"field {i + 1} starts with the apostrophe the rejected-rows file adds before a formula "
+                "character: remove it (and the formula, unless the value really starts with = + - @)",
+                Severity.ERROR,
+            )
+            for i in marked
+        ])  # fmt: skip
 
 
 def utc_now() -> str:
