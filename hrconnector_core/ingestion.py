@@ -24,7 +24,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,11 +112,12 @@ KNOWN_MESSAGES = (
     "Too many requests",
     "Service Unavailable",
 )
-# Codes and identifiers the service may send (BadRequest, invalid_token, AADSTS700016, a GUID):
+# Codes and identifiers the service may send (BadRequest, invalid_token, AADSTS700016, a GUID,
+# a lower-case hex id):
 # kept. A lone capitalised word could be a name, so it is no code.
 _CODE = re.compile(
     r"[A-Za-z]+(?:[_.-][A-Za-z0-9]+)+|[A-Za-z][a-z]+(?:[A-Z][a-z0-9]*)+|[a-z]+|[A-Z]+[0-9]*"
-    r"|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-f]{16,64}"
 )
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # a JSON key, unless it is one of the chunk's values
 _DATA_LIKE = re.compile(
@@ -127,22 +128,35 @@ _DATA_LIKE = re.compile(
 REDACTED = "<redacted>"
 
 
-def _chunk_values(data: bytes | None) -> list[str]:
-    """The values (not the header) of a chunk, longest first, for removing echoes of them."""
-    if not data:
-        return []
-    rows = csv.reader(io.StringIO(data.decode("utf-8", "replace"), newline=""))
-    next(rows, None)
-    values = {value.strip() for row in rows for value in row}
-    return sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
+class _Values:
+    """The values (not the header) of a chunk, longest first, parsed only if free text needs them."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self._data = data
+        self._values: list[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._values is None:
+            values: set[str] = set()
+            if self._data:
+                rows = csv.reader(io.StringIO(self._data.decode("utf-8", "replace"), newline=""))
+                next(rows, None)
+                values = {value.strip() for row in rows for value in row}
+            self._values = sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
+        return iter(self._values)
+
+    def __contains__(self, text: object) -> bool:
+        if not isinstance(text, str) or not self._data or text.encode() not in self._data:
+            return False  # not in the chunk's bytes at all: no need to parse them
+        return any(text == v for v in self)
 
 
-def _scrub(text: str, values: Iterable[str]) -> str:
+def _scrub(text: str, values: _Values) -> str:
     """Free text with everything that looks like row data replaced; known messages kept."""
     pieces = re.split("(" + "|".join(re.escape(m) for m in KNOWN_MESSAGES) + ")", text)
     out = []
     for i, piece in enumerate(pieces):
-        if i % 2:  # a known message
+        if i % 2 or not piece.strip():  # a known message, or nothing to look at
             out.append(piece)
             continue
         for value in values:
@@ -152,7 +166,7 @@ def _scrub(text: str, values: Iterable[str]) -> str:
     return "".join(out)
 
 
-def _redact_json(value: Any, values: list[str]) -> Any:
+def _redact_json(value: Any, values: _Values) -> Any:
     if isinstance(value, dict):
         safe = {k: k if _KEY.fullmatch(k) and k not in values else REDACTED for k in value}
         return {safe[k]: _redact_json(v, values) for k, v in value.items()}
@@ -170,7 +184,7 @@ def redact(text: str | None, chunk_data: bytes | None = None) -> str:
     row data (e-mail addresses, dates, digits, quoted text), known messages and codes kept, capped."""
     if not text:
         return ""
-    values = _chunk_values(chunk_data)
+    values = _Values(chunk_data)
     raw = text[:_MAX_SCANNED_CHARS]
     try:
         parsed = json.loads(raw)
