@@ -102,6 +102,9 @@ _UTF8_MULTIBYTE = re.compile(
 _ASCII = bytes(range(128))
 _NOT_LEADS = bytes(b for b in range(256) if not 0xC2 <= b <= 0xF4)
 _ROWS_NAMED = 5
+# A file that is not valid UTF-8 is Windows-1252 when its invalid bytes outnumber its valid
+# multi-byte sequences this many times (see inspect_stream).
+_CP1252_RATIO = 10
 # A field that starts (optionally quoted) with an apostrophe before a formula character.
 _APOSTROPHE_FORMULA = r"""(?:^|[,;\t|\r\n])"?'[=+\-@\t\r]"""
 _APOSTROPHE_BYTES = re.compile(_APOSTROPHE_FORMULA.encode()).search
@@ -170,9 +173,11 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
 
     UTF-8 (with or without BOM) and UTF-16 (with a BOM, or detectable without one) are taken as
     they are, and every byte must decode. A file without a BOM that is not valid UTF-8 is read as
-    Windows-1252 only when it has fewer valid multi-byte UTF-8 sequences than invalid bytes (a
-    Windows-1252 export, whose accented letters are single bytes); otherwise it is UTF-8 with a few
-    bad bytes, an error naming their rows, never silently re-read as another encoding.
+    Windows-1252 only when valid multi-byte UTF-8 sequences are absent or under a tenth of its
+    invalid bytes (a Windows-1252 export, whose accented letters are single bytes, holds such
+    sequences only by coincidence, like an Ü before a right quote); otherwise it is UTF-8 with a few bad bytes, an
+    error naming their rows, never silently re-read as another encoding: a wrong guess must cost
+    an error message, never mis-decoded names at the service.
     """
     digest = hashlib.sha256()
     size = 0
@@ -252,7 +257,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     if encoding is None:
         if utf8_ok:
             encoding = "utf-8"
-        elif multibyte < invalid:  # Windows-1252 text; bytes it leaves undefined are errors
+        elif multibyte * _CP1252_RATIO < invalid:  # Windows-1252 text; bytes it leaves undefined are errors
             encoding = "cp1252"
             decode_failed = not cp1252_ok
         else:
@@ -267,7 +272,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
         if encoding == "utf-8" and bom_encoding is None and multibyte:
             raise InputFileError(
                 f"the file is UTF-8 except for {invalid or 'some'} invalid byte(s){where}: fix those characters "
-                "(or save the file again as UTF-8); nothing was sent"
+                "(if the whole file is Windows-1252 text, save it again as UTF-8); nothing was sent"
             )
         name = {"utf-8-sig": "UTF-8 (with BOM)", "utf-16": "UTF-16"}.get(encoding, encoding.upper())
         if encoding == "cp1252":

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hrconnector_core.csvreader import inspect_stream
+from hrconnector_core.errors import InputFileError
 from hrconnector_core.pipeline import UploadOptions, run_upload
 
 from .test_formats import BytesSource
@@ -120,3 +121,11 @@ def test_a_utf8_export_is_read_as_utf8(emulator, job, make_client):
     report = upload(job, make_client, text(data).encode("utf-8"))
     assert report.encoding == "utf-8" and report.status == "succeeded"
     assert emulator.state.rows(job) == data
+
+
+def test_utf8_with_few_accents_and_more_stray_bytes_is_still_an_error_not_mojibake():
+    data = [[f"u{i}@contoso.com", "Ann", "Lee", "1 Main St", "1"] for i in range(50)]
+    data[3][1] = "Zoë"  # the one valid multi-byte sequence
+    raw = text(data).encode("utf-8").replace(b"Main", b"Ma\x92n", 3)  # three cp1252 bytes pasted in
+    with pytest.raises(InputFileError, match=r"UTF-8 except for 3 invalid byte\(s\) in row\(s\) 2, 3, 4"):
+        inspect_stream(io.BytesIO(raw))
