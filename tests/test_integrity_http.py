@@ -21,6 +21,7 @@ from hrconnector_core.credentials import TokenProvider
 from hrconnector_core.emulator.server import _file_part, _parse_csv
 from hrconnector_core.errors import ConfigurationError, UploadError
 from hrconnector_core.ingestion import IngestionClient, RetryPolicy, redact
+from hrconnector_core.pipeline import LocalFileSource, UploadOptions, run_upload
 from hrconnector_core.settings import Settings
 
 from .conftest import cli_command, cli_env, upload_args
@@ -204,6 +205,27 @@ def test_retry_after_past_the_chunk_budget_stops_at_once_with_the_services_wait(
     assert err.value.retry_after == 3600 and not err.value.permanent
     assert "asked to wait 3600 s" in str(err.value) and "600 s" in str(err.value)
     assert err.value.attempts[0].to_dict()["retry_after_s"] == 3600
+
+
+def test_the_report_shows_the_wait_the_service_asked_for_past_the_budget(tmp_path, monkeypatch):
+    fake = FakeTime()
+    data = rows(6)
+    path = write_csv(tmp_path / "hr.csv", HEADER, data)
+    with HostileServer(lambda r: Answer(503, b"", headers={"Retry-After": "3600"})) as server:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle(tmp_path / "ca.pem", server)))
+        report = run_upload(
+            LocalFileSource(path),
+            UploadOptions(job_id="job", records_per_call=3, max_concurrency=1),
+            client=client_for(server.url, fake),
+            store=None,
+        )
+        assert len(server.received) == 1  # the first chunk once; the second never sent
+    assert fake.sleeps == []
+    first, second = sorted(report.to_dict()["chunks"]["items"], key=lambda c: c["index"])
+    assert first["status"] == "failed" and first["attempts"][0]["retry_after_s"] == 3600
+    assert "asked to wait 3600 s" in first["error"] and "asked to wait 3600 s" in (report.error or "")
+    assert second["status"] == "not-attempted"
+    assert report.rows.not_uploaded == 6 and report.status == "failed"
 
 
 def test_retry_after_within_the_budget_is_honoured_in_full(tmp_path, monkeypatch):
