@@ -197,6 +197,15 @@ def redact(text: str | None, chunk_data: bytes | None = None) -> str:
     return result[:MAX_BODY_CHARS] + ("...(truncated)" if truncated else "")
 
 
+def _text(response: requests.Response) -> str:
+    """The start of a body as text, without requests' charset guessing over all of it."""
+    raw = response.content[: _MAX_SCANNED_CHARS * 4 + 1]
+    try:
+        return raw.decode(response.encoding or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", "replace")
+
+
 def _location(value: str | None) -> str:
     """Where a redirect pointed: scheme, host and path only (a query may carry anything)."""
     if not value:
@@ -305,7 +314,7 @@ class IngestionClient:
             else:
                 status = response.status_code
                 reason = redact(response.reason, chunk.data)
-                body = redact(response.text if response.content else "", chunk.data)
+                body = redact(_text(response), chunk.data)
                 attempt = Attempt(number, status, _ms(clock, t0))
                 attempts.append(attempt)
                 if 200 <= status < 300:
