@@ -159,9 +159,11 @@ def _scrub(text: str, values: _Values) -> str:
         if i % 2 or not piece.strip():  # a known message, or nothing to look at
             out.append(piece)
             continue
-        for value in values:
-            if value in piece:
-                piece = piece.replace(value, REDACTED)
+        low = piece.lower()
+        for value in values:  # whole values, in any case (a service may re-case what it echoes)
+            if value.lower() in low:
+                piece = re.sub(re.escape(value), REDACTED, piece, flags=re.IGNORECASE)
+                low = piece.lower()
         out.append(_DATA_LIKE.sub(REDACTED, piece))
     return "".join(out)
 

@@ -370,3 +370,4 @@ def test_redaction_keeps_the_services_known_messages_codes_and_counts():
     assert "EmailAddress" in scrubbed  # column names are no HR data
     assert not [v for v in values_of(REVIEWS) | {"admin@contoso.com"} if len(v) > 3 and v in scrubbed]
     assert len(redact("x " * 10_000)) <= 520
+    assert "gregory" not in redact("COMPLAINED ABOUT MANAGER GREGORY".lower(), chunk).lower()
