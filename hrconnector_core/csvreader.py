@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from .errors import InputFileError
+from .errors import HRConnectorError, InputFileError
 
 # Python's csv module refuses fields longer than this; HR fields are far shorter, but a file
 # with an unbalanced quote would otherwise swallow the rest of the file into one field.
@@ -175,9 +175,9 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     they are, and every byte must decode. A file without a BOM that is not valid UTF-8 is read as
     Windows-1252 only when valid multi-byte UTF-8 sequences are absent or under a tenth of its
     invalid bytes (a Windows-1252 export, whose accented letters are single bytes, holds such
-    sequences only by coincidence, like an Ü before a right quote); otherwise it is UTF-8 with a few bad bytes, an
-    error naming their rows, never silently re-read as another encoding: a wrong guess must cost
-    an error message, never mis-decoded names at the service.
+    sequences only by coincidence, like an Ü before a right quote); otherwise it is UTF-8 with a
+    few bad bytes, an error naming their rows, never silently re-read as another encoding: a wrong
+    guess must cost an error message, never mis-decoded names at the service.
     """
     digest = hashlib.sha256()
     size = 0
@@ -188,7 +188,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     utf8_ok = cp1252_ok = True
     multibyte = invalid = 0
     delimiter = ","
-    decode_failed = False
+    decode_failed = utf16 = False
     apostrophes = False
     tail = b""  # the last bytes of the previous block, for a hint split between blocks
     while block := stream.read(_BLOCK):
@@ -284,7 +284,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     assert scanner is not None or size == 0
     unclosed = scanner.unclosed_at() if scanner is not None else None
     if unclosed is not None:
-        rows = _rows_where(stream, reopen, csv_format, unclosed, utf16=utf16 if scanner is not None else False)
+        rows = _rows_where(stream, reopen, csv_format, unclosed, utf16=utf16)
         where = f"in row {rows}" if rows else "somewhere"
         raise InputFileError(
             f"the CSV cannot be parsed: a quoted field that starts {where} is never closed (an unbalanced "
@@ -311,7 +311,7 @@ def _rows_where(
             again = stream
         else:
             return ""
-    except (OSError, InputFileError):
+    except (OSError, HRConnectorError):  # gone or replaced meanwhile: the error stands without rows
         return ""
     with contextlib.ExitStack() as stack:
         if again is not stream:
