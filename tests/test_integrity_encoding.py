@@ -129,3 +129,17 @@ def test_utf8_with_few_accents_and_more_stray_bytes_is_still_an_error_not_mojiba
     raw = text(data).encode("utf-8").replace(b"Main", b"Ma\x92n", 3)  # three cp1252 bytes pasted in
     with pytest.raises(InputFileError, match=r"UTF-8 except for 3 invalid byte\(s\) in row\(s\) 2, 3, 4"):
         inspect_stream(io.BytesIO(raw))
+
+
+def test_the_function_reads_the_blob_again_to_name_the_row_and_sends_nothing(emulator, function_env):
+    from hrconnector_core.emulator.host import invoke_blob_trigger
+    from hrconnector_core.service import FileFailedError
+
+    env = function_env
+    env.drop("main/profiles.csv", with_last_row("utf-8-bom", "last@contoso.com,Ann|,Lee,1 Main St,12345\r\n", b"\xff"))
+    with pytest.raises(FileFailedError, match=rf"not valid UTF-8 \(with BOM\) text in row\(s\) {LAST_ROW}"):
+        invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/profiles.csv")
+    assert env.job not in emulator.state.uploads
+    failed = env.listing()[env.settings.containers.failed]
+    report = env.read_json(env.settings.containers.failed, next(n for n in failed if n.endswith(".report.json")))
+    assert report["status"] == "failed" and report["rows"]["uploaded"] == 0
