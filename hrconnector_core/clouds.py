@@ -6,7 +6,11 @@ endpoint can be overridden (for sovereign changes, proxies or the local emulator
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
 
 # The ingestion resource (token audience) used by the current sample script (since 2025-03).
 DEFAULT_RESOURCE = "https://microsoft.onmicrosoft.com/86dfdabb-5089-4a0c-880a-cfa5a790c5b1"
@@ -60,6 +64,53 @@ class UnknownCloudError(ValueError):
     """The cloud name is not one of the table's."""
 
 
+class InsecureEndpointError(ConfigurationError):
+    """An endpoint override that would send the bearer token or HR data in clear, or is no URL."""
+
+
+# Which option or setting each override comes from (for the message), and whether plain http is
+# allowed on loopback: for the ingestion URL yes (local tests); azure-identity accepts no http authority.
+_OVERRIDES = {
+    "authority_host": ("authority host (--authority-host, HR_AUTHORITY_HOST)", False),
+    "ingestion_url": ("ingestion URL (--ingestion-url, HR_INGESTION_URL)", True),
+}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def check_endpoint(url: str, what: str, *, loopback_http: bool = True) -> str:
+    """`url` without a trailing slash, if it is https (or http on a loopback address, for local tests).
+
+    Plain http would carry the bearer token and the HR data in clear; redirects are never
+    followed, so the URL given is the one the data goes to.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        raise InsecureEndpointError(f"the {what} is not a URL") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not host:
+        raise InsecureEndpointError(f"the {what} must be an https:// URL with a host name")
+    if scheme == "http" and not (loopback_http and _is_loopback(host)):
+        allowed = "(http is accepted only for loopback addresses: localhost, 127.0.0.0/8, ::1)"
+        raise InsecureEndpointError(
+            f"the {what} must use https: plain http would send secrets and HR data in clear"
+            + (f" {allowed}" if loopback_http else "")
+        )
+    if parts.query or parts.fragment:
+        raise InsecureEndpointError(f"the {what} must not carry a query or fragment")
+    return url.strip().rstrip("/")
+
+
 def resolve_cloud(
     name: str = "commercial",
     *,
@@ -67,7 +118,7 @@ def resolve_cloud(
     ingestion_url: str | None = None,
     resource: str | None = None,
 ) -> CloudEndpoints:
-    """The endpoints of a named cloud with any overrides applied."""
+    """The endpoints of a named cloud with any overrides applied (InsecureEndpointError for plain http)."""
     try:
         cloud = CLOUDS[name.strip().lower()]
     except KeyError:
@@ -78,4 +129,9 @@ def resolve_cloud(
         "ingestion_url": ingestion_url,
         "resource": resource,
     }
-    return replace(cloud, **{k: v.rstrip("/") for k, v in overrides.items() if v})
+    checked = {
+        k: check_endpoint(v, _OVERRIDES[k][0], loopback_http=_OVERRIDES[k][1]) if k in _OVERRIDES else v.rstrip("/")
+        for k, v in overrides.items()
+        if v
+    }
+    return replace(cloud, **checked)

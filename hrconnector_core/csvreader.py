@@ -7,15 +7,16 @@ spans several lines still belongs to one row. Memory use does not depend on the 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, cast
+from typing import IO, Any, cast
 
-from .errors import InputFileError
+from .errors import HRConnectorError, InputFileError
 
 # Python's csv module refuses fields longer than this; HR fields are far shorter, but a file
 # with an unbalanced quote would otherwise swallow the rest of the file into one field.
@@ -48,6 +49,9 @@ class FileFacts:
     sha256: str
     size: int
     format: CsvFormat
+    # A field may start with the apostrophe the rejected-rows file puts before a formula
+    # (report.neutralise): a hint, checked row by row only when set.
+    apostrophe_formulas: bool = False
 
 
 def _encoding_from_head(head: bytes) -> str | None:
@@ -78,51 +82,312 @@ def sniff_delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def inspect_stream(stream: IO[bytes]) -> FileFacts:
-    """Hash the bytes and decide their encoding and delimiter in one pass, before any upload.
+# Decoding errors found by the first pass are marked with a lone surrogate, which no valid text
+# holds, to find their rows in a second look at the file.
+_MARK = "\udfff"
+
+
+def _mark(exc: UnicodeError) -> tuple[str, int]:
+    assert isinstance(exc, UnicodeDecodeError)
+    return _MARK, exc.end
+
+
+codecs.register_error("hrconnector-mark", _mark)
+# A valid multi-byte UTF-8 sequence (RFC 3629).
+_UTF8_MULTIBYTE = re.compile(
+    b"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    b"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    b"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+_ASCII = bytes(range(128))
+_NOT_LEADS = bytes(b for b in range(256) if not 0xC2 <= b <= 0xF4)
+_ROWS_NAMED = 5
+# A file that is not valid UTF-8 is Windows-1252 when its invalid bytes outnumber its valid
+# multi-byte sequences this many times (see inspect_stream).
+_CP1252_RATIO = 10
+# A field that starts (optionally quoted) with an apostrophe before a formula character.
+_APOSTROPHE_FORMULA = r"""(?:^|[,;\t|\r\n])"?'[=+\-@\t\r]"""
+_APOSTROPHE_BYTES = re.compile(_APOSTROPHE_FORMULA.encode()).search
+_APOSTROPHE_TEXT = re.compile(_APOSTROPHE_FORMULA).search
+
+
+def _utf8_census(data: bytes) -> tuple[int, int]:
+    """(valid multi-byte sequences, bytes outside any) in data that is not all valid UTF-8."""
+    valid = _UTF8_MULTIBYTE.findall(data)
+    non_ascii = len(data.translate(None, _ASCII))
+    return len(valid), non_ascii - sum(map(len, valid))
+
+
+class _QuoteScanner:
+    """Follows csv.reader's quoting (non-strict, doubled quotes) over a file fed in pieces, at the
+    speed of one regular expression, to find a quoted field that is never closed.
+
+    A quote opens a field only at the start of one (after a delimiter or a line break); anywhere
+    else it is an ordinary character, as csv.reader reads it. Offsets count the units fed (bytes
+    for ASCII-compatible encodings, characters for UTF-16).
+    """
+
+    def __init__(self, delimiter: str, *, text: bool, start: int = 0) -> None:
+        d = re.escape(delimiter)
+        pattern = rf'(?:[^"]++|(?<=[{d}\r\n])"[^"]*+(?:""[^"]*+)*+"|(?<![{d}\r\n])")*+'
+        self._match: Any = re.compile(pattern).match if text else re.compile(pattern.encode()).match
+        self._buf: Any = "\n" if text else b"\n"  # one unit of context, then what is not settled
+        self._base = start  # the offset of _buf[1]
+        self.too_long_at: int | None = None
+
+    def feed(self, piece: str | bytes, *, final: bool = False) -> None:
+        buf = self._buf + piece
+        limit = len(buf) if final else len(buf) - 1  # a quote at the very end may be half of ""
+        end = self._match(buf, 1, max(limit, 1)).end()
+        self._base += end - 1
+        self._buf = buf[end - 1 :]
+        pending = len(self._buf) - 2  # an open quoted field: its length so far
+        if pending > MAX_FIELD_CHARS and self.too_long_at is None:
+            content = self._buf[2:]
+            text = content if isinstance(content, str) else content.decode("utf-8", "replace")
+            if len(text) - text.count('""') > MAX_FIELD_CHARS:
+                self.too_long_at = self._base
+
+    def skip(self, piece: bytes) -> None:
+        """A piece of bytes without a quote while no quoted field is open: nothing to follow."""
+        if piece:
+            self._base += len(self._buf) - 1 + len(piece)
+            self._buf = piece[-1:]
+
+    @property
+    def open_field(self) -> bool:
+        """Whether what is not settled yet holds a quote (an open field, or a held-back quote)."""
+        return (b'"' if isinstance(self._buf, bytes) else '"') in self._buf[1:]
+
+    def unclosed_at(self) -> int | None:
+        """After the last piece: where the quoted field that never closes starts, if one does."""
+        if self.too_long_at is not None:
+            return self.too_long_at
+        self.feed(self._buf[:0], final=True)
+        return self._base if self.open_field else None
+
+
+def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None = None) -> FileFacts:
+    """Hash the bytes, decide their encoding and delimiter, and prove the whole file decodes and
+    parses as CSV, in one pass before any upload; `reopen` (or seeking) lets an error name rows.
 
     UTF-8 (with or without BOM) and UTF-16 (with a BOM, or detectable without one) are taken as
-    they are; a file that is not valid UTF-8 is read as Windows-1252 unless it holds bytes that
-    encoding leaves undefined, which makes it unreadable (InputFileError).
+    they are, and every byte must decode. A file without a BOM that is not valid UTF-8 is read as
+    Windows-1252 only when valid multi-byte UTF-8 sequences are absent or under a tenth of its
+    invalid bytes (a Windows-1252 export, whose accented letters are single bytes, holds such
+    sequences only by coincidence, like an Ü before a right quote); otherwise it is UTF-8 with a
+    few bad bytes, an error naming their rows, never silently re-read as another encoding: a wrong
+    guess must cost an error message, never mis-decoded names at the service.
     """
     digest = hashlib.sha256()
     size = 0
     head = b""
+    bom_encoding: str | None = None
     decoder: codecs.IncrementalDecoder | None = None
+    scanner: _QuoteScanner | None = None
     utf8_ok = cp1252_ok = True
-    encoding: str | None = None
+    multibyte = invalid = 0
+    delimiter = ","
+    decode_failed = utf16 = False
+    apostrophes = False
+    tail = b""  # the last bytes of the previous block, for a hint split between blocks
     while block := stream.read(_BLOCK):
         if not head:
             head = block[:4096]
-            encoding = _encoding_from_head(head)
-            if encoding is None:
-                decoder = codecs.getincrementaldecoder("utf-8")()
+            bom_encoding = _encoding_from_head(head)
+            text = head.decode(bom_encoding or "utf-8", errors="replace")
+            first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+            delimiter = sniff_delimiter(first_line)
+            utf16 = bom_encoding is not None and bom_encoding.startswith("utf-16")
+            decoder = codecs.getincrementaldecoder(bom_encoding or "utf-8")()
+            # A UTF-8 BOM is no character: the first field starts after it.
+            bom = len(codecs.BOM_UTF8) if bom_encoding == "utf-8-sig" else 0
+            scanner = _QuoteScanner(delimiter, text=utf16, start=bom)
+            block_view = block[bom:]
+        else:
+            block_view = block
+        assert decoder is not None and scanner is not None
         digest.update(block)
         size += len(block)
-        if block.isascii() and (decoder is None or not decoder.getstate()[0]):
+        if utf16:
+            if not decode_failed:
+                try:
+                    piece = decoder.decode(block)
+                except UnicodeDecodeError:
+                    decode_failed = True
+                else:
+                    scanner.feed(piece)
+                    apostrophes = apostrophes or _APOSTROPHE_TEXT(piece) is not None
+            continue
+        if not apostrophes and b"'" in block_view:
+            apostrophes = _APOSTROPHE_BYTES(tail + block_view) is not None
+        tail = block_view[-3:]
+        # ASCII-compatible: quoting is followed over the bytes, whichever encoding wins.
+        if scanner.open_field or b'"' in block_view:
+            scanner.feed(block_view)
+        else:
+            scanner.skip(block_view)
+        if block.isascii() and not decoder.getstate()[0]:
             continue  # valid in every candidate encoding; the common case, checked at C speed
-        if decoder is not None and utf8_ok:
+        if utf8_ok:
             try:
                 decoder.decode(block)
+                multibyte += len(block.translate(None, _NOT_LEADS))  # lead bytes: one per character
             except UnicodeDecodeError:
                 utf8_ok = False
+                valid, bad = _utf8_census(block)
+                multibyte, invalid = multibyte + valid, invalid + bad
+        else:
+            valid, bad = _utf8_census(block)
+            multibyte, invalid = multibyte + valid, invalid + bad
         if cp1252_ok and _CP1252_UNDEFINED.search(block):
             cp1252_ok = False
-    if decoder is not None and utf8_ok:
+    if decoder is not None and not decode_failed:
         try:
-            decoder.decode(b"", final=True)
+            if utf16:
+                scanner.feed(decoder.decode(b"", final=True))  # type: ignore[union-attr]
+            elif utf8_ok:
+                decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            utf8_ok = False
+            decode_failed = utf16
+            if not utf16:  # the file ends inside a sequence whose lead byte was counted as valid
+                utf8_ok = False
+                multibyte, invalid = multibyte - 1, invalid + 1
+    encoding = bom_encoding
     if encoding is None:
         if utf8_ok:
             encoding = "utf-8"
-        elif cp1252_ok:
+        elif multibyte * _CP1252_RATIO < invalid:  # Windows-1252 text; bytes it leaves undefined are errors
             encoding = "cp1252"
+            decode_failed = not cp1252_ok
         else:
-            raise InputFileError("the file's encoding is not readable: it is neither UTF-8, UTF-16 nor Windows-1252")
-    text = head.decode(encoding, errors="replace")
-    first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
-    return FileFacts(digest.hexdigest(), size, CsvFormat(encoding, sniff_delimiter(first_line)))
+            encoding = "utf-8"
+            decode_failed = True
+    elif not utf16 and not utf8_ok:
+        decode_failed = True
+    csv_format = CsvFormat(encoding, delimiter)
+    if decode_failed:
+        rows = _rows_where(stream, reopen, csv_format, None)
+        where = f" in row(s) {rows}" if rows else ""
+        if encoding == "utf-8" and bom_encoding is None and multibyte:
+            raise InputFileError(
+                f"the file is UTF-8 except for {invalid or 'some'} invalid byte(s){where}: fix those characters "
+                "(if the whole file is Windows-1252 text, save it again as UTF-8); nothing was sent"
+            )
+        name = {"utf-8-sig": "UTF-8 (with BOM)", "utf-16": "UTF-16"}.get(encoding, encoding.upper())
+        if encoding == "cp1252":
+            raise InputFileError(
+                "the file's encoding is not readable: it is neither UTF-8, UTF-16 nor Windows-1252"
+                f" (bytes Windows-1252 does not define{where}); nothing was sent"
+            )
+        raise InputFileError(f"the file is not valid {name} text{where}; nothing was sent")
+    assert scanner is not None or size == 0
+    unclosed = scanner.unclosed_at() if scanner is not None else None
+    if unclosed is not None:
+        rows = _rows_where(stream, reopen, csv_format, unclosed, utf16=utf16)
+        where = f"in row {rows}" if rows else "somewhere"
+        raise InputFileError(
+            f"the CSV cannot be parsed: a quoted field that starts {where} is never closed (an unbalanced "
+            f'quote "), or is longer than {MAX_FIELD_CHARS:,} characters; nothing was sent'
+        )
+    return FileFacts(digest.hexdigest(), size, csv_format, apostrophes)
+
+
+def _rows_where(
+    stream: IO[bytes],
+    reopen: Callable[[], IO[bytes]] | None,
+    csv_format: CsvFormat,
+    offset: int | None,
+    *,
+    utf16: bool = False,
+) -> str:
+    """The spreadsheet rows of the bytes that do not decode (offset None), or of the row holding
+    `offset` (bytes, or characters for UTF-16), read again from the start; "" if it cannot be."""
+    try:
+        if reopen is not None:
+            again = reopen()
+        elif stream.seekable():
+            stream.seek(0)
+            again = stream
+        else:
+            return ""
+    except (OSError, HRConnectorError):  # gone or replaced meanwhile: the error stands without rows
+        return ""
+    with contextlib.ExitStack() as stack:
+        if again is not stream:
+            stack.enter_context(again)
+        raw: IO[bytes] = again
+        if offset is not None and not utf16:
+            raw = cast(IO[bytes], _Limited(again, offset))
+        buffered = io.BufferedReader(cast(io.RawIOBase, raw))
+        text = io.TextIOWrapper(buffered, encoding=csv_format.encoding, errors="hrconnector-mark", newline="")
+        lines: Iterator[str] = iter(text)
+        if offset is not None:
+            lines = _up_to(lines, offset if utf16 else None)
+        csv.field_size_limit(MAX_FIELD_CHARS)
+        reader = csv.reader(lines, delimiter=csv_format.delimiter, strict=False)
+        found: list[int] = []
+        row = 0
+        try:
+            for fields in reader:
+                row += 1
+                if offset is None and any(_MARK in f for f in fields):
+                    found.append(row)
+                    if len(found) > _ROWS_NAMED:
+                        break
+        except csv.Error:
+            return ""
+        if offset is not None:
+            return str(row)
+        named = ", ".join(map(str, found[:_ROWS_NAMED]))
+        return named + (" and more" if len(found) > _ROWS_NAMED else "")
+
+
+_SENTINEL = "\x00"
+
+
+def _up_to(lines: Iterator[str], chars: int | None) -> Iterator[str]:
+    """The lines up to an offset (characters, or wherever the limited bytes end), then one
+    character more, so that the last record counted is the one holding the offset."""
+    seen = 0
+    last: str | None = None
+    for line in lines:
+        if chars is not None and seen + len(line) > chars:  # the offset is in this line
+            if last is not None:
+                yield last
+            last = line[: chars - seen]
+            break
+        if last is not None:
+            yield last
+        last = line
+        seen += len(line)
+    if last is None:
+        yield _SENTINEL
+    elif last.endswith(("\n", "\r")):
+        yield last
+        yield _SENTINEL
+    else:
+        yield last + _SENTINEL
+
+
+class _Limited(io.RawIOBase):
+    """The first `limit` bytes of a stream."""
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        data = self._raw.read(min(len(buffer), self._left))
+        n = len(data)
+        buffer[:n] = data
+        self._left -= n
+        return n
 
 
 class CsvFile:

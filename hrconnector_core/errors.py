@@ -32,7 +32,9 @@ class CredentialError(HRConnectorError):
 class UploadError(HRConnectorError):
     """A chunk could not be uploaded.
 
-    `permanent` is True when retrying cannot help (a 4xx other than 408/429).
+    `permanent` is True when retrying cannot help (a 4xx other than 408/429, a redirect, an
+    unverifiable certificate). `body` and `reason` are the service's, redacted; `location` is a
+    redirect's target (scheme, host, path); `retry_after` the wait the service last asked for.
     """
 
     def __init__(
@@ -44,6 +46,8 @@ class UploadError(HRConnectorError):
         body: str | None = None,
         permanent: bool = False,
         attempts: list[Any] | None = None,
+        location: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.attempts = attempts or []
@@ -51,3 +55,5 @@ class UploadError(HRConnectorError):
         self.reason = reason
         self.body = body
         self.permanent = permanent
+        self.location = location
+        self.retry_after = retry_after

@@ -2,20 +2,32 @@
 
 Transient failures (connection errors, time-outs, 408, 429, 500, 502, 503, 504) are retried
 with exponential backoff and full jitter, honouring Retry-After, bounded in attempts and in
-total time. Any other 4xx is permanent: retrying a wrong job id for 15 minutes helps nobody.
-A chunk counts as uploaded only on a 2xx.
+total time; a 5xx always waits at least half the exponential step, whatever Retry-After says.
+Any other 4xx is permanent: retrying a wrong job id for 15 minutes helps nobody. So are a
+redirect (never followed: the data goes to the configured URL or nowhere) and a certificate the
+client cannot verify. A chunk counts as uploaded only on a 2xx from the ingestion URL itself.
+
+What the service says back is kept only in redacted form (`redact`): its known messages,
+codes and numbers stay; values of the chunk, e-mail addresses, dates, digits and quoted text are
+removed; the length is capped. Logs, reports and exceptions never see the raw body.
 """
 
 from __future__ import annotations
 
+import csv
 import email.utils
+import io
+import json
 import logging
 import random
+import re
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -27,7 +39,8 @@ from .errors import UploadError
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-MAX_BODY_CHARS = 2_000
+MAX_BODY_CHARS = 500  # of the redacted body kept in reports, logs and errors
+_MAX_SCANNED_CHARS = 20_000  # of the raw body looked at, at all
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,11 @@ class RetryPolicy:
         """Full jitter: a random wait up to the exponential cap for this attempt (1-based)."""
         return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
+    def server_error_floor(self, attempt: int) -> float:
+        """The least a 5xx waits (half the exponential cap), even with Retry-After: 0: a failing
+        service is not hammered with back-to-back attempts."""
+        return min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1)) / 2
+
 
 @dataclass
 class Attempt:
@@ -51,6 +69,7 @@ class Attempt:
     duration_ms: int
     error: str | None = None
     wait_ms: int = 0
+    retry_after_s: float | None = None  # what the service asked for, honoured or not
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +78,7 @@ class Attempt:
             "duration_ms": self.duration_ms,
             "error": self.error,
             "wait_ms": self.wait_ms,
+            "retry_after_s": self.retry_after_s,
         }
 
 
@@ -83,9 +103,132 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _body_text(response: requests.Response) -> str:
-    text = response.text or ""
-    return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + "...(truncated)"
+# The service's own answers (Microsoft's sample scripts and what the service was seen to send):
+# kept verbatim wherever they occur.
+KNOWN_MESSAGES = (
+    "jobId and corresponding appId do not match.",
+    "The request has no 'file' part.",
+    "The access token is missing, expired or not for this service.",
+    "Too many requests",
+    "Service Unavailable",
+)
+# Codes and identifiers the service may send (BadRequest, invalid_token, AADSTS700016, a GUID,
+# a lower-case hex id):
+# kept. A lone capitalised word could be a name, so it is no code.
+_CODE = re.compile(
+    r"[A-Za-z]+(?:[_.-][A-Za-z0-9]+)+|[A-Za-z][a-z]+(?:[A-Z][a-z0-9]*)+|[a-z]+|[A-Z]+[0-9]*"
+    r"|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-f]{16,64}"
+)
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # a JSON key, unless it is one of the chunk's values
+_DATA_LIKE = re.compile(
+    r"""[^\s@'"]+@[^\s@'"]+"""  # e-mail addresses and UPNs
+    r"""|"[^"\n]{0,200}"|'[^'\n]{0,200}'"""  # quoted text: an echoed value, typically
+    r"|[^\s]*\d[^\s]*"  # anything with a digit: dates, numbers, postcodes, phone numbers
+)
+REDACTED = "<redacted>"
+
+
+class _Values:
+    """The values (not the header) of a chunk, longest first, parsed only if free text needs them."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self._data = data
+        self._values: list[str] | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._values is None:
+            values: set[str] = set()
+            if self._data:
+                rows = csv.reader(io.StringIO(self._data.decode("utf-8", "replace"), newline=""))
+                next(rows, None)
+                values = {value.strip() for row in rows for value in row}
+            self._values = sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
+        return iter(self._values)
+
+    def __contains__(self, text: object) -> bool:
+        if not isinstance(text, str) or not self._data or text.encode() not in self._data:
+            return False  # not in the chunk's bytes at all: no need to parse them
+        return any(text == v for v in self)
+
+
+def _scrub(text: str, values: _Values) -> str:
+    """Free text with everything that looks like row data replaced; known messages kept."""
+    pieces = re.split("(" + "|".join(re.escape(m) for m in KNOWN_MESSAGES) + ")", text)
+    out = []
+    for i, piece in enumerate(pieces):
+        if i % 2 or not piece.strip():  # a known message, or nothing to look at
+            out.append(piece)
+            continue
+        low = piece.lower()
+        for value in values:  # whole values, in any case (a service may re-case what it echoes)
+            if value.lower() in low:
+                piece = re.sub(re.escape(value), REDACTED, piece, flags=re.IGNORECASE)
+                low = piece.lower()
+        out.append(_DATA_LIKE.sub(REDACTED, piece))
+    return "".join(out)
+
+
+def _redact_json(value: Any, values: _Values) -> Any:
+    if isinstance(value, dict):
+        safe = {k: k if _KEY.fullmatch(k) and k not in values else REDACTED for k in value}
+        return {safe[k]: _redact_json(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(v, values) for v in value[:20]]
+    if isinstance(value, str):
+        if value in KNOWN_MESSAGES or (_CODE.fullmatch(value) and value not in values):
+            return value
+        return _scrub(value, values)
+    return value  # numbers, booleans, null: counts and flags, kept
+
+
+def redact(text: str | None, chunk_data: bytes | None = None) -> str:
+    """A service body or reason as it may be kept: no value of the chunk, nothing that looks like
+    row data (e-mail addresses, dates, digits, quoted text), known messages and codes kept, capped."""
+    if not text:
+        return ""
+    values = _Values(chunk_data)
+    raw = text[:_MAX_SCANNED_CHARS]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        result = _scrub(raw, values)
+    else:
+        result = json.dumps(_redact_json(parsed, values), ensure_ascii=False)
+    result = re.sub(rf"(?:{re.escape(REDACTED)}[\s,;:|]*){{2,}}", REDACTED + " ", result).strip()
+    truncated = len(text) > _MAX_SCANNED_CHARS or len(result) > MAX_BODY_CHARS
+    return result[:MAX_BODY_CHARS] + ("...(truncated)" if truncated else "")
+
+
+def _text(response: requests.Response) -> str:
+    """The start of a body as text, without requests' charset guessing over all of it."""
+    raw = response.content[: _MAX_SCANNED_CHARS * 4 + 1]
+    try:
+        return raw.decode(response.encoding or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", "replace")
+
+
+def _location(value: str | None) -> str:
+    """Where a redirect pointed: scheme, host and path only (a query may carry anything)."""
+    if not value:
+        return "(no Location)"
+    parts = urlsplit(value)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.netloc else parts.path or "?"
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure inside a requests exception, if that is what it is."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        todo.extend([*current.args, getattr(current, "reason", None), current.__cause__, current.__context__])
+    return None
 
 
 class IngestionClient:
@@ -100,6 +243,7 @@ class IngestionClient:
         policy: RetryPolicy | None = None,
         file_name: str = "hrdata.csv",
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self._url = cloud.signals_url
@@ -108,6 +252,7 @@ class IngestionClient:
         self.policy = policy or RetryPolicy()
         self._file_name = file_name
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self._local = threading.local()
 
@@ -132,37 +277,64 @@ class IngestionClient:
             headers={"Authorization": f"Bearer {token}"},
             files={"file": (self._file_name, chunk.data, "text/csv")},
             timeout=(self.policy.connect_timeout, self.policy.read_timeout),
+            allow_redirects=False,  # a 3xx is an answer, never a new destination for HR data
         )
 
     def upload(self, chunk: Chunk) -> UploadResult:
         """POST one chunk until it is accepted, or raise UploadError with every attempt recorded."""
-        policy = self.policy
-        started = time.monotonic()
+        policy, clock = self.policy, self._clock
+        started = clock()
         attempts: list[Attempt] = []
         refreshed_token = False
+        rows = f"rows {chunk.first_row}-{chunk.last_row}"
         while True:
             number = len(attempts) + 1
             token = self._tokens.token()
-            t0 = time.monotonic()
+            t0 = clock()
+            retry_after: float | None = None
             try:
                 response = self._post(chunk, token)
             except requests.RequestException as exc:
+                attempt = Attempt(number, None, _ms(clock, t0), f"{type(exc).__name__}")
+                attempts.append(attempt)
+                if _certificate_error(exc) is not None:
+                    # Not a passing fault: the endpoint is not who it claims to be (or our trust is wrong).
+                    raise UploadError(
+                        f"chunk {chunk.index} ({rows}) was not sent: the TLS certificate of "
+                        f"{_location(self._url)} could not be verified (an untrusted or wrong certificate); "
+                        "not retried",
+                        reason="certificate verification failed",
+                        permanent=True,
+                        attempts=attempts,
+                    ) from None
                 # Connection errors and time-outs: the service may or may not have the rows;
                 # resending is the only way not to lose them.
-                attempt = Attempt(number, None, _ms(t0), f"{type(exc).__name__}")
-                attempts.append(attempt)
                 wait = policy.backoff(number, self._rng)
                 status_text = f"{type(exc).__name__}"
                 body = ""
                 status: int | None = None
             else:
                 status = response.status_code
-                body = _body_text(response)
-                attempt = Attempt(number, status, _ms(t0))
+                reason = redact(response.reason, chunk.data)
+                body = redact(_text(response), chunk.data)
+                attempt = Attempt(number, status, _ms(clock, t0))
                 attempts.append(attempt)
                 if 200 <= status < 300:
                     return UploadResult(status, body, attempts)
-                status_text = f"HTTP {status} {response.reason}"
+                status_text = f"HTTP {status} {reason}".rstrip()
+                if 300 <= status < 400:
+                    where = _location(response.headers.get("Location"))
+                    raise UploadError(
+                        f"the service answered chunk {chunk.index} ({rows}) with a redirect: {status_text} to "
+                        f"{where}; redirects are not followed (the data goes to the configured ingestion URL "
+                        "only): check --ingestion-url / HR_INGESTION_URL",
+                        status=status,
+                        reason=reason,
+                        body=body,
+                        permanent=True,
+                        attempts=attempts,
+                        location=where,
+                    )
                 if status == 401 and not refreshed_token:
                     # The token may have been revoked or expired early: one fresh token, once.
                     self._tokens.invalidate(token)
@@ -171,31 +343,41 @@ class IngestionClient:
                     continue
                 if status not in RETRYABLE_STATUS:
                     raise UploadError(
-                        f"the service rejected chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}): "
-                        f"{status_text}: {body or '(empty body)'}",
+                        f"the service rejected chunk {chunk.index} ({rows}): {status_text}: {body or '(empty body)'}",
                         status=status,
-                        reason=response.reason,
+                        reason=reason,
                         body=body,
                         permanent=True,
                         attempts=attempts,
                     )
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                attempt.retry_after_s = retry_after
+                # The service knows best how long it needs (up to our budget); else our own backoff.
                 wait = policy.backoff(number, self._rng) if retry_after is None else retry_after
-                wait = min(wait, policy.max_delay)
-            elapsed = time.monotonic() - started
-            if number >= policy.max_attempts or elapsed + wait > policy.max_total:
+                if status >= 500:
+                    wait = max(wait, policy.server_error_floor(number))
+            elapsed = clock() - started
+            over_budget = elapsed + wait > policy.max_total
+            if number >= policy.max_attempts or over_budget:
+                asked = (
+                    f"; the service asked to wait {retry_after:.0f} s, past the chunk's time budget "
+                    f"of {policy.max_total:.0f} s"
+                    if retry_after is not None and over_budget
+                    else ""
+                )
                 raise UploadError(
-                    f"chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}) was not accepted after "
-                    f"{number} attempts in {elapsed:.0f} s; last answer: {status_text}" + (f": {body}" if body else ""),
+                    f"chunk {chunk.index} ({rows}) was not accepted after {number} attempts in {elapsed:.0f} s; "
+                    f"last answer: {status_text}" + (f": {body}" if body else "") + asked,
                     status=status,
                     reason=status_text,
                     body=body,
                     attempts=attempts,
+                    retry_after=retry_after,
                 )
             attempt.wait_ms = int(wait * 1000)
             log.info("chunk %d attempt %d: %s; retrying in %.1f s", chunk.index, number, status_text, wait)
             self._sleep(wait)
 
 
-def _ms(t0: float) -> int:
-    return int((time.monotonic() - t0) * 1000)
+def _ms(clock: Callable[[], float], t0: float) -> int:
+    return int((clock() - t0) * 1000)

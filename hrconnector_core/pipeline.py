@@ -30,11 +30,11 @@ from .checkpoint import (
     chunk_digest,
 )
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
-from .csvreader import CsvFile, FileFacts, inspect_stream
+from .csvreader import CsvFile, FileFacts, Record, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
 from .ingestion import IngestionClient
 from .mapping import Mapping, describe_unplaced, infer_mapping
-from .report import ChunkReport, RejectedRowsWriter, RunReport, utc_now
+from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
 from .validation import RowValidator
 
@@ -65,7 +65,7 @@ class LocalFileSource:
 
 
 def inspect(source: Source) -> FileFacts:
-    """The file's SHA-256, size and CSV format (one pass over its bytes)."""
+    """The file's SHA-256, size and CSV format (one pass over its bytes; an error reads it again for rows)."""
     return _inspect(source)[0]
 
 
@@ -161,7 +161,7 @@ class _VerifiedReader(io.RawIOBase):
 def _inspect(source: Source) -> tuple[FileFacts, _Blocks]:
     with source.open() as stream:
         hasher = _BlockHasher(stream)
-        facts = inspect_stream(io.BufferedReader(hasher, buffer_size=_HASH_BLOCK))
+        facts = inspect_stream(io.BufferedReader(hasher, buffer_size=_HASH_BLOCK), reopen=source.open)
         return facts, hasher.blocks()
 
 
@@ -328,7 +328,7 @@ def _read_and_upload(
         recorder.save()  # proves the store can be written before the first chunk is sent
         chunks = make_chunks(
             csv_file.header,
-            validator.validate_rows(csv_file.records(), report),
+            validator.validate_rows(_records(csv_file, facts, report), report),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency)
@@ -436,6 +436,12 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
         )
 
 
+def _records(csv_file: CsvFile, facts: FileFacts, report: RunReport) -> Iterator[Record]:
+    """The file's records; cells our rejected-rows file neutralised are set aside, not sent."""
+    records = csv_file.records()
+    return reject_neutralised(records, report) if facts.apostrophe_formulas else records
+
+
 def _verify_skipped_chunks(
     source: Source,
     options: UploadOptions,
@@ -456,7 +462,7 @@ def _verify_skipped_chunks(
         counts = RunReport(file_name=source.name, job_id=options.job_id)  # this pass's counts are not kept
         chunks = make_chunks(
             csv_file.header,
-            validator.validate_rows(csv_file.records(), counts),
+            validator.validate_rows(_records(csv_file, facts, counts), counts),
             records_per_call=options.records_per_call,
         )
         for chunk in chunks:

@@ -9,17 +9,58 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from .csvreader import Record
-from .validation import Issue, RowSink
+from .validation import Issue, RowSink, Severity
 
 MAX_ISSUES_LISTED = 10_000
+
+# OWASP CSV injection: a cell starting with one of these is a formula to Excel and its kin...
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# ...unless it is a plain number (-12, +3.5) or a lone sign, which spreadsheets read as values.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:[.,]\d+)?)?").fullmatch
+
+
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet opens as text, never as a formula: a leading apostrophe when needed."""
+    if cell.startswith(_FORMULA_START) and not _PLAIN_NUMBER(cell):
+        return "'" + cell
+    return cell
+
+
+def was_neutralised(cell: str) -> bool:
+    """Whether the cell reads like one `neutralise` changed: its apostrophe is ours, not data."""
+    return cell.startswith("'") and neutralise(cell[1:]) == cell
+
+
+def reject_neutralised(records: Iterable[Record], sink: RowSink) -> Iterator[Record]:
+    """Rows of a rejected-rows file dropped again with our apostrophes still in: set aside with a
+    clear reason rather than uploaded with a stray apostrophe (only run when the first pass saw one)."""
+    for record in records:
+        row, fields = record
+        marked = [i for i, cell in enumerate(fields) if cell[:1] == "'" and was_neutralised(cell)]
+        if not marked:
+            yield record
+            continue
+        sink.rejected(record, [
+            Issue(
+                row,
+                None,
+                "neutralised-formula",
+                f"field {i + 1} starts with the apostrophe the rejected-rows file adds before a formula "
+                "character: remove it (and the formula, unless the value really starts with = + - @)",
+                Severity.ERROR,
+            )
+            for i in marked
+        ])  # fmt: skip
 
 
 def utc_now() -> str:
@@ -31,6 +72,7 @@ class RejectedRowsWriter:
 
     Two columns go first (RejectedRow, RejectedReasons) so that a row with more fields than the
     header still lines up. This file holds HR data on purpose: keep it where the input was.
+    Cells a spreadsheet would run as formulas get a leading apostrophe (docs/mapping.md).
     """
 
     def __init__(self, path: str | os.PathLike[str], header: list[str] | None = None) -> None:
@@ -45,10 +87,10 @@ class RejectedRowsWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("w", encoding="utf-8", newline="")
             self._writer = csv.writer(self._handle, lineterminator="\r\n")
-            self._writer.writerow(["RejectedRow", "RejectedReasons", *(self.header or [])])
+            self._writer.writerow(["RejectedRow", "RejectedReasons", *map(neutralise, self.header or [])])
         reasons = "; ".join(f"{i.column + ': ' if i.column else ''}{i.code}: {i.message}" for i in issues)
         row, fields = record
-        self._writer.writerow([row, reasons, *fields])
+        self._writer.writerow([row, neutralise(reasons), *map(neutralise, fields)])
         self.count += 1
 
     def close(self) -> None:
