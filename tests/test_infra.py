@@ -324,3 +324,25 @@ def test_the_function_package_leaves_out_tests_infra_samples_and_the_emulator() 
     loaded = json.loads(result.stdout.replace("'", '"'))
     assert "hrconnector_core.service" in loaded
     assert not [m for m in loaded if m.startswith("hrconnector_core.emulator")]
+
+
+# -- the azd hooks -------------------------------------------------------------------------------------
+def _cli_flags(script: str) -> set[str]:
+    command = script[script.index("event-subscription create") :]
+    return set(re.findall(r"(--[a-z-]+)\s+\S", command))
+
+
+def test_the_windows_hook_is_powershell_and_subscribes_exactly_like_the_shell_one() -> None:
+    azure_yaml = (REPO / "azure.yaml").read_text(encoding="utf-8")
+    windows = azure_yaml[azure_yaml.index("windows:") :]
+    assert "shell: pwsh" in windows and "run: ./infra/scripts/subscribe-events.ps1" in windows
+    assert "sh ./" not in windows  # no Git Bash needed
+    posix = azure_yaml[azure_yaml.index("posix:") : azure_yaml.index("windows:")]
+    assert "run: ./infra/scripts/subscribe-events.sh" in posix
+    shell = (INFRA / "scripts" / "subscribe-events.sh").read_text(encoding="utf-8")
+    pwsh = (INFRA / "scripts" / "subscribe-events.ps1").read_text(encoding="utf-8")
+    assert _cli_flags(shell) == _cli_flags(pwsh) and len(_cli_flags(shell)) >= 12
+    for flag in ("--subject-ends-with .csv", "--max-events-per-batch 1", "--deadletter-identity systemassigned"):
+        assert flag in shell and flag in pwsh
+    for name in ("AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_NAME", "HR_STORAGE_ACCOUNT"):
+        assert name in shell and name in pwsh  # outputs of both templates (test_the_templates_have_the_same_outputs)
