@@ -346,3 +346,59 @@ def test_the_windows_hook_is_powershell_and_subscribes_exactly_like_the_shell_on
         assert flag in shell and flag in pwsh
     for name in ("AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_NAME", "HR_STORAGE_ACCOUNT"):
         assert name in shell and name in pwsh  # outputs of both templates (test_the_templates_have_the_same_outputs)
+
+
+# -- first deployment, redeployment, federation ---------------------------------------------------
+def _conditional_resources_with_list_keys(parsed: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, resource in parsed.get("resources", {}).items()
+        if isinstance(resource["config"], dict)
+        and resource["config"].get("condition") is not None
+        and re.search(r"list_?keys", json.dumps(resource["config"]), re.IGNORECASE)
+    ]
+
+
+def test_list_keys_is_only_evaluated_when_the_subscription_is_deployed() -> None:
+    # ARM evaluates listKeys() in a resource whose condition is false; a module that is not
+    # deployed is not evaluated. So listKeys lives in a module main.bicep deploys conditionally.
+    for path in BICEP_FILES:
+        assert _conditional_resources_with_list_keys(bicep(path)) == [], path.name
+    users = [
+        p.name
+        for p in BICEP_FILES
+        if any("listKeys(" in line and not line.lstrip().startswith("//") for line in p.read_text().splitlines())
+    ]
+    assert users == ["eventsubscription.bicep"]
+    module = bicep(INFRA / "bicep" / "main.bicep")["modules"]["subscription"]
+    assert module["detail"]["path"] == "modules/eventsubscription.bicep"
+    assert module["config"]["condition"] == "subscribeEvents"
+    # The seeded mistake of the old template: the subscription back in the topic's module, conditional.
+    old = bicep(INFRA / "bicep" / "modules" / "eventsubscription.bicep")
+    old["resources"]["subscription"]["config"] = {
+        "condition": "subscribe",
+        "config": old["resources"]["subscription"]["config"],
+    }
+    assert _conditional_resources_with_list_keys(old) == ["subscription"]
+
+
+def test_the_federated_issuer_is_the_identitys_tenant_in_both_templates() -> None:
+    issuer = bicep(INFRA / "bicep" / "main.bicep")["outputs"]["FEDERATED_CREDENTIAL"]["value"]["issuer"]
+    assert "subscription().tenantId" in json.dumps(issuer) or "tenant_id" in json.dumps(issuer)
+    text = (INFRA / "bicep" / "main.bicep").read_text(encoding="utf-8")
+    assert "${subscription().tenantId}/v2.0" in text and "${tenantId}/v2.0" not in text
+    outputs = (INFRA / "terraform" / "outputs.tf").read_text(encoding="utf-8")
+    assert "${data.azurerm_subscription.current.tenant_id}/v2.0" in outputs and "local.tenant_id}/v2.0" not in outputs
+
+
+def test_a_redeploy_within_the_soft_delete_period_can_reuse_or_rename_the_vault() -> None:
+    main = bicep(INFRA / "bicep" / "main.bicep")
+    assert main["parameters"]["keyVaultName"]["default"] == ""
+    assert "keyVaultName" in json.dumps(main["modules"]["vault"]["config"]["params"]["name"])
+    (provider,) = terraform("terraform.tf")["provider"]
+    (key_vault,) = provider['"azurerm"']["features"][0]["key_vault"]
+    assert key_vault["recover_soft_deleted_key_vaults"] is True
+    assert key_vault["purge_soft_delete_on_destroy"] is False
+    (locals_,) = terraform("locals.tf")["locals"]
+    assert "var.key_vault_name" in locals_["key_vault_name"]
+    assert "local.key_vault_name" in json.dumps(terraform("main.tf"))
