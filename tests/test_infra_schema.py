@@ -371,3 +371,34 @@ def test_seeded_wrong_api_version_and_discriminated_property_are_caught() -> Non
     assert len(problems) == 2
     assert problems[0].startswith("topic (Microsoft.EventGrid/systemTopics@2024-06-01-preview): azure-mgmt-eventgrid")
     assert problems[1].endswith("properties.destination.properties: no property queueName")
+
+
+# -- Bicep modules: what a module is given against what it declares ------------------------------
+def module_problems(path: Path, parsed: dict[str, Any]) -> list[str]:
+    """Every parameter passed to a local module exists there; every parameter without a default is passed."""
+    problems = []
+    for name, module in parsed.get("modules", {}).items():
+        target = path.parent / module["detail"]["path"]
+        declared = parse_bicep(target).get("parameters", {})
+        given = set(_unwrap(module["config"]).get("params", {}))
+        problems += [f"module {name}: {target.name} has no parameter {p}" for p in sorted(given - set(declared))]
+        required = {p for p, spec in declared.items() if spec.get("default") is None}
+        problems += [f"module {name}: {target.name} needs {p}" for p in sorted(required - given)]
+    return problems
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
+def test_every_module_gets_exactly_parameters_it_declares(path: Path) -> None:
+    assert module_problems(path, parse_bicep(path)) == []
+
+
+def test_seeded_unknown_and_missing_module_parameters_are_caught() -> None:
+    main = INFRA / "bicep" / "main.bicep"
+    parsed = parse_bicep(main)
+    params = _unwrap(parsed["modules"]["function"]["config"])["params"]
+    params["maxInstances"] = 40
+    del params["instanceMemoryMB"]
+    assert module_problems(main, parsed) == [
+        "module function: function.bicep has no parameter maxInstances",
+        "module function: function.bicep needs instanceMemoryMB",
+    ]
