@@ -4,12 +4,14 @@ the same system. The schema checks are in test_infra_schema.py, the role scopes 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +42,26 @@ ROLE_IDS = {
 }
 
 
-def bicep(path: Path) -> dict[str, Any]:
+@cache
+def _parse_bicep(path: Path, mtime: float) -> dict[str, Any]:
     parsed: dict[str, Any] = dict(BicepParser().parse(file_path=path))
     return parsed
 
 
-def terraform(name: str) -> dict[str, Any]:
+def bicep(path: Path) -> dict[str, Any]:
+    """The parsed file, a fresh copy each call (tests mutate it to seed mistakes); parsed once."""
+    return copy.deepcopy(_parse_bicep(path, path.stat().st_mtime))
+
+
+@cache
+def _parse_terraform(name: str, mtime: float) -> dict[str, Any]:
     with (INFRA / "terraform" / name).open(encoding="utf-8") as handle:
-        return hcl2.load(handle)
+        parsed: dict[str, Any] = hcl2.load(handle)
+    return parsed
+
+
+def terraform(name: str) -> dict[str, Any]:
+    return copy.deepcopy(_parse_terraform(name, (INFRA / "terraform" / name).stat().st_mtime))
 
 
 def unquote(value: str) -> str:

@@ -22,11 +22,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
-from pycep import BicepParser
 
 from .conftest import REPO
+from .test_infra import bicep, terraform
 
 INFRA = REPO / "infra"
 VENV_INFRA = REPO / ".venv-infra"
@@ -170,9 +169,7 @@ def terraform_problems(parsed: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def load_tf(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as handle:
-        parsed: dict[str, Any] = hcl2.load(handle)
-    return parsed
+    return terraform(path.name)
 
 
 def pinned_provider_version() -> str:
@@ -335,8 +332,7 @@ def bicep_problems(parsed: dict[str, Any]) -> list[str]:
 
 
 def parse_bicep(path: Path) -> dict[str, Any]:
-    parsed: dict[str, Any] = dict(BicepParser().parse(file_path=path))
-    return parsed
+    return bicep(path)
 
 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
