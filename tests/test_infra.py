@@ -92,10 +92,19 @@ def checkov_report(framework: str, scratch: Path) -> dict[str, Any]:
     raw: Any = json.loads(result.stdout)
     report = raw[0] if isinstance(raw, list) else raw
     report["returncode"] = result.returncode
-    CHECKOV_CACHE.mkdir(parents=True, exist_ok=True)
-    cached.with_suffix(".tmp").write_text(json.dumps(report))
-    cached.with_suffix(".tmp").replace(cached)
+    write_cache(cached, json.dumps(report))
     return report
+
+
+def write_cache(path: Path, text: str) -> None:
+    """Write a cache entry atomically and drop the entries of the same kind it replaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kind = path.name.rsplit("-", 1)[0]
+    for old in path.parent.glob(f"{kind}-*.json"):
+        if old != path and re.fullmatch(re.escape(kind) + r"-[0-9a-f]{16}\.json", old.name):
+            old.unlink(missing_ok=True)
+    path.with_suffix(".tmp").write_text(text)
+    path.with_suffix(".tmp").replace(path)
 
 
 @pytest.mark.parametrize("framework", ["bicep", "terraform"])

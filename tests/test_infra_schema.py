@@ -12,6 +12,7 @@ Each checker is also shown to catch a seeded mistake, so a checker that sees not
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import re
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from .conftest import REPO
-from .test_infra import bicep, terraform
+from .test_infra import bicep, terraform, write_cache
 
 INFRA = REPO / "infra"
 VENV_INFRA = REPO / ".venv-infra"
@@ -101,12 +102,12 @@ def _extract_provider_schema(wheel: Path) -> dict[str, Any]:
 @cache
 def provider_schema() -> dict[str, Any]:
     wheel = provider_wheel()
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]
+    # Keyed by the wheel and by the extraction code, so a change to either extracts again.
+    code = inspect.getsource(_block) + inspect.getsource(_extract_provider_schema)
+    digest = hashlib.sha256(wheel.read_bytes() + code.encode()).hexdigest()[:16]
     cached = CACHE / f"azurerm-schema-{digest}.json"
     if not cached.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        cached.with_suffix(".tmp").write_text(json.dumps(_extract_provider_schema(wheel)))
-        cached.with_suffix(".tmp").replace(cached)
+        write_cache(cached, json.dumps(_extract_provider_schema(wheel)))
     result: dict[str, Any] = json.loads(cached.read_text())
     return result
 
@@ -252,10 +253,8 @@ def arm_models() -> dict[str, Any]:
     key = hashlib.sha256((REPO / "requirements-infra.txt").read_bytes() + dumper.read_bytes()).hexdigest()[:16]
     cached = CACHE / f"arm-models-{key}.json"
     if not cached.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
         out = subprocess.run([str(python), str(dumper)], capture_output=True, text=True, check=True, timeout=300)
-        cached.with_suffix(".tmp").write_text(out.stdout)
-        cached.with_suffix(".tmp").replace(cached)
+        write_cache(cached, out.stdout)
     result: dict[str, Any] = json.loads(cached.read_text())
     return result
 
