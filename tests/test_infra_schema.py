@@ -304,6 +304,8 @@ def _object_problems(where: str, body: dict[str, Any], model: str, models: dict[
         name = key.strip("'")
         if name not in fields:
             problems.append(f"{where}: no property {name}")
+        elif fields[name].get("readonly"):
+            problems.append(f"{where}: {name} is read-only")
         else:
             problems += _value_problems(f"{where}.{name}", value, fields[name], models)
     return problems
@@ -344,14 +346,16 @@ def test_the_models_cover_every_type_the_templates_use() -> None:
     assert used == set(arm_models()["types"]), "keep infra/checks/arm_models.py's TYPES to what is deployed"
 
 
-def test_seeded_unknown_bicep_property_is_caught() -> None:
+def test_seeded_unknown_and_read_only_bicep_properties_are_caught() -> None:
     parsed = parse_bicep(INFRA / "bicep" / "modules" / "function.bicep")
     site = _unwrap(parsed["resources"]["site"]["config"])
     site["properties"]["functionAppConfig"]["scaleAndConcurrency"]["maxInstances"] = 40
     site["properties"]["keyVaultReferenceIdentityId"] = "x"
+    site["properties"]["defaultHostName"] = "x.azurewebsites.net"
     site_ = "site (Microsoft.Web/sites@2024-04-01).properties"
     assert sorted(bicep_problems(parsed)) == [
         f"{site_}.functionAppConfig.scaleAndConcurrency: no property maxInstances",
+        f"{site_}: defaultHostName is read-only",
         f"{site_}: no property keyVaultReferenceIdentityId",
     ]
 

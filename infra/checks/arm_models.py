@@ -3,7 +3,8 @@
 Runs in .venv-infra (where the azure-mgmt-* packages are pinned), prints JSON on stdout; the test
 suite (tests/test_infra_schema.py) caches it and walks every Bicep property path through it.
 Output: {"types": {"<type>": {"api_versions": [...], "root": "<model>", "package": "<dist>==<v>"}},
-"models": {"<model>": {"fields": {"<rest name>": {"kind": "scalar|list|map|model", "model": ...}},
+"models": {"<model>": {"fields": {"<rest name>": {"kind": "scalar|list|map|model", "model": ...,
+"readonly": bool}},
 "discriminator": "<rest name>" | null, "variants": {"<value>": "<model>"}}}}.
 Modules are imported by name at run time: the test environment does not have them.
 """
@@ -225,7 +226,10 @@ class Dumper:
                 self.models.setdefault(inner, {"fields": {}, "discriminator": None, "variants": {}})
                 target["fields"][part] = {"kind": "model", "model": inner}
                 target = self.models[inner]
-            target["fields"][path[-1]] = self._msrest_type(module, spec["type"])
+            target["fields"][path[-1]] = {
+                **self._msrest_type(module, spec["type"]),
+                "readonly": bool(getattr(cls, "_validation", {}).get(attr, {}).get("readonly")),
+            }
             if attr in getattr(cls, "_subtype_map", {}):
                 node["discriminator"] = path[-1]
         for attr, variants in getattr(cls, "_subtype_map", {}).items():
@@ -251,7 +255,10 @@ class Dumper:
         namespace = {**vars(sys.modules[cls.__module__]), "_models": module}
         hints = typing.get_type_hints(cls, namespace)
         for attr, field in cls._attr_to_rest_field.items():
-            node["fields"][field._rest_name] = self._hint(module, hints.get(attr, Any))
+            node["fields"][field._rest_name] = {
+                **self._hint(module, hints.get(attr, Any)),
+                "readonly": list(field._visibility or []) == ["read"],
+            }
             if field._is_discriminator:
                 node["discriminator"] = field._rest_name
         for value, sub in (getattr(cls, "__mapping__", None) or {}).items():
