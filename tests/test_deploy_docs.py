@@ -11,6 +11,7 @@ import re
 import shlex
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from hrconnector_core.settings import APP_SETTINGS
 
@@ -87,7 +88,7 @@ def name_problems(text: str) -> list[str]:
     return problems
 
 
-def path_problems(text: str, created: set[Path]) -> list[str]:
+def path_problems(text: str, created: set[Any]) -> list[str]:
     problems = []
     for token in sorted(set(re.findall(r"`([^`\s]+)`", text))):
         if REPO_PATH.match(token) and not (REPO / token).exists() and REPO / token not in created:
@@ -107,7 +108,7 @@ def _commands(block: str) -> list[str]:
             continue
         pending = f"{pending}\n{line}" if pending else line.strip()
         try:
-            shlex.split(pending)
+            shlex.split(pending, comments=True)
         except ValueError:
             continue
         commands.append(pending)
@@ -126,12 +127,13 @@ def _option(words: list[str], *names: str) -> str | None:
     return None
 
 
-def command_problems(command: str, cwd: Path, created: set[Path]) -> tuple[list[str], Path]:
-    """Problems of one command run in `cwd`, and the directory the next command runs in."""
+def command_problems(command: str, cwd: Path, created: set[Any]) -> tuple[list[str], Path]:
+    """Problems of one command run in `cwd`, and the directory the next command runs in. `created`
+    holds what earlier commands made: files (paths) and resource groups (("group", name))."""
     problems = []
     for inner in re.findall(r"\$\(([^()]*)\)", command):
         problems += command_problems(inner, cwd, created)[0]
-    words = shlex.split(re.sub(r"\$\([^()]*\)", "SUBST", command))
+    words = shlex.split(re.sub(r"\$\([^()]*\)", "SUBST", command), comments=True)
     if "=" in words[0] and not words[0].startswith("-"):  # name="$(...)"
         return problems, cwd
     program, args = words[0], words[1:]
@@ -162,6 +164,8 @@ def command_problems(command: str, cwd: Path, created: set[Path]) -> tuple[list[
                 problems.append(f"terraform output {name}: no such output")
         if "apply" in args and not ((where / "terraform.tfvars").exists() or where / "terraform.tfvars" in created):
             problems.append(f"terraform apply in {where.relative_to(REPO)}: no terraform.tfvars there")
+        if "apply" in args and any(a == "-var" or a.startswith("-var=") for a in args):
+            problems.append("terraform apply -var: the next plain apply undoes it; set it in terraform.tfvars")
     elif program == "func" and args[:3] == ["azure", "functionapp", "publish"]:
         if not ((cwd / "host.json").exists() and (cwd / "function_app.py").exists()):
             problems.append(f"func azure functionapp publish in {cwd.relative_to(REPO)}: no host.json there")
@@ -170,6 +174,8 @@ def command_problems(command: str, cwd: Path, created: set[Path]) -> tuple[list[
             problems.append(f"azd {args[0]} in {cwd.relative_to(REPO)}: no azure.yaml there")
         if args[:2] == ["env", "set"] and args[2] not in azd_env_names():
             problems.append(f"azd env set {args[2]}: the templates read no such value")
+        if args[:3] == ["env", "set", "AZURE_RESOURCE_GROUP"] and ("group", args[3]) not in created:
+            problems.append(f"azd env set AZURE_RESOURCE_GROUP {args[3]}: no `az group create` of it before")
         if args[:2] == ["env", "get-value"] and args[2] not in outputs():
             problems.append(f"azd env get-value {args[2]}: no such output")
     elif program == "az" and args[:3] == ["deployment", "group", "create"]:
@@ -180,6 +186,8 @@ def command_problems(command: str, cwd: Path, created: set[Path]) -> tuple[list[
             problems.append(f"az deployment group create -p {parameters}: no such file")
         elif template and Path(parameters).parent != Path(template).parent:
             problems.append(f"{parameters}: not beside {template}, so `using 'main.bicep'` breaks")
+    elif program == "az" and args[:2] == ["group", "create"]:
+        created.add(("group", _option(args, "--name", "-n") or ""))
     elif program == "az" and args[:2] == ["storage", "blob"] and "upload" in args:
         file = _option(args, "-f", "--file")
         if file is None or not exists(file):
@@ -193,7 +201,7 @@ def command_problems(command: str, cwd: Path, created: set[Path]) -> tuple[list[
 
 def doc_problems(text: str) -> list[str]:
     problems: list[str] = []
-    created: set[Path] = set()
+    created: set[Any] = set()
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         cwd = REPO
         for command in _commands(block):
@@ -263,3 +271,27 @@ def test_names_the_tests_rely_on_are_real() -> None:
     assert {"KEY_VAULT_NAME", "HR_STORAGE_ACCOUNT", "AZURE_FUNCTION_NAME", "FEDERATED_CREDENTIAL"} <= outputs()
     assert {"HR_APP_ID", "HR_JOB_ID", "HR_KEY_VAULT_NAME"} <= azd_env_names()
     assert json.loads((INFRA / "bicep" / "main.parameters.json").read_text())["parameters"]
+
+
+def test_the_old_guides_mistakes_are_caught() -> None:
+    old = """```bash
+azd env set AZURE_RESOURCE_GROUP rg-hr-connector
+cp infra/bicep/main.bicepparam my.bicepparam   # fill in appId and the connectors' job ids
+az deployment group create -g rg -f infra/bicep/main.bicep -p my.bicepparam
+```
+
+```bash
+cd infra/terraform
+cp terraform.tfvars.example terraform.tfvars   # fill in
+terraform init && terraform apply
+func azure functionapp publish "$(terraform output -raw AZURE_FUNCTION_NAME)"
+terraform apply -var subscribe_events=true
+```
+"""
+    assert doc_problems(old) == [
+        "azd env set AZURE_RESOURCE_GROUP rg-hr-connector: no `az group create` of it before",
+        "my.bicepparam: not beside main.bicep, so `using 'main.bicep'` breaks",
+        "my.bicepparam: not beside infra/bicep/main.bicep, so `using 'main.bicep'` breaks",
+        "func azure functionapp publish in infra/terraform: no host.json there",
+        "terraform apply -var: the next plain apply undoes it; set it in terraform.tfvars",
+    ]
