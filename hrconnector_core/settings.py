@@ -93,7 +93,10 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
         "Authorization=AAD;ClientId=... (local auth is off)",
         reader=Reader.HOST,
     ),
-    _s("AzureWebJobsStorage__accountName", "the host's own storage (identity-based)", reader=Reader.HOST),
+    # The host's own storage, identity-based, in the service-URI form (valid in every cloud).
+    _s("AzureWebJobsStorage__blobServiceUri", "blob endpoint of the host's storage account", reader=Reader.HOST),
+    _s("AzureWebJobsStorage__queueServiceUri", "queue endpoint (the blob extension's event queue)", reader=Reader.HOST),
+    _s("AzureWebJobsStorage__tableServiceUri", "table endpoint (the host's diagnostic events)", reader=Reader.HOST),
     _s("AzureWebJobsStorage__credential", "managedidentity", reader=Reader.HOST),
     _s("AzureWebJobsStorage__clientId", "client id of the user-assigned identity", reader=Reader.HOST),
 )

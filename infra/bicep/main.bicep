@@ -1,5 +1,6 @@
 // The HR connector Function: identity only, least privilege. Deploy with `azd up` (azure.yaml) or
-// `az deployment group create -g <rg> -f infra/bicep/main.bicep -p infra/bicep/main.bicepparam`.
+// `az deployment group create -g <rg> -f infra/bicep/main.bicep -p infra/bicep/<copy of main.bicepparam>`
+// (the copy stays beside main.bicep: its `using 'main.bicep'` is relative to its own folder).
 // The same system as infra/terraform; app setting names are those of hrconnector_core/settings.py
 // (tests/test_infra.py checks both templates against it).
 targetScope = 'resourceGroup'
@@ -20,7 +21,7 @@ param pythonVersion string = '3.11'
 @allowed(['commercial', 'gcc', 'gcchigh', 'dod'])
 param cloud string = 'commercial'
 
-@description('Entra tenant of the HR connector app.')
+@description('Entra tenant the HR connector (Purview) is in: the app signs in there. Default: this subscription\'s tenant.')
 param tenantId string = subscription().tenantId
 
 @description('Client (app) id of the Entra app registered for the HR connector.')
@@ -64,14 +65,24 @@ param enablePrivateNetworking bool = false
 @description('Create the Event Grid subscription. Needs the deployed code (its blobs_extension key): false on the first deployment, true after `azd deploy` (the postdeploy hook does it).')
 param subscribeEvents bool = false
 
-@description('Object id of the principal that deploys the code package (azd sets AZURE_PRINCIPAL_ID); empty: none.')
-param deployerPrincipalId string = ''
-
 @description('E-mail address for the alerts; empty: alerts without notification.')
 param alertEmail string = ''
 
 @description('Tags for every resource.')
 param tags object = {}
+
+@description('Key Vault name (3-24 characters); empty: kv-hr-<unique suffix>. A deleted vault keeps its name for 90 days (purge protection): recover it first (docs/deploy.md) or choose another name here.')
+@maxLength(24)
+param keyVaultName string = ''
+
+@description('Most instances Flex Consumption scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of each instance (MB).')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
 
 var suffix = uniqueString(subscription().id, resourceGroup().id, environmentName)
 var allTags = union(tags, { 'azd-env-name': environmentName, workload: 'hr-connector' })
@@ -140,7 +151,7 @@ module hostStorage 'modules/storage.bicep' = {
 module vault 'modules/keyvault.bicep' = {
   name: 'key-vault'
   params: {
-    name: take('kv-hr-${suffix}', 24)
+    name: empty(keyVaultName) ? take('kv-hr-${suffix}', 24) : keyVaultName
     location: location
     tags: allTags
     tenantId: subscription().tenantId
@@ -167,11 +178,17 @@ module function 'modules/function.bicep' = {
     location: location
     tags: allTags
     pythonVersion: pythonVersion
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
     identityId: identity.id
     hostBlobEndpoint: hostStorage.outputs.blobEndpoint
     integrationSubnetId: enablePrivateNetworking ? network!.outputs.integrationSubnetId : ''
     appSettings: {
-      AzureWebJobsStorage__accountName: hostStorage.outputs.name
+      // The service-URI form: __accountName assumes the commercial cloud's endpoints (documented as
+      // invalid in sovereign clouds); the endpoints come from this cloud's storage suffix.
+      AzureWebJobsStorage__blobServiceUri: hostStorage.outputs.blobEndpoint
+      AzureWebJobsStorage__queueServiceUri: hostStorage.outputs.queueEndpoint
+      AzureWebJobsStorage__tableServiceUri: hostStorage.outputs.tableEndpoint
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identity.properties.clientId
       HR_STORAGE__blobServiceUri: hrStorage.outputs.blobEndpoint
@@ -212,22 +229,32 @@ module rbac 'modules/rbac.bicep' = {
     hostStorageName: hostStorage.outputs.name
     vaultName: vault.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
-    deployerPrincipalId: deployerPrincipalId
   }
 }
 
 module events 'modules/eventgrid.bicep' = {
   name: 'event-grid'
-  dependsOn: [function]
   params: {
     name: 'evgt-hr-${environmentName}-${suffix}'
     location: location
     tags: allTags
     storageName: hrStorage.outputs.name
+    deadLetterContainer: containers.deadLetter
+  }
+}
+
+// A module of its own: ARM evaluates listKeys() in a conditional resource even when the condition
+// is false, which would fail before the code (and so the blobs_extension key) exists. A module
+// that is not deployed is not evaluated.
+module subscription 'modules/eventsubscription.bicep' = if (subscribeEvents) {
+  name: 'event-subscription'
+  dependsOn: [function, events]
+  params: {
+    topicName: events.outputs.name
+    storageName: hrStorage.outputs.name
     incomingContainer: containers.incoming
     deadLetterContainer: containers.deadLetter
     functionAppName: functionName
-    subscribe: subscribeEvents
   }
 }
 
@@ -239,9 +266,9 @@ output AZURE_RESOURCE_GROUP string = resourceGroup().name
 output HR_STORAGE_ACCOUNT string = hrStorage.outputs.name
 @description('Key Vault to put the app secret in.')
 output KEY_VAULT_NAME string = vault.outputs.name
-@description('For a federated credential on the app: issuer, subject (the identity) and audience.')
+@description('For a federated credential on the app: issuer, subject (the identity) and audience. The issuer is the tenant of the identity, i.e. of this subscription, whatever tenantId is: the app registration must be in that tenant (multi-tenant and consented in tenantId when that differs).')
 output FEDERATED_CREDENTIAL object = {
-  issuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+  issuer: '${environment().authentication.loginEndpoint}${subscription().tenantId}/v2.0'
   subject: identity.properties.principalId
   audience: cloud == 'gcchigh' || cloud == 'dod' ? 'api://AzureADTokenExchangeUSGov' : 'api://AzureADTokenExchange'
 }

@@ -1,5 +1,7 @@
-// Example parameters: copy, fill in the app id and the connector's job id, deploy with
-// az deployment group create -g <rg> -f main.bicep -p main.bicepparam
+// Example parameters. Copy it BESIDE main.bicep (its `using 'main.bicep'` is resolved from this
+// file's folder), fill in the app id and the connector's job id, and deploy from the repository root:
+//   cp infra/bicep/main.bicepparam infra/bicep/hrprod.bicepparam
+//   az deployment group create -g <rg> -f infra/bicep/main.bicep -p infra/bicep/hrprod.bicepparam
 using 'main.bicep'
 
 param environmentName = 'hrprod'
@@ -15,5 +17,6 @@ param secretName = 'hr-connector-app-secret'
 param schedule = '0 */15 * * * *'
 param retentionDays = 90
 param enablePrivateNetworking = false
-param subscribeEvents = false // true once the code is deployed (azd's postdeploy hook does it)
+param keyVaultName = '' // empty: kv-hr-<suffix>; after a teardown, recover the old vault or name a new one
+param subscribeEvents = false // set to true in this file once the code is deployed, then deploy again
 param alertEmail = ''

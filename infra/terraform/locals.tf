@@ -1,6 +1,6 @@
 locals {
   suffix    = substr(sha1("${data.azurerm_subscription.current.id}/${var.resource_group_name}/${var.environment_name}"), 0, 13)
-  tenant_id = var.tenant_id != "" ? var.tenant_id : data.azurerm_client_config.current.tenant_id
+  tenant_id = var.tenant_id != "" ? var.tenant_id : data.azurerm_subscription.current.tenant_id
   tags      = merge(var.tags, { "azd-env-name" = var.environment_name, workload = "hr-connector" })
 
   # GCC runs in the commercial Azure cloud; GCC High and DoD in Azure Government.
@@ -19,10 +19,20 @@ locals {
   function_name = "func-hr-${var.environment_name}-${local.suffix}"
   private       = var.enable_private_networking
 
+  key_vault_name = var.key_vault_name != "" ? var.key_vault_name : substr("kv-hr-${local.suffix}", 0, 24)
+
   # Names from hrconnector_core/settings.py. APPLICATIONINSIGHTS_CONNECTION_STRING is set through
   # site_config (the provider owns that setting).
   app_settings = {
-    AzureWebJobsStorage__accountName          = azurerm_storage_account.host.name
+    # The provider always adds an AzureWebJobsStorage connection string with an empty key to a Flex
+    # Consumption app; with shared keys off the host then cannot start. An empty value makes the host
+    # use the identity-based AzureWebJobsStorage__* settings below (as the official Flex Terraform
+    # sample does until the provider stops injecting it).
+    AzureWebJobsStorage = ""
+    # The service-URI form: __accountName is documented as invalid in sovereign clouds.
+    AzureWebJobsStorage__blobServiceUri       = azurerm_storage_account.host.primary_blob_endpoint
+    AzureWebJobsStorage__queueServiceUri      = azurerm_storage_account.host.primary_queue_endpoint
+    AzureWebJobsStorage__tableServiceUri      = azurerm_storage_account.host.primary_table_endpoint
     AzureWebJobsStorage__credential           = "managedidentity"
     AzureWebJobsStorage__clientId             = azurerm_user_assigned_identity.function.client_id
     HR_STORAGE__blobServiceUri                = azurerm_storage_account.hr.primary_blob_endpoint
@@ -86,6 +96,8 @@ locals {
     blob_data_owner              = "Storage Blob Data Owner"
     blob_data_contributor        = "Storage Blob Data Contributor"
     queue_data_contributor       = "Storage Queue Data Contributor"
+    table_data_contributor       = "Storage Table Data Contributor"
+    storage_account_contributor  = "Storage Account Contributor"
     key_vault_secrets_user       = "Key Vault Secrets User"
     monitoring_metrics_publisher = "Monitoring Metrics Publisher"
   }

@@ -1,5 +1,3 @@
-data "azurerm_client_config" "current" {}
-
 data "azurerm_subscription" "current" {}
 
 data "azurerm_resource_group" "hr" {
@@ -141,6 +139,8 @@ resource "azurerm_storage_account" "hr" {
   allow_nested_items_to_be_public   = false
   cross_tenant_replication_enabled  = false
   infrastructure_encryption_enabled = true
+  queue_encryption_key_type         = "Account"
+  table_encryption_key_type         = "Account"
   public_network_access_enabled     = !local.private
   tags                              = local.tags
 
@@ -224,6 +224,8 @@ resource "azurerm_storage_account" "host" {
   allow_nested_items_to_be_public   = false
   cross_tenant_replication_enabled  = false
   infrastructure_encryption_enabled = true
+  queue_encryption_key_type         = "Account"
+  table_encryption_key_type         = "Account"
   tags                              = local.tags
 
   network_rules {
@@ -254,10 +256,10 @@ resource "azurerm_key_vault" "hr" {
   #checkov:skip=CKV_AZURE_109:public network access is a parameter (enable_private_networking); in public mode only principals with an RBAC role get in
   #checkov:skip=CKV_AZURE_189:public network access is a parameter (enable_private_networking); RBAC guards the vault
   #checkov:skip=CKV2_AZURE_32:private endpoint created with enable_private_networking
-  name                          = substr("kv-hr-${local.suffix}", 0, 24)
+  name                          = local.key_vault_name
   resource_group_name           = data.azurerm_resource_group.hr.name
   location                      = var.location
-  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  tenant_id                     = data.azurerm_subscription.current.tenant_id
   sku_name                      = "standard"
   rbac_authorization_enabled    = true
   purge_protection_enabled      = true
@@ -350,6 +352,9 @@ resource "azurerm_service_plan" "hr" {
   tags                = local.tags
 }
 
+# The deployment package: azd and Core Tools hand it to the publish API with the deployer's own
+# Azure sign-in; the platform writes it to the container as this identity (Blob Data Owner on the
+# host account), so the deployer needs no storage role.
 # Flex Consumption sets the runtime itself: FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION
 # and WEBSITE_RUN_FROM_PACKAGE are deliberately absent.
 resource "azurerm_function_app_flex_consumption" "hr" {
@@ -359,8 +364,8 @@ resource "azurerm_function_app_flex_consumption" "hr" {
   service_plan_id                                = azurerm_service_plan.hr.id
   runtime_name                                   = "python"
   runtime_version                                = var.python_version
-  maximum_instance_count                         = 40
-  instance_memory_in_mb                          = 2048
+  maximum_instance_count                         = var.maximum_instance_count
+  instance_memory_in_mb                          = var.instance_memory_mb
   storage_container_type                         = "blobContainer"
   storage_container_endpoint                     = "${azurerm_storage_account.host.primary_blob_endpoint}${azurerm_storage_container.package.name}"
   storage_authentication_type                    = "UserAssignedIdentity"
@@ -369,7 +374,6 @@ resource "azurerm_function_app_flex_consumption" "hr" {
   public_network_access_enabled                  = true
   client_certificate_enabled                     = false # Event Grid presents no client certificate
   webdeploy_publish_basic_authentication_enabled = false
-  key_vault_reference_identity_id                = azurerm_user_assigned_identity.function.id
   virtual_network_subnet_id                      = local.private ? azurerm_subnet.function[0].id : null
   app_settings                                   = local.app_settings
   tags                                           = merge(local.tags, { "azd-service-name" = "hr-function" })
@@ -404,11 +408,37 @@ resource "azurerm_role_assignment" "hr_queues" {
   principal_type       = "ServicePrincipal"
 }
 
-# Host storage: AzureWebJobsStorage (host keys, timer schedule monitor, singleton locks) and the
-# deployment package; the host requires Storage Blob Data Owner.
+# Host storage (AzureWebJobsStorage, no HR data): the roles the Functions docs list for an
+# identity-based host connection with a blob trigger. Blob Data Owner: host keys, timer schedule
+# monitor, singleton locks, blob receipts and the Flex deployment package. Queue Data Contributor: the
+# blob extension's Event Grid webhook writes every event to the azure-webjobs-blobtrigger-<host id>
+# queue in this account before the function runs (without it every delivery fails with 403).
+# Storage Account Contributor: listed by the docs for the blob trigger on this connection. Table Data
+# Contributor: the host's diagnostic events (AzureWebJobsStorage__tableServiceUri).
 resource "azurerm_role_assignment" "host_blobs" {
   scope                = azurerm_storage_account.host.id
   role_definition_name = local.role.blob_data_owner
+  principal_id         = azurerm_user_assigned_identity.function.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "host_queues" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = local.role.queue_data_contributor
+  principal_id         = azurerm_user_assigned_identity.function.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "host_tables" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = local.role.table_data_contributor
+  principal_id         = azurerm_user_assigned_identity.function.principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "host_account" {
+  scope                = azurerm_storage_account.host.id
+  role_definition_name = local.role.storage_account_contributor
   principal_id         = azurerm_user_assigned_identity.function.principal_id
   principal_type       = "ServicePrincipal"
 }
@@ -427,14 +457,6 @@ resource "azurerm_role_assignment" "telemetry" {
   role_definition_name = local.role.monitoring_metrics_publisher
   principal_id         = azurerm_user_assigned_identity.function.principal_id
   principal_type       = "ServicePrincipal"
-}
-
-# The deployer uploads the code package to the host storage's deployment container.
-resource "azurerm_role_assignment" "deployer" {
-  count                = var.deployer_principal_id != "" ? 1 : 0
-  scope                = azurerm_storage_account.host.id
-  role_definition_name = local.role.blob_data_contributor
-  principal_id         = var.deployer_principal_id
 }
 
 # -- Event Grid: blob-created events of the HR account to the blob extension's webhook -------------
@@ -459,7 +481,10 @@ resource "azurerm_role_assignment" "dead_letter_writer" {
   principal_type       = "ServicePrincipal"
 }
 
-# The webhook's key exists once the code is deployed, hence subscribe_events.
+# The webhook's key exists once the code is deployed, hence subscribe_events (set it in
+# terraform.tfvars: a -var on the command line is undone by the next plain apply). This data source
+# puts the host keys (master, default, blobs_extension) in the state, and the subscription's webhook
+# URL carries the blobs_extension key: protect the state (docs/deploy.md).
 data "azurerm_function_app_host_keys" "hr" {
   count               = var.subscribe_events ? 1 : 0
   name                = azurerm_function_app_flex_consumption.hr.name

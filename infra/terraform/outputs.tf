@@ -19,9 +19,9 @@ output "KEY_VAULT_NAME" {
 }
 
 output "FEDERATED_CREDENTIAL" {
-  description = "For a federated credential on the app: issuer, subject (the identity) and audience."
+  description = "For a federated credential on the app: issuer, subject (the identity) and audience. The issuer is the identity's tenant (the subscription's), whatever tenant_id is: the app registration must be in that tenant."
   value = {
-    issuer   = "${local.cloud_environment == "public" ? "https://login.microsoftonline.com" : "https://login.microsoftonline.us"}/${local.tenant_id}/v2.0"
+    issuer   = "${local.cloud_environment == "public" ? "https://login.microsoftonline.com" : "https://login.microsoftonline.us"}/${data.azurerm_subscription.current.tenant_id}/v2.0"
     subject  = azurerm_user_assigned_identity.function.principal_id
     audience = local.token_exchange_audience
   }

@@ -5,8 +5,10 @@ terraform {
 
   required_providers {
     azurerm = {
-      source  = "hashicorp/azurerm"
-      version = "~> 4.40"
+      source = "hashicorp/azurerm"
+      # Exactly the version whose schema tests/test_infra_schema.py checks every argument against
+      # (>= 4.42 is needed anyway: rbac_authorization_enabled on the vault).
+      version = "= 4.55.0"
     }
   }
 }
@@ -14,9 +16,12 @@ terraform {
 provider "azurerm" {
   features {
     key_vault {
-      purge_soft_delete_on_destroy = false # purge protection is on: never purge HR secrets on destroy
+      purge_soft_delete_on_destroy    = false # purge protection is on: never purge HR secrets on destroy
+      recover_soft_deleted_key_vaults = true  # a redeploy within 90 days of a teardown takes the old vault back
     }
   }
+  # azurerm 4.x needs the subscription: this variable, or ARM_SUBSCRIPTION_ID when it is null.
+  subscription_id     = var.subscription_id
   storage_use_azuread = true # shared keys are off: the provider manages containers with Entra ID
   environment         = local.cloud_environment
 }

@@ -7,6 +7,12 @@ variable "environment_name" {
   }
 }
 
+variable "subscription_id" {
+  type        = string
+  description = "Subscription to deploy into; null: the ARM_SUBSCRIPTION_ID environment variable (azurerm 4.x needs one of them)."
+  default     = null
+}
+
 variable "resource_group_name" {
   type        = string
   description = "Existing resource group to deploy into."
@@ -39,7 +45,7 @@ variable "cloud" {
 
 variable "tenant_id" {
   type        = string
-  description = "Entra tenant of the HR connector app; empty: the deploying subscription's tenant."
+  description = "Entra tenant the HR connector (Purview) is in: the app signs in there. Empty: the subscription's tenant."
   default     = ""
 }
 
@@ -135,10 +141,34 @@ variable "subscribe_events" {
   default     = false
 }
 
-variable "deployer_principal_id" {
+variable "key_vault_name" {
   type        = string
-  description = "Object id of the principal that deploys the code package; empty: none."
+  description = "Key Vault name (3-24 characters); empty: kv-hr-<unique suffix>. A deleted vault keeps its name for 90 days (purge protection): the provider recovers it on the next apply, or choose another name here."
   default     = ""
+  validation {
+    condition     = length(var.key_vault_name) <= 24
+    error_message = "At most 24 characters."
+  }
+}
+
+variable "maximum_instance_count" {
+  type        = number
+  description = "Most instances Flex Consumption scales out to."
+  default     = 40
+  validation {
+    condition     = var.maximum_instance_count >= 1 && var.maximum_instance_count <= 1000
+    error_message = "Between 1 and 1000."
+  }
+}
+
+variable "instance_memory_mb" {
+  type        = number
+  description = "Memory of each instance (MB)."
+  default     = 2048
+  validation {
+    condition     = contains([512, 2048, 4096], var.instance_memory_mb)
+    error_message = "512, 2048 or 4096."
+  }
 }
 
 variable "alert_email" {

@@ -1,6 +1,6 @@
-// Blob-created events of the HR storage account, delivered to the Function's blob extension
-// webhook: only the incoming container, only .csv, dead-lettered to a container when delivery
-// keeps failing. The webhook's key exists once the code is deployed, hence `subscribe`.
+// The HR storage account's event source: an Event Grid system topic with its own identity, and the
+// one permission that identity has: writing undeliverable events to the dead-letter container.
+// The subscription to the Function's webhook is modules/eventsubscription.bicep (it needs the key).
 
 @description('System topic name.')
 param name string
@@ -14,17 +14,8 @@ param tags object
 @description('HR storage account name (the event source).')
 param storageName string
 
-@description('Container files are dropped in.')
-param incomingContainer string
-
 @description('Container for undeliverable events.')
 param deadLetterContainer string
-
-@description('Function app name.')
-param functionAppName string
-
-@description('Create the subscription (after the code is deployed).')
-param subscribe bool
 
 var blobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 
@@ -36,11 +27,7 @@ resource deadLetter 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   name: '${storageName}/default/${deadLetterContainer}'
 }
 
-resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
-  name: functionAppName
-}
-
-resource topic 'Microsoft.EventGrid/systemTopics@2024-06-01-preview' = {
+resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
   name: name
   location: location
   tags: tags
@@ -59,36 +46,6 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalId: topic.identity.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', blobDataContributor)
-  }
-}
-
-resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2024-06-01-preview' = if (subscribe) {
-  parent: topic
-  name: 'hr-incoming-csv'
-  dependsOn: [deadLetterWriter]
-  properties: {
-    eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'WebHook'
-      properties: {
-        endpointUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.hr_file_arrived&code=${listKeys('${functionApp.id}/host/default', '2024-04-01').systemKeys.blobs_extension}'
-        maxEventsPerBatch: 1
-      }
-    }
-    filter: {
-      includedEventTypes: ['Microsoft.Storage.BlobCreated']
-      subjectBeginsWith: '/blobServices/default/containers/${incomingContainer}/'
-      subjectEndsWith: '.csv'
-      isSubjectCaseSensitive: false
-    }
-    retryPolicy: { maxDeliveryAttempts: 30, eventTimeToLiveInMinutes: 1440 }
-    deadLetterWithResourceIdentity: {
-      identity: { type: 'SystemAssigned' }
-      deadLetterDestination: {
-        endpointType: 'StorageBlob'
-        properties: { resourceId: storage.id, blobContainerName: deadLetterContainer }
-      }
-    }
   }
 }
 

@@ -1,5 +1,8 @@
 // The Function app on a Flex Consumption plan, running as the user-assigned identity. No keys:
 // the host storage, the deployment package and the HR storage are all reached with the identity.
+// The deployment package: azd and Core Tools hand it to the publish API with the deployer's own
+// Azure sign-in; the platform writes it to the container below as this identity (Blob Data Owner on
+// the host account), so the deployer needs no storage role.
 // Flex Consumption sets the runtime itself: FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION
 // and WEBSITE_RUN_FROM_PACKAGE are deliberately absent.
 
@@ -14,6 +17,12 @@ param tags object
 
 @description('Python version.')
 param pythonVersion string
+
+@description('Most instances the app scales out to.')
+param maximumInstanceCount int
+
+@description('Memory of each instance (MB).')
+param instanceMemoryMB int
 
 @description('Resource id of the user-assigned identity.')
 param identityId string
@@ -54,7 +63,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false // the only HTTP entry is Event Grid's webhook, which authenticates with the extension key
-    keyVaultReferenceIdentity: identityId
     virtualNetworkSubnetId: empty(integrationSubnetId) ? null : integrationSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
@@ -69,7 +77,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           authentication: { type: 'UserAssignedIdentity', userAssignedIdentityResourceId: identityId }
         }
       }
-      scaleAndConcurrency: { maximumInstanceCount: 40, instanceMemoryMB: 2048 }
+      scaleAndConcurrency: { maximumInstanceCount: maximumInstanceCount, instanceMemoryMB: instanceMemoryMB }
       runtime: { name: 'python', version: pythonVersion }
     }
   }

@@ -16,7 +16,7 @@ param tags object
 @description('E-mail address for the alerts; empty: alerts without notification.')
 param alertEmail string
 
-resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+resource workspace 'Microsoft.OperationalInsights/workspaces@2025-07-01' = {
   name: 'log-hr-${environmentName}-${suffix}'
   location: location
   tags: tags
@@ -80,7 +80,7 @@ var alerts = [
   }
 ]
 
-resource rules 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [
+resource rules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
   for alert in alerts: {
     name: '${alert.name}-${environmentName}'
     location: location

@@ -52,7 +52,7 @@ resource vnet 'Microsoft.Network/virtualNetworks@2023-11-01' = {
   }
 }
 
-resource dnsZones 'Microsoft.Network/privateDnsZones@2020-06-01' = [
+resource dnsZones 'Microsoft.Network/privateDnsZones@2024-06-01' = [
   for zone in zones: {
     name: zone
     location: 'global'
@@ -60,7 +60,7 @@ resource dnsZones 'Microsoft.Network/privateDnsZones@2020-06-01' = [
   }
 ]
 
-resource dnsLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = [
+resource dnsLinks 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2024-06-01' = [
   for (zone, i) in zones: {
     parent: dnsZones[i]
     name: 'link-${name}'

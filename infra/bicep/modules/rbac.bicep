@@ -16,13 +16,11 @@ param vaultName string
 @description('Application Insights name.')
 param appInsightsName string
 
-@description('Principal that deploys the code package; empty: none.')
-param deployerPrincipalId string
-
 var roles = {
   blobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  blobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   queueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  tableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageAccountContributor: '17d1049b-9a84-46fb-8f53-869881c3d3ab'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -57,7 +55,7 @@ resource hrBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 // HR storage, queues: the blob trigger keeps its poison queue (webjobs-blobtrigger-poison) in the
-// trigger's account.
+// trigger's account (HR_STORAGE__queueServiceUri).
 resource hrQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: hrStorage
   name: guid(hrStorage.id, principalId, roles.queueDataContributor)
@@ -68,8 +66,13 @@ resource hrQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// Host storage: AzureWebJobsStorage (host keys, timer schedule monitor and singleton locks) and
-// the Flex Consumption deployment package; the host requires Storage Blob Data Owner.
+// Host storage (AzureWebJobsStorage, no HR data): the roles the Functions docs list for an
+// identity-based host connection with a blob trigger. Blob Data Owner: host keys, timer schedule
+// monitor, singleton locks, blob receipts and the Flex deployment package. Queue Data Contributor:
+// the blob extension's Event Grid webhook writes every event to the azure-webjobs-blobtrigger-<host
+// id> queue in this account before the function runs (without it every delivery fails with 403).
+// Storage Account Contributor: listed by the docs for the blob trigger on this connection. Table
+// Data Contributor: the host's diagnostic events (AzureWebJobsStorage__tableServiceUri).
 resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: hostStorage
   name: guid(hostStorage.id, principalId, roles.blobDataOwner)
@@ -77,6 +80,36 @@ resource hostBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataOwner)
+  }
+}
+
+resource hostQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: hostStorage
+  name: guid(hostStorage.id, principalId, roles.queueDataContributor)
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.queueDataContributor)
+  }
+}
+
+resource hostTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: hostStorage
+  name: guid(hostStorage.id, principalId, roles.tableDataContributor)
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.tableDataContributor)
+  }
+}
+
+resource hostAccount 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: hostStorage
+  name: guid(hostStorage.id, principalId, roles.storageAccountContributor)
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageAccountContributor)
   }
 }
 
@@ -100,15 +133,5 @@ resource telemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
-  }
-}
-
-// The deployer (azd) uploads the code package to the host storage's deployment container.
-resource deployer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
-  scope: hostStorage
-  name: guid(hostStorage.id, deployerPrincipalId, roles.blobDataContributor)
-  properties: {
-    principalId: deployerPrincipalId
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
   }
 }

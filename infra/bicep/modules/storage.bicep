@@ -56,6 +56,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       services: {
         blob: { enabled: true, keyType: 'Account' }
         queue: { enabled: true, keyType: 'Account' }
+        table: { enabled: true, keyType: 'Account' }
       }
     }
   }
@@ -141,3 +142,5 @@ output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 @description('Queue endpoint.')
 output queueEndpoint string = account.properties.primaryEndpoints.queue
+@description('Table endpoint.')
+output tableEndpoint string = account.properties.primaryEndpoints.table
