@@ -131,7 +131,7 @@ class NetworkEdge:
     # -- the wrapper ------------------------------------------------------------------------------
     def send(self, adapter: HTTPAdapter, request: Request, *args: Any, **kwargs: Any) -> requests.Response:
         if getattr(self._local, "inside", False):  # a hook's own request goes straight through
-            return self._original(adapter, request, *args, **kwargs)
+            return self._original(adapter, request, *args, **kwargs)  # type: ignore[no-any-return]
         thread = threading.current_thread().name
         kind = _kind(request)
         with self._lock:
