@@ -361,8 +361,13 @@ class HRConnectorService:
         }  # fmt: skip
         profile_file = copied and state.status == "processed" and report.scenarios.get(PROFILE_TITLE, {}).get("valid")
 
+        cadence = (
+            self.settings.connectors[connector].expected_every_hours if connector in self.settings.connectors else None
+        )
+
         def change(data: dict[str, Any]) -> bool:
             data["last_file"] = last_file
+            data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
             if profile_file:
                 previous = data.get("profile") or {}
                 data["profile"] = {
