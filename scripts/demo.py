@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hrconnector_core.cli import main as cli_main  # noqa: E402
 from hrconnector_core.emulator import Emulator, EmulatorState  # noqa: E402
 from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT  # noqa: E402
 from hrconnector_core.emulator.azurite import Azurite  # noqa: E402
@@ -53,6 +54,7 @@ def main() -> int:
             identity=IDENTITY,
             secret_name=SECRET_NAME,
         )
+        settings["HR_EXPECTED_EVERY_HOURS"] = "24"  # the HR system exports daily: status and the timer check it
         os.environ.update(settings)
         print(f"Azurite: {azurite.blob_endpoint}")
         print(f"emulator (Entra, managed identity, Key Vault, ingestion): {emulator.url}")
@@ -107,6 +109,11 @@ def main() -> int:
         )
         for entry in log:
             print("   " + json.dumps({k: entry[k] for k in ("FileName", "RecordsSaved", "Status")}))
+
+        print("\n7. The admin's view: hrconnector status (reads only hr-state and the reports):\n")
+        sys.stdout.flush()
+        status_code = cli_main(["status", "--connection-string-env", "HR_STORAGE"])
+        print(f"   (exit {status_code}: {'something needs attention' if status_code else 'all well'})")
     return 1 if failures else 0
 
 
