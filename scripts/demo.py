@@ -4,7 +4,8 @@ Starts Azurite (Blob Storage) and the HTTPS emulator (Entra, the managed-identit
 Key Vault and the HR connector's ingestion service), sets the Function's app settings, drops
 every sample file into the incoming container, invokes the registered blob function for each as
 the host would after an Event Grid event, runs the timer once, and shows what the containers
-hold, what each report says and what the connector received. Reports are copied to .demo/.
+hold, what each report says, what the connector received, and `hrconnector status`. Reports are
+copied to .demo/.
 """
 
 from __future__ import annotations
