@@ -9,7 +9,9 @@ function_app.py only adapts triggers to these calls. A file's life:
       -> rejected rows (+ report)                 hr-reports/<connector>/<stamp>/<file>.csv.rejected.csv
       -> source deleted once the copy is verified, state finished
 
-A second event for the same version finds the state finished (or leased) and does nothing.
+A second event for the same version finds the state finished (or leased) and does nothing. A run
+that loses its lease, or finds its checkpoint written by another run, stops before its next chunk
+and leaves the file to that run: only the lease holder reports, moves and deletes.
 """
 
 from __future__ import annotations
@@ -361,9 +363,8 @@ class HRConnectorService:
         }  # fmt: skip
         profile_file = copied and state.status == "processed" and report.scenarios.get(PROFILE_TITLE, {}).get("valid")
 
-        cadence = (
-            self.settings.connectors[connector].expected_every_hours if connector in self.settings.connectors else None
-        )
+        known = self.settings.connectors.get(connector)
+        cadence = known.expected_every_hours if known else None
 
         def change(data: dict[str, Any]) -> bool:
             data["last_file"] = last_file
