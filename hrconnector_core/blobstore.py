@@ -302,8 +302,8 @@ class FileClaim:
             wait = 0.2
             while True:
                 try:
-                    # No SDK retries: its back-off (15 s and up) outlasts a 15 s lease; this loop retries.
-                    self._lease.renew(retry_total=0, timeout=5)
+                    # No SDK retries (its back-off outlasts a 15 s lease) and short time-outs: this loop retries.
+                    self._lease.renew(retry_total=0, timeout=5, connection_timeout=5, read_timeout=10)
                 except AzureError as exc:
                     transient = is_transient(exc)
                     if transient and time.monotonic() + wait < deadline and not self._stop.is_set():

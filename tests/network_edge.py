@@ -103,7 +103,7 @@ class NetworkEdge:
             response.raw = _Empty()
             response.request = request
             response.url = request.url or ""
-            response.reason = "Accepted"
+            response.reason = "Injected"
             return response
 
         self.rule(Rule(match, before=fake, times=times))

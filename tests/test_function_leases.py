@@ -80,13 +80,19 @@ def listing(env: FunctionEnv) -> tuple[list[str], list[str], list[str]]:
 
 
 # -- renewal -----------------------------------------------------------------------------------------
-def test_a_transient_error_renewing_the_lease_is_retried_and_the_run_keeps_the_file(emulator, chunked, edge) -> None:
-    """Issue 11.2: the first renewal fails with a connection error; the run retries it, keeps the
-    file, and a redelivered event meanwhile finds it busy. Every row once, nothing failed."""
+@pytest.mark.parametrize("fault", ["ConnectionError", "503"])
+def test_a_transient_error_renewing_the_lease_is_retried_and_the_run_keeps_the_file(
+    emulator, chunked, edge, fault: str
+) -> None:
+    """Issue 11.2: the first renewal fails (a connection error, or a 503); the run retries it, keeps
+    the file, and a redelivered event meanwhile finds it busy. Every row once, nothing failed."""
     env = chunked
     data = csv_bytes(HEADER, rows(50))
     env.drop(NAME, data)
-    edge.fail(network_edge.is_renewal, times=1)
+    if fault == "503":
+        edge.answer(network_edge.is_renewal, 503, times=1)
+    else:
+        edge.fail(network_edge.is_renewal, times=1)
     renewed = threading.Event()  # a renewal answered after the failed one
     edge.rule(network_edge.Rule(network_edge.is_renewal, after=lambda request, response: renewed.set()))
     paused = edge.pause(network_edge.is_upload, nth=3)
@@ -94,7 +100,7 @@ def test_a_transient_error_renewing_the_lease_is_retried_and_the_run_keeps_the_f
     paused.wait_reached()
     # Well within the 15 s lease (the SDK's own retry waits 12-18 s: past the lease, too late).
     assert renewed.wait(10), "no renewal succeeded in time after the failed one"
-    assert any(e[2] == "renew" and e[3] == "ConnectionError" for e in edge.log)
+    assert any(e[2] == "renew" and str(e[3]) == fault for e in edge.log)
 
     invoke(env)  # Event Grid's redelivery while the first run works: the file is busy
     assert uploads(emulator, env) == 2
