@@ -11,8 +11,14 @@ import azurefunctions.extensions.bindings.blob as blob
 
 from hrconnector_core.errors import ConfigurationError
 from hrconnector_core.service import HRConnectorService
-from hrconnector_core.settings import INCOMING_CONTAINER_SETTING, SCHEDULE_SETTING, STORAGE_CONNECTION, Settings
-from hrconnector_core.telemetry import configure_opentelemetry
+from hrconnector_core.settings import (
+    INCOMING_CONTAINER_SETTING,
+    SCHEDULE_SETTING,
+    STORAGE_CONNECTION,
+    Settings,
+    sdk_log_level,
+)
+from hrconnector_core.telemetry import configure_opentelemetry, set_sdk_log_level
 
 log = logging.getLogger("hrconnector_core.function_app")
 
@@ -20,6 +26,9 @@ log = logging.getLogger("hrconnector_core.function_app")
 def _service() -> HRConnectorService:
     return HRConnectorService(Settings.from_env())
 
+
+# The worker forwards every record at INFO and above: keep the SDKs' chatter out unless asked.
+set_sdk_log_level(sdk_log_level())
 
 try:  # telemetry never blocks start-up; a settings problem is reported by the first invocation
     _startup = Settings.from_env()

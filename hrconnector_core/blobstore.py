@@ -23,6 +23,8 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
 )
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
@@ -130,12 +132,16 @@ class StateConflictError(StorageError):
 
 
 class BlobCheckpointStore:
-    """The upload engine's CheckpointStore in Blob Storage, with optimistic concurrency."""
+    """The upload engine's CheckpointStore in Blob Storage, with optimistic concurrency.
+
+    A save that meets another writer's version raises StateConflictError and sets `conflict`:
+    another run owns the file now, and this one must stop (see service)."""
 
     def __init__(self, container: ContainerClient, prefix: str = "checkpoints/") -> None:
         self._blobs = JsonBlobs(container)
         self._prefix = prefix
         self._etags: dict[str, str] = {}
+        self.conflict = False
 
     def _name(self, key: CheckpointKey) -> str:
         return f"{self._prefix}{key.id}.json"
@@ -151,7 +157,12 @@ class BlobCheckpointStore:
 
     def save(self, checkpoint: Checkpoint) -> None:
         key = checkpoint.key
-        self._etags[key.id] = self._blobs.write(self._name(key), checkpoint.to_dict(), etag=self._etags.get(key.id))
+        try:
+            etag = self._blobs.write(self._name(key), checkpoint.to_dict(), etag=self._etags.get(key.id))
+        except StateConflictError:
+            self.conflict = True
+            raise
+        self._etags[key.id] = etag
 
     def delete(self, key: CheckpointKey) -> None:
         with contextlib.suppress(ResourceNotFoundError):
@@ -179,6 +190,7 @@ class FileState:
     report: str | None = None
     rejected_rows: str | None = None
     error: str | None = None
+    note: str | None = None
     rows: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -232,8 +244,30 @@ class FileStateStore:
         return FileClaim(self._blobs, name, lease, FileState.from_dict(found[0]), found[1], self.lease_seconds)
 
 
+# Renewals per lease period: a renewal that fails transiently is retried until the lease would lapse.
+RENEWALS_PER_LEASE = 3
+# Answers to a renewal that mean "try again", not "the lease is gone".
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class LeaseLostError(StorageError):
+    """This run no longer holds the lease on the file's state: another run may own the file."""
+
+
+def is_transient(exc: AzureError) -> bool:
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code in TRANSIENT_STATUS
+
+
 class FileClaim:
-    """A leased file state: kept alive in the background, saved only under the lease and ETag."""
+    """A leased file state: kept alive in the background, saved only under the lease and ETag.
+
+    `check()` renews the lease on the spot; the service calls it before each chunk and before it
+    moves or deletes anything, so a run that lost the lease stops there. Transient errors while
+    renewing are retried until the lease would have lapsed; only a definite answer (the lease is
+    broken, expired and taken, or gone) or that deadline counts as lost.
+    """
 
     def __init__(
         self, blobs: JsonBlobs, name: str, lease: BlobLeaseClient, state: FileState, etag: str, lease_seconds: int
@@ -241,30 +275,66 @@ class FileClaim:
         self._blobs = blobs
         self._name = name
         self._lease = lease
+        self._lease_seconds = lease_seconds
         self.state = state
         self._etag = etag
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._renewed_at = time.monotonic()
         self.lost = False
+        self.renewals = 0
         self._renewer = threading.Thread(
-            target=self._renew, args=(lease_seconds / 3,), name="lease-renewal", daemon=True
+            target=self._renew_loop, args=(lease_seconds / RENEWALS_PER_LEASE,), name="lease-renewal", daemon=True
         )
         self._renewer.start()
 
-    def _renew(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                self._lease.renew()
-            except AzureError as exc:
-                self.lost = True
-                log.error("lost the lease on %s (%s); another run may take over", self._name, type(exc).__name__)
-                return
+    def _renew_loop(self, every: float) -> None:
+        while not self._stop.wait(every) and not self.lost:
+            self._renew()
+
+    def _renew(self) -> bool:
+        """Renew now, retrying transient errors while the lease still runs; False once lost."""
+        with self._lock:
+            if self.lost:
+                return False
+            # A margin for the call itself: past this point the lease may already be someone else's.
+            deadline = self._renewed_at + self._lease_seconds - 2
+            wait = 0.2
+            while True:
+                try:
+                    # No SDK retries (its back-off outlasts a 15 s lease) and short time-outs: this loop retries.
+                    self._lease.renew(retry_total=0, timeout=5, connection_timeout=5, read_timeout=10)
+                except AzureError as exc:
+                    transient = is_transient(exc)
+                    if transient and time.monotonic() + wait < deadline and not self._stop.is_set():
+                        log.warning("renewing the lease on %s failed (%s); retrying", self._name, type(exc).__name__)
+                        time.sleep(wait)
+                        wait = min(wait * 2, 2.0)
+                        continue
+                    self.lost = True
+                    log.warning("lost the lease on %s (%s); this run stops", self._name, type(exc).__name__)
+                    return False
+                self._renewed_at = time.monotonic()
+                self.renewals += 1
+                return True
+
+    def check(self) -> None:
+        """Raise LeaseLostError unless this run still holds the lease (renewed on the spot)."""
+        if not self._renew():
+            raise LeaseLostError(f"the lease on the state of {self.state.blob} was lost; another run owns the file")
 
     def save(self) -> None:
-        self._etag = self._blobs.write(self._name, asdict(self.state), etag=self._etag, lease=self._lease)
+        try:
+            self._etag = self._blobs.write(self._name, asdict(self.state), etag=self._etag, lease=self._lease)
+        except StateConflictError as exc:
+            self.lost = True
+            raise LeaseLostError(f"the state of {self.state.blob} was taken over by another run") from exc
 
     def release(self) -> None:
         self._stop.set()
         self._renewer.join()
+        if self.lost:
+            return
         with contextlib.suppress(AzureError):  # expired already: it freed itself
             self._lease.release()
 
@@ -276,10 +346,25 @@ class FileClaim:
 
 
 # -- moving files -------------------------------------------------------------------------------
+class SourceChangedError(StorageError):
+    """The version to copy is no longer there (replaced or deleted)."""
+
+
 def copy_verified(source: BlobClient, etag: str, target: BlobClient, size: int) -> None:
     """Server-side copy of exactly version `etag`, then check the copy is complete and the same size."""
     try:
-        target.start_copy_from_url(source.url, source_etag=etag, source_match_condition=MatchConditions.IfNotModified)
+        try:
+            target.start_copy_from_url(
+                source.url, source_etag=etag, source_match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise SourceChangedError(f"{source.blob_name} was replaced or deleted before it could be copied") from exc
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 412):
+                raise SourceChangedError(
+                    f"{source.blob_name} was replaced or deleted before it could be copied"
+                ) from exc
+            raise
         deadline = time.monotonic() + COPY_TIMEOUT_SECONDS
         while True:
             props = target.get_blob_properties()

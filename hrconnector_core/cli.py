@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from . import status as status_command
 from .checkpoint import LocalCheckpointStore, default_state_dir
 from .chunking import DEFAULT_RECORDS_PER_CALL
 from .clouds import CLOUDS, CloudEndpoints, resolve_cloud
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--report", type=Path, metavar="OUT.json", help="write the validation report here")
     check.add_argument("--verbose", "-v", action="store_true", help="debug logging")
 
+    status_command.add_parser(commands)
     mapping = commands.add_parser("mapping", help="work with column mappings")
     mapping_commands = mapping.add_subparsers(dest="mapping_command", required=True, metavar="ACTION")
     infer = mapping_commands.add_parser(
@@ -387,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    commands = {"upload": upload, "validate": validate, "mapping": mapping_infer}
+    commands = {"upload": upload, "validate": validate, "mapping": mapping_infer, "status": status_command.run}
     try:
         return commands[args.command](args)
     except (ConfigurationError, CredentialError) as exc:

@@ -9,16 +9,20 @@ function_app.py only adapts triggers to these calls. A file's life:
       -> rejected rows (+ report)                 hr-reports/<connector>/<stamp>/<file>.csv.rejected.csv
       -> source deleted once the copy is verified, state finished
 
-A second event for the same version finds the state finished (or leased) and does nothing.
+A second event for the same version finds the state finished (or leased) and does nothing. A run
+that loses its lease, or finds its checkpoint written by another run, stops before its next chunk
+and leaves the file to that run: only the lease holder reports, moves and deletes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
@@ -32,14 +36,19 @@ from .blobstore import (
     BlobCheckpointStore,
     BlobSource,
     FileClaim,
+    FileState,
     FileStateStore,
     JsonBlobs,
+    LeaseLostError,
+    SourceChangedError,
     StateConflictError,
+    bare_etag,
     blob_service_client,
     copy_verified,
     delete_if_unchanged,
     write_text,
 )
+from .chunking import Chunk
 from .credentials import (
     TokenProvider,
     VaultValue,
@@ -49,7 +58,7 @@ from .credentials import (
     key_vault_secret_credential,
 )
 from .errors import HRConnectorError, StorageError
-from .ingestion import IngestionClient
+from .ingestion import IngestionClient, UploadResult
 from .pipeline import UploadOptions, run_upload
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
@@ -62,6 +71,10 @@ PROFILE_TITLE = SCENARIOS["employee_profile"].title
 # Employee profiles expire in the connector after 30 days; past this age a failed refresh alerts.
 PROFILE_ALERT_DAYS = 20
 PROFILE_ALERT = "profile-not-refreshed"
+# The service deletes employee-profile records not refreshed within this many days.
+PROFILE_EXPIRY_DAYS = 30
+# A connector with an expected cadence whose last file is older: the timer logs this dimension.
+EXPORT_ALERT = "export-overdue"
 
 
 class FileFailedError(HRConnectorError):
@@ -76,7 +89,7 @@ class ScheduleError(HRConnectorError):
 class Outcome:
     """What one invocation did with one blob."""
 
-    status: str  # processed | failed | already-done | busy | gone | ignored
+    status: str  # processed | failed | already-done | busy | lost | gone | ignored
     blob: str
     destination: str | None = None
     report: dict[str, Any] | None = None
@@ -87,6 +100,7 @@ class ScheduleSummary:
     swept: list[Outcome] = field(default_factory=list)
     refreshed: list[str] = field(default_factory=list)
     stale_exports: list[str] = field(default_factory=list)
+    overdue_exports: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -126,9 +140,29 @@ def connector_credential(connector: Connector, settings: Settings) -> TokenCrede
     return build(connector.tenant_id, connector.app_id, material, connector.cloud)
 
 
+class OwnedIngestionClient(IngestionClient):
+    """An IngestionClient that sends a chunk only while `guard()` passes: the run still holds the
+    file's lease and no other run has written its checkpoint."""
+
+    def __init__(self, *args: Any, guard: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = guard
+
+    def upload(self, chunk: Chunk) -> UploadResult:
+        self._guard()
+        return super().upload(chunk)
+
+
 class HRConnectorService:
-    def __init__(self, settings: Settings, *, service_client: BlobServiceClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        service_client: BlobServiceClient | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.blobs = service_client or blob_service_client(settings.storage)
         names = settings.containers
         self.incoming = self.blobs.get_container_client(names.incoming)
@@ -137,7 +171,6 @@ class HRConnectorService:
         self.failed = self.blobs.get_container_client(names.failed)
         self.state = self.blobs.get_container_client(names.state)
         self.files = FileStateStore(self.state, lease_seconds=settings.lease_seconds)
-        self.checkpoints = BlobCheckpointStore(self.state)
         self.connector_states = JsonBlobs(self.state)
 
     def ensure_containers(self) -> None:
@@ -146,10 +179,15 @@ class HRConnectorService:
             with contextlib.suppress(ResourceExistsError):
                 container.create_container()
 
-    def client(self, connector: Connector, file_name: str) -> IngestionClient:
+    def client(
+        self, connector: Connector, file_name: str, *, guard: Callable[[], None] | None = None
+    ) -> IngestionClient:
         tokens = TokenProvider(connector_credential(connector, self.settings), connector.cloud.scope)
         tokens.token()  # a wrong app, tenant or secret fails here, before the file is read
-        return IngestionClient(connector.cloud, connector.job_id, tokens, file_name=PurePosixPath(file_name).name)
+        name = PurePosixPath(file_name).name
+        if guard is None:
+            return IngestionClient(connector.cloud, connector.job_id, tokens, file_name=name)
+        return OwnedIngestionClient(connector.cloud, connector.job_id, tokens, file_name=name, guard=guard)
 
     # -- one file ---------------------------------------------------------------------------
     def process(self, blob: BlobClient) -> Outcome:
@@ -173,12 +211,16 @@ class HRConnectorService:
                 if claim.state.finished:
                     log.info("already %s at %s; nothing to do", claim.state.status, claim.state.finished_at)
                     return Outcome("already-done", name, claim.state.destination)
-                return self._process_claimed(blob, props, claim)
+                try:
+                    return self._process_claimed(blob, props, claim)
+                except LeaseLostError as exc:  # another run owns the file: it moves and reports it
+                    log.warning("%s; this run stops and leaves the file to it", exc)
+                    return Outcome("lost", name)
 
     def _process_claimed(self, blob: BlobClient, props: BlobProperties, claim: FileClaim) -> Outcome:
         state = claim.state
         run_id = uuid.uuid4().hex[:12]
-        now = utc_now()
+        now = self.clock()
         connector: Connector | None = None
         relative, route_error = state.blob, None
         try:
@@ -189,38 +231,56 @@ class HRConnectorService:
         state.status, state.run_id, state.started_at = "processing", run_id, _iso(now)
         state.runs += 1
         if state.destination is None:
-            state.destination = f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}/{relative}"
+            # The version's own folder: two versions of a name in the same second never collide.
+            version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
+            state.destination = f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
         claim.save()
 
         with log_context(connector=state.connector, run=run_id), tempfile.TemporaryDirectory() as tmp:
             log.info("processing (attempt %d)", state.runs)
             rejected_path = Path(tmp) / "rejected.csv"
+            checkpoints = BlobCheckpointStore(self.state)
             if connector is None:
                 report = RunReport(file_name=relative, job_id="", error=route_error)
             else:
-                report = self._upload(blob, state.etag, relative, connector, RejectedRowsWriter(rejected_path))
+                rejected = RejectedRowsWriter(rejected_path)
+                report = self._upload(blob, state.etag, relative, connector, rejected, claim, checkpoints)
+            if checkpoints.conflict:
+                raise LeaseLostError(f"the checkpoint of {state.blob} was written by another run, which owns the file")
             return self._finish(blob, props, claim, report, rejected_path)
 
     def _upload(
-        self, blob: BlobClient, etag: str, relative: str, connector: Connector, rejected: RejectedRowsWriter
+        self,
+        blob: BlobClient,
+        etag: str,
+        relative: str,
+        connector: Connector,
+        rejected: RejectedRowsWriter,
+        claim: FileClaim,
+        checkpoints: BlobCheckpointStore,
     ) -> RunReport:
+        def still_ours() -> None:  # before every chunk: stop as soon as another run owns the file
+            if checkpoints.conflict:
+                raise LeaseLostError("the checkpoint was written by another run, which owns the file")
+            claim.check()
+
         options = upload_options(connector)
         try:
-            client = self.client(connector, relative)
+            client = self.client(connector, relative, guard=still_ours)
         except HRConnectorError as exc:
             return RunReport(file_name=relative, job_id=connector.job_id, error=str(exc))
         return run_upload(
-            BlobSource(blob, etag, relative), options, client=client, store=self.checkpoints, rejected_rows=rejected
+            BlobSource(blob, etag, relative), options, client=client, store=checkpoints, rejected_rows=rejected
         )
 
     def _finish(
         self, blob: BlobClient, props: BlobProperties, claim: FileClaim, report: RunReport, rejected: Path
     ) -> Outcome:
-        """Report, then a verified copy, then delete the source, then mark the state finished."""
+        """Report, then a verified copy, then delete the source, then mark the state finished.
+        Only the lease holder gets here: the lease is checked before anything is written or moved."""
         state = claim.state
         assert state.destination is not None
-        if claim.lost:
-            raise StorageError("the lease on the file's state was lost; another run takes the file over")
+        claim.check()
         uploaded_all = not report.error and report.rows.not_uploaded == 0
         target = self.processed if uploaded_all else self.failed
         report_json = report.to_json()
@@ -231,28 +291,38 @@ class HRConnectorService:
                 self.reports.upload_blob(f"{base}.csv", handle, overwrite=True)
             write_text(self.reports, f"{base}.report.json", report_json, "application/json")
             state.rejected_rows = f"{self.reports.container_name}/{base}.csv"
-        copy_verified(blob, state.etag, target.get_blob_client(state.destination), int(props.size))
-        if not delete_if_unchanged(blob, state.etag):
-            log.warning("the file was replaced while it was processed; the new version is handled on its own")
+        moved_to: str | None = f"{target.container_name}/{state.destination}"
+        try:
+            copy_verified(blob, state.etag, target.get_blob_client(state.destination), int(props.size))
+        except SourceChangedError:
+            # A newer version (its own event, its own state) or a delete: this version's bytes are
+            # gone, so there is nothing to copy; the report says what was sent.
+            moved_to = None
+            state.note = "the file was replaced or deleted before it could be copied; the report says what was sent"
+            log.warning("the file was replaced or deleted before it could be copied; only its report is kept")
+        else:
+            claim.check()
+            if not delete_if_unchanged(blob, state.etag):
+                log.warning("the file was replaced while it was processed; the new version is handled on its own")
         state.status = "processed" if uploaded_all else "failed"
-        state.finished_at = _iso(utc_now())
+        state.finished_at = _iso(self.clock())
         state.error = report.error
         summary = report.to_dict()
         state.rows = summary["rows"]
         claim.save()
-        moved_to = f"{target.container_name}/{state.destination}"
+        where = moved_to or f"{target.container_name}/{state.destination}.report.json (the report only)"
+        if state.connector:
+            self._remember_file(state.connector, state, report, copied=moved_to is not None)
         rows = {f"rows_{k}": v for k, v in state.rows.items()}
         counts = dimensions(status=state.status, job_id=report.job_id, **rows)
         if uploaded_all:
             log.info("%s: %d rows uploaded, %d rejected; moved to %s", report.status, report.rows.uploaded,
-                     report.rows.rejected, moved_to, extra=counts)  # fmt: skip
-            if state.connector and report.scenarios.get(PROFILE_TITLE, {}).get("valid"):
-                self._remember_profile(state.connector, state.destination, exported_at=_iso(props.last_modified))
+                     report.rows.rejected, where, extra=counts)  # fmt: skip
             return Outcome("processed", state.blob, moved_to, summary)
-        log.error("not uploaded: %s; moved to %s", report.error or "rows not uploaded", moved_to, extra=counts)
+        log.error("not uploaded: %s; moved to %s", report.error or "rows not uploaded", where, extra=counts)
         raise FileFailedError(
             f"{state.blob}: not uploaded ({report.error or 'some rows were not uploaded'}); "
-            f"the file and its report are in {moved_to}"
+            f"the file and its report are in {where}"
         )
 
     # -- employee profile: keep the latest file alive ----------------------------------------
@@ -260,41 +330,87 @@ class HRConnectorService:
         found = self.connector_states.read(f"connectors/{name}.json")
         return found if found else ({}, None)
 
-    def _remember_profile(
-        self, connector: str, destination: str, *, exported_at: str | None = None, now: datetime | None = None
-    ) -> None:
-        """The connector's latest profile file (exported_at given), or its refresh (not given)."""
-        uploaded_at = _iso(now or utc_now())
-        for _ in range(5):  # read-modify-write under the ETag; another instance may write in between
+    def _update_connector(self, connector: str, change: Callable[[dict[str, Any]], bool]) -> None:
+        """Read-modify-write `connectors/<name>.json` under its ETag (another instance may write in
+        between); `change` edits the document and says whether there is anything to write."""
+        for _ in range(5):
             data, etag = self._connector_state(connector)
-            profile = data.get("profile") or {}
-            if exported_at is None:
-                profile.update(uploaded_at=uploaded_at, refreshes=profile.get("refreshes", 0) + 1)
-            else:
-                profile = {"blob": destination, "exported_at": exported_at, "uploaded_at": uploaded_at, "refreshes": 0}
-            data["profile"] = profile
+            if not change(data):
+                return
             try:
                 self.connector_states.write(f"connectors/{connector}.json", data, etag=etag)
                 return
             except StateConflictError:
                 continue
-        raise StorageError(f"could not record the employee profile of connector {connector!r}")
+        raise StorageError(f"could not record the state of connector {connector!r}")
+
+    def _remember_file(self, connector: str, state: FileState, report: RunReport, *, copied: bool) -> None:
+        """The connector's last file (for `hrconnector status` and the missing-export check) and,
+        for an employee-profile file, the file the timer refreshes from. Only rows the service
+        accepted in this run count as an upload: an identical export sends nothing, so the profile's
+        last upload stays where it was and the timer refreshes on time."""
+        now = _iso(self.clock())
+        rows = report.rows
+        last_file = {
+            "blob": state.blob,
+            "at": now,
+            "status": state.status,
+            "destination": state.destination,
+            "report": state.report,
+            "rows": {"in": rows.rows_in, "uploaded": rows.uploaded, "previously_uploaded": rows.previously_uploaded,
+                     "rejected": rows.rejected, "not_uploaded": rows.not_uploaded},
+            "error": state.error,
+        }  # fmt: skip
+        profile_file = copied and state.status == "processed" and report.scenarios.get(PROFILE_TITLE, {}).get("valid")
+
+        known = self.settings.connectors.get(connector)
+        cadence = known.expected_every_hours if known else None
+
+        def change(data: dict[str, Any]) -> bool:
+            data["last_file"] = last_file
+            data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
+            if profile_file:
+                previous = data.get("profile") or {}
+                data["profile"] = {
+                    "blob": state.destination,
+                    "exported_at": now,
+                    "uploaded_at": now if rows.uploaded else previous.get("uploaded_at"),
+                    "refreshes": previous.get("refreshes", 0),
+                }
+            return True
+
+        try:
+            self._update_connector(connector, change)
+        except (StorageError, AzureError) as exc:  # the file is done; the timer's view is a day late at worst
+            log.error("could not record the connector's last file: %s", exc)
+
+    def _remember_refresh(self, connector: str, now: datetime) -> None:
+        def change(data: dict[str, Any]) -> bool:
+            profile = data.setdefault("profile", {})
+            profile.update(uploaded_at=_iso(now), refreshes=profile.get("refreshes", 0) + 1)
+            return True
+
+        self._update_connector(connector, change)
 
     # -- the timer ------------------------------------------------------------------------------
     def run_schedule(self, now: datetime | None = None) -> ScheduleSummary:
         """Sweep missed files, refresh employee profiles, apply retention. Raises at the end if
         anything failed, after doing everything else."""
-        now = now or utc_now()
+        now = now or self.clock()
         summary = ScheduleSummary()
         with log_context(run="timer-" + uuid.uuid4().hex[:8]):
             self._sweep(now, summary)
             self._refresh_profiles(now, summary)
+            self._check_exports(now, summary)
             self._retention(now, summary)
             log.info(
-                "schedule: %d missed file(s) processed, %d profile(s) refreshed, %d old blob(s) deleted, %d failure(s)",
-                len(summary.swept), len(summary.refreshed), len(summary.deleted), len(summary.failures),
+                "schedule: %d missed file(s) processed, %d profile(s) refreshed, %d export(s) overdue, "
+                "%d old blob(s) deleted, %d failure(s)",
+                len(summary.swept), len(summary.refreshed), len(summary.overdue_exports), len(summary.deleted),
+                len(summary.failures),
                 extra=dimensions(swept=len(summary.swept), refreshed=len(summary.refreshed),
-                                 deleted=len(summary.deleted), failures=len(summary.failures)),
+                                 overdue=len(summary.overdue_exports), deleted=len(summary.deleted),
+                                 failures=len(summary.failures)),
             )  # fmt: skip
         if summary.failures:
             raise ScheduleError("; ".join(summary.failures))
@@ -329,7 +445,10 @@ class HRConnectorService:
                         "the latest employee-profile file is %d days old: is the HR system still exporting?",
                         age.days, extra=dimensions(profile_age_days=age.days),
                     )  # fmt: skip
-                since = now - datetime.fromisoformat(profile["uploaded_at"])
+                # Never accepted (an export whose rows were all sent before it was recorded): due now.
+                uploaded_at = profile.get("uploaded_at")
+                never = timedelta(days=PROFILE_EXPIRY_DAYS)
+                since = now - datetime.fromisoformat(uploaded_at) if uploaded_at else never
                 if since < timedelta(days=self.settings.profile_refresh_days):
                     continue
                 try:
@@ -353,16 +472,37 @@ class HRConnectorService:
             BlobSource(blob, etag, file_name),
             upload_options(connector, force=True),  # the same rows again, on purpose
             client=self.client(connector, file_name),
-            store=self.checkpoints,
+            store=BlobCheckpointStore(self.state),
         )
         stamp = f"{now:%Y%m%dT%H%M%SZ}"
         write_text(self.reports, f"{connector.name}/{stamp}/refresh-{file_name}.report.json",
                    report.to_json(), "application/json")  # fmt: skip
-        if report.error or report.rows.not_uploaded:
-            raise HRConnectorError(report.error or "some rows were not uploaded")
-        self._remember_profile(connector.name, profile["blob"], now=now)
+        if report.error or report.rows.not_uploaded or not report.rows.uploaded:
+            raise HRConnectorError(report.error or "no row was accepted")
+        self._remember_refresh(connector.name, now)
         summary.refreshed.append(connector.name)
         log.info("employee profile re-uploaded: %d rows", report.rows.uploaded)
+
+    def _check_exports(self, now: datetime, summary: ScheduleSummary) -> None:
+        """A connector with an expected cadence whose last file is older than that: the HR system
+        may have stopped exporting. Logged with the alert dimension the infrastructure watches."""
+        for connector in self.settings.connectors.values():
+            every = connector.expected_every_hours
+            if every is None:
+                continue
+            last = (self._connector_state(connector.name)[0].get("last_file") or {}).get("at")
+            if last is None:
+                continue  # no file yet: nothing to compare with (hrconnector status says so)
+            hours = (now - datetime.fromisoformat(last)).total_seconds() / 3600
+            if hours <= every:
+                continue
+            summary.overdue_exports.append(connector.name)
+            with log_context(connector=connector.name):
+                log.error(
+                    "no file for %.0f hours (one is expected every %g hours): is the HR system still exporting?",
+                    hours, every, extra=dimensions(alert=EXPORT_ALERT, hours_since_last_file=int(hours),
+                                                   expected_every_hours=every),
+                )  # fmt: skip
 
     def _retention(self, now: datetime, summary: ScheduleSummary) -> None:
         """Delete processed files, reports and finished state past the retention period; the file

@@ -29,6 +29,8 @@ from .pipeline import DEFAULT_MAX_CONCURRENCY, Policy
 STORAGE_CONNECTION = "HR_STORAGE"
 INCOMING_CONTAINER_SETTING = "HR_INCOMING_CONTAINER"
 SCHEDULE_SETTING = "HR_SCHEDULE"
+SDK_LOG_LEVEL_SETTING = "HR_SDK_LOG_LEVEL"
+SDK_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Reader(str, Enum):
@@ -84,10 +86,20 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
     _s("HR_PROFILE_REFRESH_DAYS", "re-upload the latest employee profile after this many days (default 14)"),
     _s("HR_PROFILE_STALE_DAYS", "warn when the profile export itself is older (default 30)"),
     _s("HR_RETENTION_DAYS", "delete processed files, reports and state older than this (default 90)"),
+    _s(
+        "HR_EXPECTED_EVERY_HOURS",
+        "a file is expected at least this often; the timer alerts when the last is older (default: no check)",
+        deployed=False,  # TODO(lead): True once both templates set it (infra is another branch)
+    ),
     _s("HR_LEASE_SECONDS", "lease on a file's state while it is processed, 15-60 (default 60)", deployed=False),
     # Identity and telemetry.
     _s("AZURE_CLIENT_ID", "client id of the function's user-assigned identity (Key Vault, federation)"),
     _s("APPLICATIONINSIGHTS_CONNECTION_STRING", "Application Insights; OpenTelemetry is on when set"),
+    _s(
+        SDK_LOG_LEVEL_SETTING,
+        "log level of the Azure SDKs, urllib3 and msal (default WARNING; INFO/DEBUG for support)",
+        deployed=False,
+    ),
     _s(
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
         "Authorization=AAD;ClientId=... (local auth is off)",
@@ -123,6 +135,7 @@ class Connector:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     policy: Policy = Policy.UPLOAD_VALID
     mapping: Mapping | None = None
+    expected_every_hours: float | None = None  # a file at least this often, or the timer alerts
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class Settings:
     retention_days: float = 90
     lease_seconds: int = 60
     appinsights_connection_string: str | None = None
+    sdk_log_level: str = "WARNING"
     problems: tuple[str, ...] = field(default=())  # connector definitions that could not be read
 
     @classmethod
@@ -198,6 +212,7 @@ class Settings:
             retention_days=env.number("HR_RETENTION_DAYS", 90),
             lease_seconds=int(lease),
             appinsights_connection_string=env.text("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+            sdk_log_level=sdk_log_level(environ),
             problems=tuple(problems),
         )
 
@@ -215,6 +230,14 @@ class Settings:
             f"no connector for {where}: drop files in {self.containers.incoming}/<connector>/ "
             f"(connectors: {known}){problems}"
         )
+
+
+def sdk_log_level(environ: MappingType[str, str] | None = None) -> str:
+    """HR_SDK_LOG_LEVEL on its own: the Function quiets the SDKs at start-up, before any other
+    setting is read (an unreadable value falls back to WARNING rather than stopping start-up)."""
+    env = os.environ if environ is None else environ
+    value = env.get(SDK_LOG_LEVEL_SETTING, "").strip().upper()
+    return value if value in SDK_LOG_LEVELS else "WARNING"
 
 
 class _Env:
@@ -258,6 +281,7 @@ _FIELDS: dict[str, str] = {
     "max_concurrency": "HR_MAX_CONCURRENCY",
     "policy": "HR_POLICY",
     "mapping": "HR_MAPPING",
+    "expected_every_hours": "HR_EXPECTED_EVERY_HOURS",
 }
 # Fields that belong to one connector; never inherited by the connectors of HR_CONNECTORS.
 _OWN_FIELDS = {"job_id", "mapping"}
@@ -362,4 +386,17 @@ def _connector(name: str, definition: dict[str, Any], env: _Env, *, single: bool
         max_concurrency=positive("max_concurrency", DEFAULT_MAX_CONCURRENCY),
         policy=policy,
         mapping=mapping,
+        expected_every_hours=_hours(name, get("expected_every_hours")),
     )
+
+
+def _hours(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        hours = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"connector {name!r}: expected_every_hours must be a number of hours") from None
+    if hours <= 0:
+        raise ConfigurationError(f"connector {name!r}: expected_every_hours must be greater than 0")
+    return hours

@@ -53,6 +53,18 @@ def _install_record_factory() -> None:
     _installed = True
 
 
+# The libraries whose records the worker would forward at INFO: azure-core's http_logging_policy
+# dumps every request and response (URLs with container, file and secret names), azure-identity
+# names the identity's client id. Off (WARNING) by default; HR_SDK_LOG_LEVEL turns them on.
+SDK_LOGGERS = ("azure", "msal", "urllib3", "requests", "opentelemetry")
+
+
+def set_sdk_log_level(level: str) -> None:
+    """Set the SDKs' loggers to `level` (the Function's own `hrconnector_core` lines are not touched)."""
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
 def dimensions(**counts: object) -> dict[str, object]:
     """`extra=` for a log call: each count becomes a custom dimension `hr.<name>`."""
     return {f"hr.{k}": v for k, v in counts.items()}

@@ -4,7 +4,8 @@ Starts Azurite (Blob Storage) and the HTTPS emulator (Entra, the managed-identit
 Key Vault and the HR connector's ingestion service), sets the Function's app settings, drops
 every sample file into the incoming container, invokes the registered blob function for each as
 the host would after an Event Grid event, runs the timer once, and shows what the containers
-hold, what each report says and what the connector received. Reports are copied to .demo/.
+hold, what each report says, what the connector received, and `hrconnector status`. Reports are
+copied to .demo/.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from hrconnector_core.cli import main as cli_main  # noqa: E402
 from hrconnector_core.emulator import Emulator, EmulatorState  # noqa: E402
 from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT  # noqa: E402
 from hrconnector_core.emulator.azurite import Azurite  # noqa: E402
@@ -53,6 +55,7 @@ def main() -> int:
             identity=IDENTITY,
             secret_name=SECRET_NAME,
         )
+        settings["HR_EXPECTED_EVERY_HOURS"] = "24"  # the HR system exports daily: status and the timer check it
         os.environ.update(settings)
         print(f"Azurite: {azurite.blob_endpoint}")
         print(f"emulator (Entra, managed identity, Key Vault, ingestion): {emulator.url}")
@@ -107,6 +110,11 @@ def main() -> int:
         )
         for entry in log:
             print("   " + json.dumps({k: entry[k] for k in ("FileName", "RecordsSaved", "Status")}))
+
+        print("\n7. The admin's view: hrconnector status (reads only hr-state and the reports):\n")
+        sys.stdout.flush()
+        status_code = cli_main(["status", "--connection-string-env", "HR_STORAGE"])
+        print(f"   (exit {status_code}: {'something needs attention' if status_code else 'all well'})")
     return 1 if failures else 0
 
 

@@ -1,0 +1,120 @@
+"""`hrconnector status` against Azurite, after real Function runs."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hrconnector_core.emulator.host import invoke_blob_trigger
+from hrconnector_core.service import FileFailedError, HRConnectorService
+from hrconnector_core.settings import Settings
+from hrconnector_core.status import run
+
+from .conftest import APP_ID, OTHER_APP_ID, SAMPLES, SECRET, FunctionEnv, cli_command, cli_env
+from .csvdata import HEADER, csv_bytes, rows
+
+DAY0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+
+
+def status_args(env: FunctionEnv, *extra: str) -> list[str]:
+    names = env.settings.containers
+    return ["status", "--connection-string-env", "HR_STORAGE", "--state-container", names.state,
+            "--failed-container", names.failed, *extra]  # fmt: skip
+
+
+def run_status(env: FunctionEnv, now: datetime, *extra: str) -> tuple[int, str]:
+    parser = argparse.ArgumentParser()
+    from hrconnector_core.status import add_parser
+
+    add_parser(parser.add_subparsers(dest="command"))
+    out = io.StringIO()
+    code = run(parser.parse_args(status_args(env, *extra)), out=out, now=now)
+    return code, out.getvalue()
+
+
+def test_status_shows_each_connector_and_the_failed_files_and_exits_1(emulator, function_env) -> None:
+    env = function_env
+    incoming = env.settings.containers.incoming
+    env.drop("main/resignation.csv", (SAMPLES / "resignation.csv").read_bytes())
+    invoke_blob_trigger("hr_file_arrived", incoming, "main/resignation.csv")
+    good, bad = rows(2)
+    bad[0] = "not-an-email"
+    env.drop("main/mixed.csv", csv_bytes(HEADER, [good, bad]))
+    invoke_blob_trigger("hr_file_arrived", incoming, "main/mixed.csv")
+    emulator.state.register_job(env.job, OTHER_APP_ID)  # the next file is refused: 403
+    env.drop("main/refused.csv", csv_bytes(HEADER, rows(3, start=10)))
+    with pytest.raises(FileFailedError):
+        invoke_blob_trigger("hr_file_arrived", incoming, "main/refused.csv")
+    emulator.state.register_job(env.job, APP_ID)
+
+    result = subprocess.run(cli_command(*status_args(env, "--json")), env=cli_env(emulator) | env.env,
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    status = json.loads(result.stdout)
+    (main,) = status["connectors"]
+    assert main["name"] == "main"
+    assert main["last_file"] == "main/refused.csv" and main["outcome"] == "failed"
+    assert main["rows_uploaded"] == 0 and main["rows_rejected"] == 0
+    (failed,) = main["failed_files"]
+    assert failed["file"].startswith("main/") and failed["file"].endswith("/refused.csv")
+    assert "jobId and corresponding appId do not match" in failed["reason"]
+    assert failed["rows_not_uploaded"] == 3
+    assert status["needs_attention"] is True
+    assert any("1 file(s) waiting" in a for a in status["attention"])
+    assert any("the last file failed" in a for a in status["attention"])
+    assert main["profile_uploaded_at"] is None and main["export_overdue"] is None
+
+    table = subprocess.run(cli_command(*status_args(env)), env=cli_env(emulator) | env.env,
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert table.returncode == 1
+    lines = table.stdout.splitlines()
+    assert lines[2].split() == ["connector", "last", "file", "at", "(UTC)", "outcome", "uploaded", "rejected",
+                                "profile", "uploaded", "profile", "expires", "export"]  # fmt: skip
+    assert lines[3].split()[:2] == ["main", "main/refused.csv"] and "failed" in lines[3]
+    assert "files waiting in the failed container:" in table.stdout and "refused.csv: the service" in table.stdout
+    # Only state and reports were read: no HR value, no secret.
+    for value in [SECRET, good[0], bad[0], *rows(3, start=10)[0]]:
+        assert value not in result.stdout + table.stdout
+
+
+def test_profile_expiry_and_an_overdue_export(emulator, function_env, monkeypatch) -> None:
+    env = function_env
+    monkeypatch.setenv("HR_EXPECTED_EVERY_HOURS", "24")
+    clock = [DAY0]
+    service = HRConnectorService(Settings.from_env(), clock=lambda: clock[0])
+    env.drop("main/profile.csv", (SAMPLES / "employee-profile.csv").read_bytes())
+    assert service.process(env.service.incoming.get_blob_client("main/profile.csv")).status == "processed"
+
+    code, text = run_status(env, DAY0 + timedelta(hours=3))
+    assert code == 0 and "nothing needs attention" in text
+    code, text = run_status(env, DAY0 + timedelta(hours=3), "--json")
+    (main,) = json.loads(text)["connectors"]
+    assert main["profile_uploaded_at"] == DAY0.isoformat() and main["profile_expires_on"] == "2026-04-01"
+    assert main["export_overdue"] is False and main["expected_every_hours"] == 24
+    assert main["failed_files"] == []
+
+    code, text = run_status(env, DAY0 + timedelta(days=21))
+    assert code == 1
+    assert "main: export overdue: the last file is 504 hours old (expected every 24 hours)" in text
+    assert "main: employee profiles not refreshed for 21 days; they expire on 2026-04-01" in text
+    assert "OVERDUE" in text
+
+    code, text = run_status(env, DAY0 + timedelta(days=31))
+    assert code == 1 and "employee profiles expired on 2026-04-01" in text
+
+
+def test_an_empty_deployment_needs_no_attention(function_env) -> None:
+    code, text = run_status(function_env, DAY0)
+    assert code == 0
+    assert "(no connector has had a file yet)" in text and "nothing needs attention" in text
+
+
+def test_a_missing_connection_string_is_a_usage_error(function_env, emulator) -> None:
+    result = subprocess.run(cli_command("status", "--connection-string-env", "HR_NOT_SET"), env=cli_env(emulator),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 2 and "HR_NOT_SET is not set" in result.stderr
