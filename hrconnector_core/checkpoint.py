@@ -71,6 +71,7 @@ class Checkpoint:
     finished_at: str | None = None
     digests: dict[int, str] = field(default_factory=dict)  # chunk index -> chunk_digest of what was accepted
     rows: dict[str, int] = field(default_factory=dict)  # the finished run's row accounting
+    scenarios: dict[str, dict[str, int]] = field(default_factory=dict)  # and its rows per scenario
 
     @property
     def finished(self) -> bool:
@@ -88,6 +89,7 @@ class Checkpoint:
             "total_chunks": self.total_chunks,
             "finished_at": self.finished_at,
             "rows": self.rows,
+            "scenarios": self.scenarios,
         }
 
     @classmethod
@@ -108,6 +110,10 @@ class Checkpoint:
             completed = {int(i): int(n) for i, n in _mapping(data.get("completed", {})).items()}
             digests = {int(i): _text(d) for i, d in _mapping(data.get("chunk_sha256", {})).items()}
             rows = {_text(k): int(v) for k, v in _mapping(data.get("rows") or {}).items()}
+            scenarios = {
+                _text(name): {_text(k): int(v) for k, v in _mapping(counts).items()}
+                for name, counts in _mapping(data.get("scenarios") or {}).items()
+            }
             total = data.get("total_chunks")
             finished_at = data.get("finished_at")
             if total is not None:
@@ -116,7 +122,7 @@ class Checkpoint:
                 finished_at = _text(finished_at)
         except (KeyError, TypeError, ValueError) as exc:
             raise DamagedCheckpointError(f"not a checkpoint this version can read ({exc})") from None
-        return cls(key, completed, total, finished_at, digests, rows)
+        return cls(key, completed, total, finished_at, digests, rows, scenarios)
 
 
 def _text(value: Any) -> str:
@@ -332,10 +338,13 @@ class CheckpointRecorder:
             if self._store is not None:
                 self._store.save(self.checkpoint)
 
-    def finish(self, total_chunks: int, rows: dict[str, int] | None = None) -> None:
+    def finish(
+        self, total_chunks: int, rows: dict[str, int] | None = None, scenarios: dict[str, dict[str, int]] | None = None
+    ) -> None:
         with self._lock:
             self.checkpoint.total_chunks = total_chunks
             self.checkpoint.finished_at = _now()
             self.checkpoint.rows = dict(rows or {})
+            self.checkpoint.scenarios = dict(scenarios or {})
             if self._store is not None:
                 self._store.save(self.checkpoint)

@@ -362,6 +362,7 @@ def _read_and_upload(
                 "rejected": rows.rejected,
                 "skipped": rows.skipped,
             },
+            report.scenarios,
         )
 
 
@@ -409,6 +410,7 @@ def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint)
     report.rows.previously_uploaded = rows.get("uploaded", 0)
     report.rows.rejected = rows.get("rejected", 0)
     report.rows.skipped = rows.get("skipped", 0)
+    report.scenarios = checkpoint.scenarios  # what the file holds, e.g. for the Function's profile refresh
     note = (
         f"this file's content was already uploaded in full to this job on {checkpoint.finished_at}; "
         "nothing was sent (use --force to send it again)"
