@@ -544,6 +544,16 @@ def test_terraform_accepts_the_documented_connectors_and_refuses_empty_ids(tmp_p
     documented = {**REQUIRED, "app_id": APP_ID, "connectors": documented_connectors()}
     ok, output = terraform_variables_accept(documented, tmp_path)
     assert ok, output
+    # The example file too, and its commented connector once uncommented (the same shape in HCL).
+    example = (INFRA / "terraform" / "terraform.tfvars.example").read_text(encoding="utf-8")
+    uncommented = re.sub(r"^  # (?=\s*(?:\w+ +=|\}))", "  ", example, flags=re.M).replace(
+        '"<job id>"', '"' + APP_ID + '"'
+    )
+    for tfvars in (example, uncommented):
+        (tmp_path / "terraform.tfvars").write_text(tfvars, encoding="utf-8")
+        ok, output = terraform_variables_accept({}, tmp_path)
+        assert ok, output
+    (tmp_path / "terraform.tfvars").unlink()
     main = {"job_id": APP_ID}
     for values, message in [
         ({"app_id": APP_ID, "connectors": {"main": {"job_id": ""}}}, "each with a job_id that is a GUID"),
