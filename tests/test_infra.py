@@ -528,7 +528,8 @@ def terraform_variables_accept(values: dict[str, Any], scratch: Path) -> tuple[b
     """Plans variables.tf alone (no provider, offline) with `values`: the type and validations decide."""
     shutil.copy(INFRA / "terraform" / "variables.tf", scratch / "variables.tf")
     (scratch / "values.auto.tfvars.json").write_text(json.dumps(values), encoding="utf-8")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TF_IN_AUTOMATION": "1", "HOME": str(scratch)}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "TF_IN_AUTOMATION": "1"}
+    env["CHECKPOINT_DISABLE"] = "1"  # no version check over the network
     run = [shutil.which("terraform") or "terraform", "-chdir=" + str(scratch)]
     subprocess.run([*run, "init", "-input=false", "-no-color"], env=env, capture_output=True, check=True)
     plan = subprocess.run([*run, "plan", "-input=false", "-no-color"], env=env, capture_output=True, text=True)
