@@ -1,8 +1,9 @@
 """docs/deploy.md, checked offline: every repository path it names exists, every setting, output,
-azd environment value and template parameter it names exists in the templates, and each command
-block, run from the repository root and following its own `cd`s, uses files that exist where it
-runs (`func` publish beside host.json, `terraform` beside the .tf files, a `.bicepparam` beside
-main.bicep, azd beside azure.yaml). Seeded mistakes show the checker sees them."""
+azd environment value and template parameter it names exists in the templates, and the command
+blocks, replayed in order in one shell state from the repository root (a `cd` in one block holds
+for the next, as in the admin's terminal), use files that exist where they run (`func` publish
+beside host.json, `terraform` beside the .tf files, a `.bicepparam` beside main.bicep, azd beside
+azure.yaml). Seeded mistakes show the checker sees them."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ NOT_OURS = {
     "deadLetterReason",  # fields of a dead-lettered Event Grid event
     "lastHttpStatusCode",
     "__accountName",  # named as the host-storage form the templates avoid (invalid in sovereign clouds)
+    "ignore_changes",  # named as what the Terraform template deliberately does not use
 }
 
 
@@ -60,13 +62,20 @@ def template_parameters() -> frozenset[str]:
     return frozenset(bicep_params | tf_vars)
 
 
+@cache
+def hook_settings() -> frozenset[str]:
+    """The environment values the azd hooks read besides the outputs (their retry limits)."""
+    scripts = "".join(p.read_text(encoding="utf-8") for p in (INFRA / "scripts").iterdir())
+    return frozenset(re.findall(r"HR_HOOK_\w+", scripts))
+
+
 def deployed_settings() -> set[str]:
     return {s.name for s in APP_SETTINGS if s.deployed}
 
 
 def name_problems(text: str) -> list[str]:
     problems = []
-    known = deployed_settings() | outputs() | azd_env_names() | OTHER_NAMES
+    known = deployed_settings() | outputs() | azd_env_names() | OTHER_NAMES | hook_settings()
     for name in sorted(set(NAME.findall(text))):
         if name.endswith("__") and any(s.startswith(name) for s in known):
             continue  # a connection's prefix, as in HR_STORAGE__*
@@ -178,6 +187,12 @@ def command_problems(command: str, cwd: Path, created: set[Any]) -> tuple[list[s
             problems.append(f"azd env set AZURE_RESOURCE_GROUP {args[3]}: no `az group create` of it before")
         if args[:2] == ["env", "get-value"] and args[2] not in outputs():
             problems.append(f"azd env get-value {args[2]}: no such output")
+        if args[:2] == ["env", "new"]:
+            if ("azd env", args[2]) in created:
+                problems.append(f"azd env new {args[2]}: it exists already (from an earlier step); azd env select it")
+            created.add(("azd env", args[2]))
+        if args[:2] == ["env", "select"] and ("azd env", args[2]) not in created:
+            problems.append(f"azd env select {args[2]}: no `azd env new` of it before")
     elif program == "az" and args[:3] == ["deployment", "group", "create"]:
         template, parameters = _option(args, "-f", "--template-file"), _option(args, "-p", "--parameters")
         if template is None or not exists(template):
@@ -202,8 +217,8 @@ def command_problems(command: str, cwd: Path, created: set[Any]) -> tuple[list[s
 def doc_problems(text: str) -> list[str]:
     problems: list[str] = []
     created: set[Any] = set()
+    cwd = REPO  # one shell for the whole guide: a block starts where the previous one ended
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
-        cwd = REPO
         for command in _commands(block):
             found, cwd = command_problems(command, cwd, created)
             problems += found
@@ -295,3 +310,58 @@ terraform apply -var subscribe_events=true
         "func azure functionapp publish in infra/terraform: no host.json there",
         "terraform apply -var: the next plain apply undoes it; set it in terraform.tfvars",
     ]
+
+
+def test_a_cd_holds_for_the_next_block_as_in_one_terminal() -> None:
+    guide = """```bash
+cp infra/terraform/terraform.tfvars.example infra/terraform/terraform.tfvars
+cd infra/terraform
+```
+
+Fill it in, then:
+
+```bash
+cd infra/terraform
+terraform apply
+```
+"""
+    assert doc_problems(guide) == [
+        "cd infra/terraform: no such directory (from infra/terraform)",
+        "terraform apply: no .tf files in infra/terraform/infra/terraform",
+        "terraform apply in infra/terraform/infra/terraform: no terraform.tfvars there",
+    ]
+
+
+def test_a_redeploy_does_not_create_the_azd_environment_again() -> None:
+    guide = """```bash
+azd env new hrprod
+azd up
+```
+
+After a teardown, deploy as before:
+
+```bash
+azd env new hrprod
+azd up
+```
+"""
+    assert doc_problems(guide) == ["azd env new hrprod: it exists already (from an earlier step); azd env select it"]
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    # The vault is recovered into its old group, so the group comes back first.
+    recover = text.index("az keyvault recover --name")
+    assert text.rindex("az group create", 0, recover) > text.index("## 8. Tear down")
+
+
+def test_the_sovereign_section_lists_every_api_version_the_bicep_files_use() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("**API versions in Azure Government: not verified.**") :]
+    used = set()
+    for path in (INFRA / "bicep").rglob("*.bicep"):
+        used |= set(re.findall(r"'([\w.]+)/([\w/]+)@([\d-]+(?:-preview)?)'", path.read_text(encoding="utf-8")))
+    rows = re.findall(r"^\| (Microsoft\.[^|]+) \| ([\d-]+) \|$", section, re.M)
+    assert rows
+    for namespace, type_, version in sorted(used):
+        last = type_.split("/")[-1]
+        assert any(namespace in types and last in types and version == row_version for types, row_version in rows), (
+            f"{namespace}/{type_}@{version} not listed in the Azure Government caveat"
+        )

@@ -127,7 +127,9 @@ def test_checkov_passes_and_every_skip_says_why(framework: str, tmp_path: Path) 
 @pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
 def test_every_bicep_file_parses_and_describes_every_parameter(path: Path) -> None:
     parsed = bicep(path)
-    assert parsed.get("resources") or parsed.get("modules")
+    # Something parsed (an empty result would pass the rest); connector.bicep only checks its parameters.
+    assert parsed.get("resources") or parsed.get("modules") or path.name == "connector.bicep"
+    assert parsed.get("parameters")
     for name, parameter in parsed.get("parameters", {}).items():
         assert any(d["type"] == "description" for d in parameter["decorators"]), f"{path.name}: {name}"
 
@@ -393,16 +395,16 @@ def test_list_keys_is_only_evaluated_when_the_subscription_is_deployed() -> None
         if any("listKeys(" in line and not line.lstrip().startswith("//") for line in p.read_text().splitlines())
     ]
     assert users == ["eventsubscription.bicep"]
-    module = bicep(INFRA / "bicep" / "main.bicep")["modules"]["subscription"]
+    module = bicep(INFRA / "bicep" / "main.bicep")["modules"]["eventSubscription"]
     assert module["detail"]["path"] == "modules/eventsubscription.bicep"
     assert module["config"]["condition"] == "subscribeEvents"
     # The seeded mistake of the old template: the subscription back in the topic's module, conditional.
     old = bicep(INFRA / "bicep" / "modules" / "eventsubscription.bicep")
-    old["resources"]["subscription"]["config"] = {
+    old["resources"]["webhookSubscription"]["config"] = {
         "condition": "subscribe",
-        "config": old["resources"]["subscription"]["config"],
+        "config": old["resources"]["webhookSubscription"]["config"],
     }
-    assert _conditional_resources_with_list_keys(old) == ["subscription"]
+    assert _conditional_resources_with_list_keys(old) == ["webhookSubscription"]
 
 
 def test_the_federated_issuer_is_the_identitys_tenant_in_both_templates() -> None:
@@ -425,3 +427,251 @@ def test_a_redeploy_within_the_soft_delete_period_can_reuse_or_rename_the_vault(
     (locals_,) = terraform("locals.tf")["locals"]
     assert "var.key_vault_name" in locals_["key_vault_name"]
     assert "local.key_vault_name" in json.dumps(terraform("main.tf"))
+
+
+# -- Bicep symbols that hide a built-in function (BCP265) --------------------------------------------
+# Bicep's built-in functions, az and sys namespaces (learn.microsoft.com/azure/azure-resource-manager/
+# bicep/bicep-functions). A parameter, variable, resource, module, type, function, import or loop
+# variable of the same name hides the function in that file: `subscription().id` then fails with
+# BCP265 ("is not a function"). Outputs live in another namespace and hide nothing.
+_BICEP_FUNCTION_NAMES = """
+    any array concat contains empty indexOf first flatten intersection last lastIndexOf length min max range
+    skip take union parseCidr cidrSubnet cidrHost dateTimeAdd dateTimeFromEpoch dateTimeToEpoch utcNow
+    deployer deployment environment loadFileAsBase64 loadJsonContent loadYamlContent loadTextContent
+    loadDirectoryFileInfo filter groupBy map mapValues reduce sort toObject bool int json items
+    objectKeys shallowMerge readEnvironmentVariable externalInput getSecret extensionResourceId
+    listAccountSas listKeys listSecrets managementGroupResourceId pickZones providers reference resourceId
+    subscriptionResourceId tenantResourceId toLogicalZone toLogicalZones toPhysicalZone toPhysicalZones
+    managementGroup resourceGroup subscription tenant base64 base64ToJson base64ToString dataUri
+    dataUriToString endsWith format guid join newGuid padLeft replace split startsWith string substring
+    toLower toUpper trim uniqueString uri uriComponent uriComponentToString tryGet buildUri parseUri fail
+"""
+BICEP_FUNCTIONS = frozenset(_BICEP_FUNCTION_NAMES.split())
+_DECLARATION = re.compile(r"^\s*(?:@\w+\([^)]*\)\s*)*(param|var|resource|module|type|func)\s+(\w+)", re.M)
+_LOOP_VARIABLE = re.compile(r"\[\s*for\s+(?:\(\s*(\w+)\s*,\s*(\w+)\s*\)|(\w+))\s+in\b")
+_LAMBDA_VARIABLE = re.compile(r"(?:\(\s*(\w+)(?:\s*,\s*(\w+))?\s*\)|\b(\w+))\s*=>")
+
+
+def shadowed_functions(text: str) -> list[str]:
+    """Declared names (comments left out) that are also a built-in function's name."""
+    # One pass, left to right: a quote inside a comment or a // inside a string is not misread.
+    code = re.sub(r"//[^\n]*|/\*.*?\*/|'(?:[^'\\\n]|\\.)*'", lambda m: "''" if m[0][0] == "'" else "", text, flags=re.S)
+    names = {f"{kind} {name}" for kind, name in _DECLARATION.findall(code)}
+    for groups in _LOOP_VARIABLE.findall(code) + _LAMBDA_VARIABLE.findall(code):
+        names |= {f"loop or lambda variable {name}" for name in groups if name}
+    return sorted(n for n in names if n.split()[-1] in BICEP_FUNCTIONS)
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: p.name)
+def test_no_bicep_symbol_hides_a_built_in_function(path: Path) -> None:
+    assert shadowed_functions(path.read_text(encoding="utf-8")) == []
+
+
+def test_seeded_symbols_that_hide_functions_are_caught() -> None:
+    seeded = """
+param location string = resourceGroup().location // the group's location; module subscription
+var environment = 'x'
+@batchSize(1)
+module subscription 'modules/eventsubscription.bicep' = if (on) {
+  name: 'module tenant // in a string: not a declaration'
+  url: 'https://example.com/x' // it's a comment
+}
+resource reference 'Microsoft.Storage/storageAccounts@2023-05-01' existing = { name: 'a' }
+output subscription string = subscription().id
+var names = [for (range, i) in items: range]
+var upper = map(names, string => toUpper(string))
+"""
+    assert shadowed_functions(seeded) == [
+        "loop or lambda variable range",
+        "loop or lambda variable string",
+        "module subscription",
+        "resource reference",
+        "var environment",
+    ]
+
+
+# -- the same limits on the same inputs ----------------------------------------------------------------
+GUID = "^[0-9a-fA-F-]{36}$"
+
+
+def test_bicep_refuses_an_empty_app_id_or_job_id_as_terraform_does() -> None:
+    main = bicep(INFRA / "bicep" / "main.bicep")
+    limits = {d["type"]: d["argument"] for d in main["parameters"]["appId"]["decorators"]}
+    assert limits["min_length"] == limits["max_length"] == 36
+    # Each connector's job_id goes, once per connector, to a parameter of the same limits.
+    check = main["modules"]["connectorChecks"]
+    assert check["detail"]["path"] == "modules/connector.bicep"
+    loop = check["config"]["loop_type"]["detail"]["array_name"]
+    assert loop == {"function": {"type": "items", "parameters": {"arg_1": "connectors"}}}
+    job_id = json.dumps(check["config"]["config"]["params"]["jobId"])
+    assert '"operand_1": "connector"' in job_id and '"operand_2": "job_id"' in job_id
+    module = bicep(INFRA / "bicep" / "modules" / "connector.bicep")
+    job_limits = {d["type"]: d["argument"] for d in module["parameters"]["jobId"]["decorators"]}
+    assert job_limits["min_length"] == job_limits["max_length"] == 36
+    assert module.get("resources", {}) == {}  # it deploys nothing
+    variables = (INFRA / "terraform" / "variables.tf").read_text(encoding="utf-8")
+    assert variables.count(GUID) == 2  # app_id and each connector's job_id
+
+
+# The connectors of docs/function.md's example (its placeholders made GUIDs): strings, a number and a
+# `mapping` object side by side in one connector.
+def documented_connectors() -> dict[str, Any]:
+    text = (REPO / "docs" / "function.md").read_text(encoding="utf-8")
+    example = re.search(r"```json\n(\{\s*\"leavers\".*?)```", text, re.S)
+    assert example, "the connectors example of docs/function.md"
+    connectors: dict[str, Any] = json.loads(example.group(1).replace("\u2026", "00000000-0000-0000-0000-000000000000"))
+    assert any(isinstance(c.get("mapping"), dict) for c in connectors.values())
+    return connectors
+
+
+def terraform_variables_accept(values: dict[str, Any], scratch: Path) -> tuple[bool, str]:
+    """Plans variables.tf alone (no provider, offline) with `values`: the type and validations decide."""
+    shutil.copy(INFRA / "terraform" / "variables.tf", scratch / "variables.tf")
+    (scratch / "values.auto.tfvars.json").write_text(json.dumps(values), encoding="utf-8")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(scratch), "TF_IN_AUTOMATION": "1"}
+    env["CHECKPOINT_DISABLE"] = "1"  # no version check over the network
+    run = [shutil.which("terraform") or "terraform", "-chdir=" + str(scratch)]
+    subprocess.run([*run, "init", "-input=false", "-no-color"], env=env, capture_output=True, check=True)
+    plan = subprocess.run([*run, "plan", "-input=false", "-no-color"], env=env, capture_output=True, text=True)
+    return plan.returncode == 0, plan.stdout + plan.stderr
+
+
+REQUIRED = {"environment_name": "hrprod", "resource_group_name": "rg", "location": "eastus2"}
+APP_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not installed")
+def test_terraform_accepts_the_documented_connectors_and_refuses_empty_ids(tmp_path: Path) -> None:
+    documented = {**REQUIRED, "app_id": APP_ID, "connectors": documented_connectors()}
+    ok, output = terraform_variables_accept(documented, tmp_path)
+    assert ok, output
+    # The example file too, and its commented connector once uncommented (the same shape in HCL).
+    example = (INFRA / "terraform" / "terraform.tfvars.example").read_text(encoding="utf-8")
+    uncommented = re.sub(r"^  # (?=\s*(?:\w+ +=|\}))", "  ", example, flags=re.M).replace(
+        '"<job id>"', '"' + APP_ID + '"'
+    )
+    for tfvars in (example, uncommented):
+        (tmp_path / "terraform.tfvars").write_text(tfvars, encoding="utf-8")
+        ok, output = terraform_variables_accept({}, tmp_path)
+        assert ok, output
+    (tmp_path / "terraform.tfvars").unlink()
+    main = {"job_id": APP_ID}
+    for values, message in [
+        ({"app_id": APP_ID, "connectors": {"main": {"job_id": ""}}}, "each with a job_id that is a GUID"),
+        ({"app_id": APP_ID, "connectors": {"main": {"records_per_call": 10}}}, "each with a job_id that is a GUID"),
+        ({"app_id": APP_ID, "connectors": {}}, "At least one connector"),
+        ({"app_id": "", "connectors": {"main": main}}, "An app (client) id is a GUID"),
+    ]:
+        ok, output = terraform_variables_accept({**REQUIRED, **values}, tmp_path)
+        assert not ok and message in " ".join(output.split()), (values, output)
+
+
+# -- the hooks, run against a stand-in `az` (the network edge) -----------------------------------------
+FAKE_AZ = r"""#!/bin/sh
+printf '%s\n' "$*" >> "$AZ_LOG"
+case "$*" in
+  "eventgrid system-topic list"*) echo evgt-hr ;;
+  "storage account show"*) echo /subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/sthr ;;
+  "functionapp show"*) echo func-hr.azurewebsites.net ;;
+  "functionapp keys list"*)
+    calls=$(grep -c "^functionapp keys list" "$AZ_LOG")
+    if [ "$calls" -eq 1 ]; then echo "ERROR: (ServiceUnavailable) the host is starting" >&2; exit 1; fi
+    if [ "$calls" -ge "$KEY_FROM_CALL" ]; then echo "s3cr3t/Key+Q=="; fi ;;
+  "eventgrid system-topic event-subscription create"*) for arg in "$@"; do printf '%s\n' "$arg"; done > "$AZ_CREATE" ;;
+  *) echo "unexpected az call: $*" >&2; exit 2 ;;
+esac
+"""
+HOOK_ENV = {"AZURE_RESOURCE_GROUP": "rg", "AZURE_FUNCTION_NAME": "func-hr", "HR_STORAGE_ACCOUNT": "sthr"}
+
+
+def run_shell_hook(tmp_path: Path, key_from_call: int, attempts: int) -> tuple[subprocess.CompletedProcess[str], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ, encoding="utf-8")
+    (bin_dir / "az").chmod(0o755)
+    env = {
+        **HOOK_ENV,
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "AZ_LOG": str(tmp_path / "calls"),
+        "AZ_CREATE": str(tmp_path / "create"),
+        "KEY_FROM_CALL": str(key_from_call),
+        "HR_HOOK_KEY_ATTEMPTS": str(attempts),
+        "HR_HOOK_KEY_WAIT_SECONDS": "0",
+    }
+    hook = INFRA / "scripts" / "subscribe-events.sh"
+    result = subprocess.run(["sh", str(hook)], env=env, capture_output=True, text=True, timeout=60)
+    return result, tmp_path
+
+
+def test_the_shell_hook_waits_for_the_key_then_subscribes_with_the_whole_url(tmp_path: Path) -> None:
+    result, where = run_shell_hook(tmp_path, key_from_call=3, attempts=18)
+    assert result.returncode == 0, result.stderr
+    calls = (where / "calls").read_text().splitlines()
+    assert sum(c.startswith("functionapp keys list") for c in calls) == 3  # an error, nothing, the key
+    args = (where / "create").read_text().splitlines()
+    assert args[args.index("--endpoint") + 1] == (
+        "https://func-hr.azurewebsites.net/runtime/webhooks/blobs"
+        "?functionName=Host.Functions.hr_file_arrived&code=s3cr3t/Key+Q=="
+    )
+    assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_the_shell_hook_gives_up_after_its_attempts_with_what_to_do(tmp_path: Path) -> None:
+    result, where = run_shell_hook(tmp_path, key_from_call=99, attempts=4)
+    assert result.returncode == 1
+    assert "after 4 attempts" in result.stderr and "re-run azd deploy" in result.stderr
+    calls = (where / "calls").read_text().splitlines()
+    assert sum(c.startswith("functionapp keys list") for c in calls) == 4
+    assert not (where / "create").exists()
+
+
+def test_the_powershell_hook_waits_the_same_way_and_quotes_the_url_for_az_cmd() -> None:
+    pwsh = (INFRA / "scripts" / "subscribe-events.ps1").read_text(encoding="utf-8")
+    shell = (INFRA / "scripts" / "subscribe-events.sh").read_text(encoding="utf-8")
+    for setting in ("HR_HOOK_KEY_ATTEMPTS", "HR_HOOK_KEY_WAIT_SECONDS", "re-run azd deploy"):
+        assert setting in pwsh and setting in shell
+    assert re.search(r"for \(\$attempt = 1; \$attempt -le \$attempts; \$attempt\+\+\)", pwsh)
+    assert "Start-Sleep -Seconds $waitSeconds" in pwsh
+    # az is az.cmd on Windows: cmd.exe would cut an unquoted URL at '&' (and run the rest, key and
+    # all, as a command). The URL goes to az as one variable, wrapped in double quotes on Windows only.
+    command = pwsh[pwsh.index("event-subscription create") :]
+    assert "--endpoint $endpoint `" in command and "&code=" not in command
+    windows = re.search(r"if \(\$IsWindows\) \{(.*?)\n\}", pwsh, re.S)
+    assert windows and "$endpoint = '\"' + $endpoint + '\"'" in windows.group(1)
+    assert "$PSNativeCommandArgumentPassing = 'Legacy'" in windows.group(1)
+
+
+# -- Terraform: private networking, the webhook key, the host storage setting ---------------------------
+def test_terraform_never_needs_the_storage_data_plane_which_private_networking_closes() -> None:
+    (provider,) = terraform("terraform.tf")["provider"]
+    (storage,) = provider['"azurerm"']["features"][0]["storage"]
+    assert storage["data_plane_available"] is False  # the schema test holds the name to azurerm 4.55.0
+    # What would still need the data plane: the blocks the flag turns off, or a container by account name.
+    main = json.dumps(terraform("main.tf"))
+    for data_plane in ("queue_properties", "static_website", "storage_account_name"):
+        assert data_plane not in main, data_plane
+
+
+def test_an_empty_blobs_extension_key_stops_the_apply_with_a_clear_message() -> None:
+    (keys,) = [
+        body
+        for entry in terraform("main.tf")["data"]
+        for type_, named in entry.items()
+        if unquote(type_) == "azurerm_function_app_host_keys"
+        for body in named.values()
+    ]
+    (lifecycle,) = keys["lifecycle"]
+    (check,) = lifecycle["postcondition"]
+    assert re.fullmatch(r'\$\{self\.blobs_extension_key != ""\}', check["condition"])
+    assert "deploy the code" in check["error_message"] and "subscribe_events" in check["error_message"]
+
+
+def test_the_empty_host_storage_setting_is_not_hidden_by_ignore_changes() -> None:
+    # The provider writes its own AzureWebJobsStorage (a connection string with an empty key, useless
+    # with shared keys off) when it updates the app; the "" in app_settings is what puts it right
+    # again, so every plan shows that diff (docs/deploy.md explains it) and it must not be ignored.
+    main = (INFRA / "terraform" / "main.tf").read_text(encoding="utf-8")
+    assert "ignore_changes" not in main
+    assert terraform_app_settings()["AzureWebJobsStorage"] == '""'
+    guide = " ".join((REPO / "docs" / "deploy.md").read_text(encoding="utf-8").split())
+    assert "every `terraform plan` shows `AzureWebJobsStorage`" in guide

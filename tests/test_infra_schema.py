@@ -364,7 +364,7 @@ def test_seeded_wrong_api_version_and_discriminated_property_are_caught() -> Non
     parsed = parse_bicep(INFRA / "bicep" / "modules" / "eventsubscription.bicep")
     parsed["resources"]["topic"]["api_version"] = "2024-06-01-preview"
     parsed["resources"]["topic"]["existing"] = False
-    subscription = _unwrap(parsed["resources"]["subscription"]["config"])
+    subscription = _unwrap(parsed["resources"]["webhookSubscription"]["config"])
     subscription["properties"]["destination"]["properties"]["queueName"] = "x"  # a StorageQueue property
     problems = bicep_problems(parsed)
     assert len(problems) == 2

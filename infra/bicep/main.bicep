@@ -24,7 +24,9 @@ param cloud string = 'commercial'
 @description('Entra tenant the HR connector (Purview) is in: the app signs in there. Default: this subscription\'s tenant.')
 param tenantId string = subscription().tenantId
 
-@description('Client (app) id of the Entra app registered for the HR connector.')
+@description('Client (app) id of the Entra app registered for the HR connector (a GUID).')
+@minLength(36)
+@maxLength(36)
 param appId string
 
 @description('The connectors, as the HR_CONNECTORS app setting: {"<folder>": {"job_id": "<job id>", ...}}. See docs/function.md.')
@@ -101,6 +103,16 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
   location: location
   tags: allTags
 }
+
+// Each connector's job id is a GUID (36 characters), as in Terraform: checked by ARM before the
+// Function is configured (modules/connector.bicep deploys nothing).
+module connectorChecks 'modules/connector.bicep' = [for connector in items(connectors): {
+  name: 'connector-${uniqueString(connector.key)}'
+  params: {
+    folder: connector.key
+    jobId: connector.value.job_id
+  }
+}]
 
 module network 'modules/network.bicep' = if (enablePrivateNetworking) {
   name: 'network'
@@ -246,7 +258,7 @@ module events 'modules/eventgrid.bicep' = {
 // A module of its own: ARM evaluates listKeys() in a conditional resource even when the condition
 // is false, which would fail before the code (and so the blobs_extension key) exists. A module
 // that is not deployed is not evaluated.
-module subscription 'modules/eventsubscription.bicep' = if (subscribeEvents) {
+module eventSubscription 'modules/eventsubscription.bicep' = if (subscribeEvents) {
   name: 'event-subscription'
   dependsOn: [function, events]
   params: {

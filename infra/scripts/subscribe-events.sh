@@ -1,19 +1,33 @@
 #!/bin/sh
 # azd postdeploy hook: subscribe the HR storage account's blob-created events (incoming container,
 # .csv only) to the deployed function's blobs_extension webhook, with dead-lettering. Its key only
-# exists once the code is deployed. Idempotent: re-running updates the subscription.
-# Without azd: deploy the templates again with subscribeEvents=true / subscribe_events = true.
+# exists once the code is deployed and the host has started, which can take a few minutes after
+# `azd deploy`: the hook asks again for up to HR_HOOK_KEY_ATTEMPTS x HR_HOOK_KEY_WAIT_SECONDS
+# (18 x 10 s, about 3 minutes). Idempotent: re-running updates the subscription. The key is never
+# printed. Without azd: deploy the templates again with subscribeEvents=true / subscribe_events = true.
 set -eu
 : "${AZURE_RESOURCE_GROUP:?}" "${AZURE_FUNCTION_NAME:?}" "${HR_STORAGE_ACCOUNT:?}"
+attempts="${HR_HOOK_KEY_ATTEMPTS:-18}"
+wait_seconds="${HR_HOOK_KEY_WAIT_SECONDS:-10}"
 
 topic=$(az eventgrid system-topic list -g "$AZURE_RESOURCE_GROUP" --query "[0].name" -o tsv)
 storage_id=$(az storage account show -g "$AZURE_RESOURCE_GROUP" -n "$HR_STORAGE_ACCOUNT" --query id -o tsv)
 host=$(az functionapp show -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_NAME" --query defaultHostName -o tsv)
-key=$(az functionapp keys list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_NAME" --query systemKeys.blobs_extension -o tsv)
-if [ -z "$key" ]; then
-  echo "the blobs_extension key does not exist yet: is the code deployed and the host started?" >&2
-  exit 1
-fi
+
+attempt=1
+while :; do
+  # A host that is still starting answers with an error or without the key: both mean "not yet".
+  key=$(az functionapp keys list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_NAME" \
+    --query systemKeys.blobs_extension -o tsv) || key=""
+  [ -n "$key" ] && break
+  if [ "$attempt" -ge "$attempts" ]; then
+    echo "the blobs_extension key still does not exist after $attempts attempts: is the code deployed and the host started? Then re-run azd deploy (or azd hooks run postdeploy)." >&2
+    exit 1
+  fi
+  echo "waiting for the function's blobs_extension key (attempt $attempt of $attempts)" >&2
+  attempt=$((attempt + 1))
+  sleep "$wait_seconds"
+done
 
 az eventgrid system-topic event-subscription create \
   -g "$AZURE_RESOURCE_GROUP" --system-topic-name "$topic" --name hr-incoming-csv \

@@ -489,6 +489,15 @@ data "azurerm_function_app_host_keys" "hr" {
   count               = var.subscribe_events ? 1 : 0
   name                = azurerm_function_app_flex_consumption.hr.name
   resource_group_name = data.azurerm_resource_group.hr.name
+
+  lifecycle {
+    # The provider returns "" rather than an error while the key does not exist yet; without this
+    # the subscription would get a webhook URL with an empty code and Event Grid's handshake fails.
+    postcondition {
+      condition     = self.blobs_extension_key != ""
+      error_message = "The Function has no blobs_extension key yet: deploy the code (func azure functionapp publish), wait until the host has started (a few minutes), then apply again with subscribe_events = true."
+    }
+  }
 }
 
 resource "azurerm_eventgrid_system_topic_event_subscription" "hr" {

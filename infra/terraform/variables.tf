@@ -59,11 +59,16 @@ variable "app_id" {
 }
 
 variable "connectors" {
-  type        = map(map(any))
-  description = "The connectors, as the HR_CONNECTORS app setting: { <folder> = { job_id = \"<job id>\", ... } }. See docs/function.md."
+  # any, not map(map(any)): a connector holds strings, numbers and a `mapping` object side by side
+  # (docs/function.md), which no single element type can hold. jsonencode() writes it as given.
+  type        = any
+  description = "The connectors, as the HR_CONNECTORS app setting: { <folder> = { job_id = \"<job id>\", mapping = { ... }, ... } }. See docs/function.md."
   validation {
-    condition     = length(var.connectors) > 0 && alltrue([for c in values(var.connectors) : contains(keys(c), "job_id")])
-    error_message = "At least one connector, each with a job_id."
+    # try(): a value that is not a map of objects fails the validation instead of erroring.
+    condition = try(length(var.connectors) > 0 && alltrue([
+      for c in values(var.connectors) : can(regex("^[0-9a-fA-F-]{36}$", c.job_id))
+    ]), false)
+    error_message = "At least one connector (folder = { ... }), each with a job_id that is a GUID."
   }
 }
 

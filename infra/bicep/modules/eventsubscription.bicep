@@ -30,7 +30,7 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: topicName
 }
 
-resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
+resource webhookSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: topic
   name: 'hr-incoming-csv'
   properties: {
@@ -60,4 +60,4 @@ resource subscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-
 }
 
 @description('Subscription name.')
-output name string = subscription.name
+output name string = webhookSubscription.name
