@@ -88,8 +88,7 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
     _s("HR_RETENTION_DAYS", "delete processed files, reports and state older than this (default 90)"),
     _s(
         "HR_EXPECTED_EVERY_HOURS",
-        "a file is expected at least this often; the timer alerts when the last is older (default: no check)",
-        deployed=False,  # TODO(lead): True once both templates set it (infra is another branch)
+        "a file is expected at least this often; the timer alerts when the last is older (0 or empty: no check)",
     ),
     _s("HR_LEASE_SECONDS", "lease on a file's state while it is processed, 15-60 (default 60)", deployed=False),
     # Identity and telemetry.
@@ -391,12 +390,13 @@ def _connector(name: str, definition: dict[str, Any], env: _Env, *, single: bool
 
 
 def _hours(name: str, value: Any) -> float | None:
-    if value is None:
+    """A cadence in hours; empty or 0 means no check (the templates' default)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
         hours = float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"connector {name!r}: expected_every_hours must be a number of hours") from None
-    if hours <= 0:
-        raise ConfigurationError(f"connector {name!r}: expected_every_hours must be greater than 0")
-    return hours
+    if not hours >= 0 or hours == float("inf"):
+        raise ConfigurationError(f"connector {name!r}: expected_every_hours must be 0 (no check) or more")
+    return hours or None

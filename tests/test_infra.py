@@ -19,6 +19,7 @@ import hcl2
 import pytest
 from pycep import BicepParser
 
+from hrconnector_core import service
 from hrconnector_core.settings import APP_SETTINGS, STORAGE_CONNECTION
 
 from .conftest import REPO
@@ -314,16 +315,18 @@ def test_the_templates_create_the_same_containers_roles_and_alerts() -> None:
     assert bicep_roles == tf_roles == set(ROLE_IDS.values())
 
     monitoring = bicep(INFRA / "bicep" / "modules" / "monitoring.bicep")
-    bicep_alerts = {a["name"] for a in monitoring["variables"]["alerts"]["value"]}
+    bicep_alert_list = monitoring["variables"]["alerts"]["value"]
+    bicep_alerts = {a["name"] for a in bicep_alert_list}
     assert (
         bicep_alerts
         == {unquote(k) for k in locals_["alerts"]}
-        == {
-            "hr-run-failed",
-            "hr-profile-not-refreshed",
-            "hr-timer-stopped",
-        }
+        == {"hr-run-failed", "hr-profile-not-refreshed", "hr-export-overdue", "hr-timer-stopped"}
     )
+    # Every alert dimension the code logs has a rule that looks for it, in both templates.
+    for dimension in (service.PROFILE_ALERT, service.EXPORT_ALERT):
+        wanted = f'customDimensions["hr.alert"]) == "{dimension}"'
+        assert any(wanted in a["query"] for a in bicep_alert_list), dimension
+        assert any(wanted in a["query"][1:-1].replace('\\"', '"') for a in locals_["alerts"].values()), dimension
 
 
 def test_the_event_subscription_targets_the_blob_function_and_filters_the_same_way() -> None:

@@ -61,6 +61,11 @@ param retentionDays int = 90
 @maxValue(29)
 param profileRefreshDays int = 14
 
+@description('A file is expected from the HR system at least this often (hours); the timer alerts (hr-export-overdue) when the last is older. 0: no check. A connector in `connectors` may set its own expected_every_hours.')
+@minValue(0)
+@maxValue(8760)
+param expectedEveryHours int = 0
+
 @description('Private endpoints for the HR storage account and Key Vault, and VNet integration of the Function.')
 param enablePrivateNetworking bool = false
 
@@ -226,6 +231,7 @@ module function 'modules/function.bicep' = {
       HR_PROFILE_REFRESH_DAYS: string(profileRefreshDays)
       HR_PROFILE_STALE_DAYS: '30'
       HR_RETENTION_DAYS: string(retentionDays)
+      HR_EXPECTED_EVERY_HOURS: string(expectedEveryHours)
       AZURE_CLIENT_ID: identity.properties.clientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identity.properties.clientId}'

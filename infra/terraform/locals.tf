@@ -58,6 +58,7 @@ locals {
     HR_PROFILE_REFRESH_DAYS                   = tostring(var.profile_refresh_days)
     HR_PROFILE_STALE_DAYS                     = "30"
     HR_RETENTION_DAYS                         = tostring(var.retention_days)
+    HR_EXPECTED_EVERY_HOURS                   = tostring(var.expected_every_hours)
     AZURE_CLIENT_ID                           = azurerm_user_assigned_identity.function.client_id
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING = "Authorization=AAD;ClientId=${azurerm_user_assigned_identity.function.client_id}"
   }
@@ -76,6 +77,15 @@ locals {
       description = "An employee-profile connector has not been refreshed for 20 days (profiles expire after 30)."
       severity    = 1
       query       = "traces | where tostring(customDimensions[\"hr.alert\"]) == \"profile-not-refreshed\""
+      operator    = "GreaterThan"
+      threshold   = 0
+      window      = "PT1H"
+      frequency   = "PT1H"
+    }
+    "hr-export-overdue" = {
+      description = "A connector with an expected cadence has had no file for longer than that: the HR export may have stopped."
+      severity    = 2
+      query       = "traces | where tostring(customDimensions[\"hr.alert\"]) == \"export-overdue\""
       operator    = "GreaterThan"
       threshold   = 0
       window      = "PT1H"

@@ -134,6 +134,16 @@ variable "profile_refresh_days" {
   }
 }
 
+variable "expected_every_hours" {
+  type        = number
+  description = "A file is expected from the HR system at least this often (hours); the timer alerts (hr-export-overdue) when the last is older. 0: no check. A connector in `connectors` may set its own expected_every_hours."
+  default     = 0
+  validation {
+    condition     = var.expected_every_hours >= 0 && var.expected_every_hours <= 8760
+    error_message = "Between 0 (no check) and 8760 hours."
+  }
+}
+
 variable "enable_private_networking" {
   type        = bool
   description = "Private endpoints for the HR storage account and Key Vault, and VNet integration of the Function."

@@ -70,6 +70,15 @@ var alerts = [
     frequency: 'PT1H'
   }
   {
+    name: 'hr-export-overdue'
+    description: 'A connector with an expected cadence has had no file for longer than that: the HR export may have stopped.'
+    severity: 2
+    query: 'traces | where tostring(customDimensions["hr.alert"]) == "export-overdue"'
+    operator: 'GreaterThan'
+    window: 'PT1H'
+    frequency: 'PT1H'
+  }
+  {
     name: 'hr-timer-stopped'
     description: 'The timer has not run for 6 hours: no sweep, no profile refresh, no retention.'
     severity: 2
