@@ -15,17 +15,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .checkpoint import Checkpoint, CheckpointKey, CheckpointRecorder, CheckpointStore
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
-from .ingestion import IngestionClient
 from .mapping import Mapping, describe_unplaced, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, utc_now
 from .schema import SCENARIOS
 from .validation import RowValidator
+
+if TYPE_CHECKING:  # a dry run never loads requests
+    from .ingestion import IngestionClient
 
 log = logging.getLogger(__name__)
 
