@@ -254,7 +254,7 @@ class RowValidator:
         limit = DUPLICATE_CHECK_LIMIT
         for record in records:
             row, fields = record
-            if len(fields) != width or not any(fields):
+            if len(fields) != width:  # (a row of empty fields fails every fast pattern: blank below)
                 if not "".join(fields).strip():
                     sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
                     continue
@@ -282,6 +282,9 @@ class RowValidator:
                     if normalised is not fields:
                         fields, joined = normalised, SEP.join(normalised)
                     plain = joined.count(SEP) == width - 1
+            elif not any(fields):
+                sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
+                continue
             else:
                 plain = joined.count(SEP) == width - 1
             seen = self._seen
@@ -517,17 +520,20 @@ def _before_iso(later: str, earlier: str) -> bool:
     """`later` is before `earlier`, both strings the ISO pattern accepted.
 
     With the same offset the text orders as the instants do (the fraction padded to 7 digits);
-    otherwise both are parsed.
+    otherwise both are parsed. Inline rather than through _split_iso: it runs on every
+    resignation row.
     """
     if len(later) == len(earlier) and later[-6:] == earlier[-6:]:
         return later < earlier  # the same layout: same offset, same number of fraction digits
-    a_time, a_fraction, a_offset = _split_iso(later)
-    b_time, b_fraction, b_offset = _split_iso(earlier)
-    if a_offset == b_offset:
-        if a_time != b_time:
-            return a_time < b_time
-        return a_fraction.ljust(7, "0") < b_fraction.ljust(7, "0")
-    return _before_parsed(later, earlier)
+    a_offset = "Z" if later[-1] == "Z" else later[-6:] if later[-6] in "+-" else ""
+    b_offset = "Z" if earlier[-1] == "Z" else earlier[-6:] if earlier[-6] in "+-" else ""
+    if a_offset != b_offset:
+        return _before_parsed(later, earlier)
+    if later[:19] != earlier[:19]:
+        return later[:19] < earlier[:19]
+    a_fraction = later[20 : len(later) - len(a_offset)]
+    b_fraction = earlier[20 : len(earlier) - len(b_offset)]
+    return a_fraction.ljust(7, "0") < b_fraction.ljust(7, "0")
 
 
 def _parse_iso(value: str) -> tuple[datetime, int] | None:
