@@ -123,6 +123,10 @@ def date_hint(value: str) -> str:
     return ""
 
 
+# Enum members are slow to look up on Python 3.11 (about 0.3 us each): the detailed path uses these.
+_EMAIL_KIND, _DATE_KIND = Kind.EMAIL, Kind.DATE
+
+
 class _FieldCheck(NamedTuple):
     position: int
     column: str
@@ -230,6 +234,10 @@ class RowValidator:
         if not self._fast_path or any(c.date_format for c in checks):
             return None  # converted dates need the detailed path
         pieces: list[str | None] = [None] * self.width  # None: a column no check reads
+        if self._scenario_index is not None:
+            # Only values found in _plan_by_raw reach this pattern, and only printable ones are
+            # put there, so the cheaper class (no control-character ranges) is enough.
+            pieces[self._scenario_index] = f"[^{SEP}]*"
         for index, _column in foreign:
             pieces[index] = _BLANK
         for check in checks:
@@ -360,7 +368,7 @@ class RowValidator:
                     f"the scenario value {what} (mapped: {known})",
                     Severity.ERROR,
                 )
-            if len(self._plan_by_raw) < 256:  # the few spellings a file uses
+            if len(self._plan_by_raw) < 256 and raw.isprintable():  # the few spellings a file uses
                 self._plan_by_raw[raw] = plan
         return plan
 
@@ -386,10 +394,10 @@ class RowValidator:
                         )
                     )
                 continue
-            if kind is Kind.EMAIL:
+            if kind is _EMAIL_KIND:
                 if _EMAIL(value):
                     continue
-            elif kind is Kind.DATE:
+            elif kind is _DATE_KIND:
                 if fmt is None:
                     if _iso_datetime(value):
                         continue
