@@ -74,10 +74,10 @@ _ISO = re.compile(
 
 # The fast path matches a whole row, its fields joined by SEP, against one pattern per scenario.
 # It accepts only rows the detailed checks would pass without a word, so it changes speed, never
-# outcomes. SEP is a control character and no piece of a pattern matches a control character, so
-# a field containing SEP (or any control character) is never accepted by the fast path alone: the
-# pattern needs exactly width - 1 separators and each piece stops at one. February 29th and
-# anything unusual take the detailed path.
+# outcomes. No piece of a pattern matches SEP, so a field containing SEP can never be accepted:
+# the pattern needs exactly width - 1 separators and each piece stops at one. No piece matches any
+# other control character either (the scenario column's piece is reached only with a value known
+# to be printable). February 29th and anything unusual take the detailed path.
 SEP = "\x1f"
 _ANY = f"[^{_CONTROL}]*"
 _BLANK = " *"  # what str.isspace() calls blank, without control characters
