@@ -13,21 +13,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import status as status_command
 from .checkpoint import LocalCheckpointStore, default_state_dir
 from .chunking import DEFAULT_RECORDS_PER_CALL
 from .clouds import CLOUDS, CloudEndpoints, resolve_cloud
-from .credentials import (
-    TokenProvider,
-    certificate_credential,
-    secret_credential,
-    secret_from_key_vault,
-)
 from .csvreader import CsvFile
 from .errors import ConfigurationError, CredentialError, InputFileError
-from .ingestion import IngestionClient
 from .mapping import describe_unplaced, infer_mapping, load_mapping
 from .pipeline import (
     DEFAULT_MAX_CONCURRENCY,
@@ -42,6 +35,9 @@ from .pipeline import (
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
 from .validation import Severity
+
+if TYPE_CHECKING:  # validate and --dry-run never load azure-core or requests (start-up time)
+    from .ingestion import IngestionClient
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 
@@ -219,6 +215,8 @@ def _secret(args: argparse.Namespace) -> str | None:
     if args.key_vault_url:
         if not args.secret_name:
             raise ConfigurationError("--key-vault-url needs --secret-name")
+        from .credentials import secret_from_key_vault
+
         return secret_from_key_vault(
             args.key_vault_url, args.secret_name, verify_challenge_resource=not args.key_vault_skip_challenge_check
         )
@@ -228,6 +226,9 @@ def _secret(args: argparse.Namespace) -> str | None:
 def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
     if not args.tenant_id or not args.app_id:
         raise ConfigurationError("--tenant-id and --app-id are required to upload")
+    from .credentials import TokenProvider, certificate_credential, secret_credential
+    from .ingestion import IngestionClient
+
     secret = _secret(args)
     if secret is not None:
         credential = secret_credential(args.tenant_id, args.app_id, secret, cloud)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,10 +169,32 @@ def _nesting(text: str) -> int:
     return deepest
 
 
+_CLOSEST_CANDIDATES = 1000
+
+
+_NOT_LETTERS = re.compile(r"[\W_]+")
+
+
+def _letters(text: str) -> str:
+    return _NOT_LETTERS.sub("", text.casefold())
+
+
 def closest(name: str, header: list[str]) -> str | None:
-    """The header most like `name` (for "did you mean" messages)."""
-    folded = {h.casefold(): h for h in header}
-    match = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.5)
+    """The header most like `name` (for "did you mean" messages).
+
+    Bounded, so that a hostile 100,000-column header costs a linear scan: the same letters
+    ('Effective Date' for EffectiveDate) first, then difflib over at most 1,000 headers of a
+    length that can reach its 0.5 cutoff (within 3x of the name's).
+    """
+    key, letters = name.casefold(), _letters(name)
+    folded: dict[str, str] = {}
+    for h in header:
+        if letters and len(h) >= len(letters) and _letters(h) == letters:
+            return h
+        f = h.casefold()
+        if len(folded) < _CLOSEST_CANDIDATES and len(key) <= 3 * len(f) and len(f) <= 3 * len(key):
+            folded.setdefault(f, h)
+    match = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.5)
     return folded[match[0]] if match else None
 
 

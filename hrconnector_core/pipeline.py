@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from .checkpoint import (
     Checkpoint,
@@ -32,11 +32,13 @@ from .checkpoint import (
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, Record, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
-from .ingestion import IngestionClient
 from .mapping import Mapping, describe_unplaced, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
 from .validation import RowValidator
+
+if TYPE_CHECKING:  # a dry run never loads requests
+    from .ingestion import IngestionClient
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ into logs and reports without leaking HR data.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -56,8 +57,12 @@ class RowSink:
         raise NotImplementedError
 
 
+# Control characters: C0, DEL and C1. None belongs in an e-mail address, and the fast path
+# accepts no field containing one (its separator is one of them).
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
 # re.ASCII: \d is 0-9 only (Arabic-Indic digits are no ISO date), and matching is faster.
-_EMAIL = re.compile(r"[^@\s,;<>()\[\]\\\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+", re.ASCII).fullmatch
+_EMAIL_PATTERN = rf"[^@\s,;<>()\[\]\\\"{_CONTROL}]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+_EMAIL = re.compile(_EMAIL_PATTERN, re.ASCII).fullmatch
 # ISO 8601 as the documentation writes it: yyyy-mm-ddThh:mm:ss, up to 7 fractional digits, and an
 # offset, Z, or nothing. Ranges are in the pattern so that one match decides, except for days
 # 29-31 of short months.
@@ -68,15 +73,20 @@ _ISO = re.compile(
 ).fullmatch
 
 # The fast path matches a whole row, its fields joined by SEP, against one pattern per scenario.
-# It accepts only rows the detailed checks would pass without a word (days 29-31 and anything
-# unusual take the detailed path), so it changes speed, never outcomes.
+# It accepts only rows the detailed checks would pass without a word, so it changes speed, never
+# outcomes. No piece of a pattern matches SEP, so a field containing SEP can never be accepted:
+# the pattern needs exactly width - 1 separators and each piece stops at one. No piece matches any
+# other control character either (the scenario column's piece is reached only with a value known
+# to be printable). February 29th and anything unusual take the detailed path.
 SEP = "\x1f"
-_ANY = "[^\x1f]*"
-_BLANK = "[^\\S\x1f]*"
+_ANY = f"[^{_CONTROL}]*"
+_BLANK = " *"  # what str.isspace() calls blank, without control characters
+# A required text value: at least one character that is neither a control nor (Unicode) white space.
+_FILLED = rf"(?=[^{_CONTROL}]*(?u:[^\s{_CONTROL}]))"
+_DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
 _FAST_KIND = {
-    Kind.EMAIL: r"[^@\s,;<>()\[\]\\\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+",
-    Kind.DATE: r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,7})?"
-    r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
+    Kind.EMAIL: _EMAIL_PATTERN,
+    Kind.DATE: rf"\d{{4}}-{_DAY}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,7}})?(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
 }
 _LOOKALIKES = (
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "a date without a time: add T00:00:00"),
@@ -113,6 +123,10 @@ def date_hint(value: str) -> str:
     return ""
 
 
+# Enum members are slow to look up on Python 3.11 (about 0.3 us each): the detailed path uses these.
+_EMAIL_KIND, _DATE_KIND = Kind.EMAIL, Kind.DATE
+
+
 class _FieldCheck(NamedTuple):
     position: int
     column: str
@@ -144,15 +158,18 @@ class RowValidator:
     column name, is a file-level error (InputFileError) raised before any row is read.
     """
 
-    def __init__(self, header: list[str], mapping: Mapping | None) -> None:
+    def __init__(self, header: list[str], mapping: Mapping | None, *, fast_path: bool = True) -> None:
+        """`fast_path=False`: the detailed checks for every row (what the fast path must agree with)."""
         self.header = header
         self.width = len(header)
         self.mapping = mapping
         names = [h.strip().casefold() for h in header]
-        duplicates = sorted({h for h, n in zip(header, names, strict=True) if n and names.count(n) > 1})
+        counts = Counter(names)  # linear: a 100,000-column header must not take minutes
+        duplicates = sorted({h for h, n in zip(header, names, strict=True) if n and counts[n] > 1})
         if duplicates:
             raise InputFileError(f"the header names these columns more than once: {', '.join(duplicates)}")
         self._index = {n: i for i, n in enumerate(names) if n}
+        self._fast_path = fast_path
         self._plans: dict[str, _ScenarioPlan] = {}
         self._single: _ScenarioPlan | None = None
         self._scenario_index: int | None = None
@@ -214,24 +231,28 @@ class RowValidator:
     def _fast_pattern(
         self, checks: tuple[_FieldCheck, ...], foreign: tuple[tuple[int, str], ...]
     ) -> Callable[[str], re.Match[str] | None] | None:
-        if any(c.date_format for c in checks):
+        if not self._fast_path or any(c.date_format for c in checks):
             return None  # converted dates need the detailed path
-        pieces = [_ANY] * self.width
+        pieces: list[str | None] = [None] * self.width  # None: a column no check reads
+        if self._scenario_index is not None:
+            # Only values found in _plan_by_raw reach this pattern, and only printable ones are
+            # put there, so the cheaper class (no control-character ranges) is enough.
+            pieces[self._scenario_index] = f"[^{SEP}]*"
         for index, _column in foreign:
             pieces[index] = _BLANK
         for check in checks:
             if check.kind in _FAST_KIND:
                 piece = _FAST_KIND[check.kind]
             elif check.max_length is not None:
-                piece = f"[^\x1f]{{0,{check.max_length}}}"
+                piece = f"[^{_CONTROL}]{{0,{check.max_length}}}"
             else:
                 piece = _ANY
             if check.required:
-                piece = f"(?=[^\x1f]*[^\\s\x1f]){piece}" if check.kind is Kind.TEXT else piece
+                piece = _FILLED + piece if check.kind is Kind.TEXT else piece
             elif check.kind is not Kind.TEXT:
                 piece = f"(?:{piece}|{_BLANK})"
             pieces[check.position] = piece
-        return re.compile(SEP.join(pieces), re.ASCII).fullmatch
+        return re.compile(_join_pieces(pieces), re.ASCII).fullmatch
 
     def validate_rows(self, records: Iterable[Record], sink: RowSink) -> Iterator[ValidRow]:
         """Every record is yielded (possibly normalised), or reported to `sink` with its reasons."""
@@ -241,7 +262,7 @@ class RowValidator:
         limit = DUPLICATE_CHECK_LIMIT
         for record in records:
             row, fields = record
-            if len(fields) != width or not any(fields):
+            if len(fields) != width:  # (a row of empty fields fails every fast pattern: blank below)
                 if not "".join(fields).strip():
                     sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
                     continue
@@ -250,11 +271,12 @@ class RowValidator:
                     continue
                 fields = fitted
             joined = SEP.join(fields)  # one string serves the fast pattern and the duplicate check
+            plain = True  # no field holds SEP, so `joined` stands for the row alone
             if checked:
                 plan = single if scenario_index is None else by_raw.get(fields[scenario_index])
                 if plan is not None and plan.fast is not None and plan.fast(joined):
                     pair = plan.resignation_pair
-                    if pair is not None and _before(fields[pair[1]], fields[pair[0]]):
+                    if pair is not None and _before_iso(fields[pair[1]], fields[pair[0]]):
                         self._warn_resignation_order(row, pair[1], sink)
                     plan.counts[0] += 1
                 elif not joined.replace(SEP, "").strip():  # spaces only: as blank as an empty line
@@ -267,9 +289,15 @@ class RowValidator:
                         continue
                     if normalised is not fields:
                         fields, joined = normalised, SEP.join(normalised)
+                    plain = joined.count(SEP) == width - 1
+            elif not any(fields):
+                sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
+                continue
+            else:
+                plain = joined.count(SEP) == width - 1
             seen = self._seen
             if seen is not None:
-                first = seen.setdefault(hash(joined), row)
+                first = seen.setdefault(hash(joined) if plain else hash(tuple(fields)), row)
                 if first != row:
                     sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
                 elif len(seen) >= limit:
@@ -340,7 +368,7 @@ class RowValidator:
                     f"the scenario value {what} (mapped: {known})",
                     Severity.ERROR,
                 )
-            if len(self._plan_by_raw) < 256:  # the few spellings a file uses
+            if len(self._plan_by_raw) < 256 and raw.isprintable():  # the few spellings a file uses
                 self._plan_by_raw[raw] = plan
         return plan
 
@@ -366,10 +394,10 @@ class RowValidator:
                         )
                     )
                 continue
-            if kind is Kind.EMAIL:
+            if kind is _EMAIL_KIND:
                 if _EMAIL(value):
                     continue
-            elif kind is Kind.DATE:
+            elif kind is _DATE_KIND:
                 if fmt is None:
                     if _iso_datetime(value):
                         continue
@@ -458,6 +486,25 @@ class RowValidator:
         )
 
 
+def _join_pieces(pieces: list[str | None]) -> str:
+    """The whole-row pattern; a run of unread columns is one repeated group, so its size (and
+    compile time) grows with the checked columns, not with the header's width."""
+    out: list[str] = []
+    run = 0
+    for piece in pieces:
+        if piece is None:
+            run += 1
+            continue
+        if run:
+            out.append(f"(?:{_ANY}{SEP}){{{run}}}")
+            run = 0
+        out.append(piece + SEP)
+    if run:  # the last separator is not there: the row ends with the run's last column
+        out.append(f"(?:{_ANY}{SEP}){{{run - 1}}}{_ANY}" if run > 1 else _ANY)
+        return "".join(out)
+    return "".join(out)[: -len(SEP)]
+
+
 def _convert_date(value: str, fmt: str) -> str | None:
     try:
         parsed = datetime.strptime(value, fmt)
@@ -466,28 +513,66 @@ def _convert_date(value: str, fmt: str) -> str | None:
     return parsed.isoformat()
 
 
-def _parse_iso(value: str) -> datetime | None:
-    text = value.replace("Z", "+00:00")
-    if "." in text:  # Python takes at most 6 fractional digits before 3.11's fromisoformat
-        head, _, rest = text.partition(".")
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = head + "." + rest[: min(digits, 6)].ljust(6, "0") + rest[digits:]
+def _split_iso(value: str) -> tuple[str, str, str]:
+    """(yyyy-mm-ddThh:mm:ss, fraction digits, offset) of a string the ISO pattern accepted."""
+    if value[-1] == "Z":
+        offset, body = "Z", value[:-1]
+    elif value[-6] in "+-":  # hh:mm:ss and a fraction put only digits, ':' or '.' there
+        offset, body = value[-6:], value[:-6]
+    else:
+        offset, body = "", value
+    return body[:19], body[20:], offset
+
+
+def _before_iso(later: str, earlier: str) -> bool:
+    """`later` is before `earlier`, both strings the ISO pattern accepted.
+
+    With the same offset the text orders as the instants do (the fraction padded to 7 digits);
+    otherwise both are parsed. Inline rather than through _split_iso: it runs on every
+    resignation row.
+    """
+    if len(later) == len(earlier) and later[-6:] == earlier[-6:]:
+        return later < earlier  # the same layout: same offset, same number of fraction digits
+    a_offset = "Z" if later[-1] == "Z" else later[-6:] if later[-6] in "+-" else ""
+    b_offset = "Z" if earlier[-1] == "Z" else earlier[-6:] if earlier[-6] in "+-" else ""
+    if a_offset != b_offset:
+        return _before_parsed(later, earlier)
+    if later[:19] != earlier[:19]:
+        return later[:19] < earlier[:19]
+    a_fraction = later[20 : len(later) - len(a_offset)]
+    b_fraction = earlier[20 : len(earlier) - len(b_offset)]
+    return a_fraction.ljust(7, "0") < b_fraction.ljust(7, "0")
+
+
+def _parse_iso(value: str) -> tuple[datetime, int] | None:
+    """(the whole seconds, with the offset if any; the fraction in units of 100 ns)."""
+    match = _ISO(value)
+    if match is None:
+        return None
+    time, fraction, offset = _split_iso(value)
     try:
-        return datetime.fromisoformat(text)
+        whole = datetime.fromisoformat(time + ("+00:00" if offset == "Z" else offset))
     except ValueError:
         return None
+    return whole, int(fraction.ljust(7, "0"))
 
 
-def _before(later: str, earlier: str) -> bool:
-    # Same length and same offset: ISO 8601 strings order as their instants do.
-    if len(later) == len(earlier) and later[-6:] == earlier[-6:]:
-        return later < earlier
+def _before_parsed(later: str, earlier: str) -> bool:
+    """The detailed check: both parsed; an offset on one side only is ignored."""
     a, b = _parse_iso(later), _parse_iso(earlier)
     if a is None or b is None:
         return False
-    if (a.tzinfo is None) != (b.tzinfo is None):
-        a, b = a.replace(tzinfo=None), b.replace(tzinfo=None)
-    return a < b
+    a_time, b_time = a[0], b[0]
+    if (a_time.tzinfo is None) != (b_time.tzinfo is None):
+        a_time, b_time = a_time.replace(tzinfo=None), b_time.replace(tzinfo=None)
+    return (a_time, a[1]) < (b_time, b[1])
+
+
+def _before(later: str, earlier: str) -> bool:
+    """The resignation-order test for any pair of values: on text for the common forms."""
+    if _ISO(later) and _ISO(earlier):
+        return _before_iso(later, earlier)
+    return _before_parsed(later, earlier)
 
 
 def conform_rows(header: list[str], records: Iterable[Record], sink: RowSink) -> Iterator[ValidRow]:
