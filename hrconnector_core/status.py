@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-
 from .errors import ConfigurationError
 from .settings import Containers
 
@@ -148,6 +146,8 @@ def _failed_files(container: ContainerClient) -> list[FailedFile]:
 
 
 def _read_json(container: ContainerClient, name: str) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
     try:
         data = json.loads(container.get_blob_client(name).download_blob().readall())
     except ResourceNotFoundError:
@@ -181,6 +181,8 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None, now: datetime | None = None) -> int:
+    from azure.core.exceptions import AzureError
+
     out = out or sys.stdout
     containers = Containers(state=args.state_container, failed=args.failed_container)
     try:

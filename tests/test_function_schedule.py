@@ -101,7 +101,16 @@ def test_a_connector_without_a_cadence_is_never_overdue(emulator, function_env: 
     assert service.run_schedule(calendar.at(400, 0)).overdue_exports == []
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "daily"])
+@pytest.mark.parametrize("value", ["0", "", " "])
+def test_a_cadence_of_zero_or_empty_means_no_check(function_env: FunctionEnv, monkeypatch, value: str) -> None:
+    """The templates' default: the setting is there, the check is off."""
+    monkeypatch.setenv("HR_EXPECTED_EVERY_HOURS", value)
+    settings = Settings.from_env()
+    assert not settings.problems
+    assert [c.expected_every_hours for c in settings.connectors.values()] == [None]
+
+
+@pytest.mark.parametrize("value", ["-3", "daily", "nan", "inf"])
 def test_a_bad_cadence_is_a_connector_problem(function_env: FunctionEnv, monkeypatch, value: str) -> None:
     monkeypatch.setenv("HR_EXPECTED_EVERY_HOURS", value)
     settings = Settings.from_env()
