@@ -439,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"upload": upload, "validate": validate, "mapping": mapping_infer}
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
+        return code
     except (ConfigurationError, CredentialError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -371,7 +371,7 @@ def _read_and_upload(
         recorder.save()  # proves the store can be written before the first chunk is sent
         chunks = make_chunks(
             csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, report), report),
+            validator.validate_rows(_records(csv_file, facts, report, read := csv_file.records()), report),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency, held)
@@ -389,9 +389,10 @@ def _read_and_upload(
             # two per upload thread) finish and are recorded, so the checkpoint says what was sent.
             uploader.close()
             report.scenarios = validator.scenario_counts()
-            report.rows.rows_in = csv_file.data_rows
             if not completed:
+                read.close()  # a run stopped between rows: the reader's count is final
                 _account_unread(report, csv_file.data_rows)
+            report.rows.rows_in = csv_file.data_rows
             unrecorded = uploader.unrecorded_error()
             if unrecorded is not None:
                 uploader.error = unrecorded
@@ -539,9 +540,11 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
         )
 
 
-def _records(csv_file: CsvFile, facts: FileFacts, report: RunReport) -> Iterator[Record]:
+def _records(
+    csv_file: CsvFile, facts: FileFacts, report: RunReport, records: Iterator[Record] | None = None
+) -> Iterator[Record]:
     """The file's records; cells our rejected-rows file neutralised are set aside, not sent."""
-    records = csv_file.records()
+    records = csv_file.records() if records is None else records
     return reject_neutralised(records, report) if facts.apostrophe_formulas else records
 
 
@@ -694,19 +697,26 @@ class _ChunkUploader:
             self._record(chunk, "planned")
         elif self._stop.is_set():
             self._record(chunk, "not-attempted", error="not sent: an earlier chunk failed")
-        elif self._held is not None and not self._held.intact():
-            self._fail(
-                CheckpointError(
-                    f"the lock file {str(self._held.path)!r} was removed or replaced while this run held it; "
-                    "nothing more was sent, so that two runs never upload this file at once. Run again to send the rest"
-                )
-            )
+        elif not self._lock_intact():
             self._record(chunk, "not-attempted", error="not sent: the run's lock file was removed")
         else:
             self._slots.acquire()
             # Each upload runs in a copy of the caller's context (the Function's log context).
             future = self._pool.submit(contextvars.copy_context().run, self._upload, chunk)
             future.add_done_callback(self._release)
+
+    def _lock_intact(self) -> bool:
+        """Whether this run still holds the lock file at its path; if not, it stops at once."""
+        if self._held is None or self._held.intact():
+            return True
+        self._fail(
+            CheckpointError(
+                f"the lock file {str(self._held.path)!r} was removed or replaced while this run held it; "
+                "nothing more was sent and the checkpoint is left to the run that holds the new lock, "
+                "so that two runs never upload this file at once. Run again to send the rest"
+            )
+        )
+        return False
 
     def _release(self, future: Future[None]) -> None:
         self._slots.release()
@@ -718,7 +728,7 @@ class _ChunkUploader:
 
     def _upload(self, chunk: Chunk) -> None:
         assert self._client is not None
-        if self._stop.is_set():
+        if self._stop.is_set() or not self._lock_intact():
             self._record(chunk, "not-attempted", error="not sent: an earlier chunk failed")
             return
         t0 = time.monotonic()
@@ -742,6 +752,8 @@ class _ChunkUploader:
             return
         status = "uploaded"
         try:
+            if not self._lock_intact():  # another run owns the checkpoint now: do not overwrite it
+                raise CheckpointError("this run's lock file was removed or replaced: it no longer saves the checkpoint")
             self._recorder.mark_done(chunk.index, chunk.record_count, chunk_digest(chunk.data))
         except Exception as exc:  # the service has the rows; the checkpoint could not say so: stop now
             reason = str(exc) if isinstance(exc, HRConnectorError) else f"{type(exc).__name__}: {exc}"
