@@ -11,13 +11,13 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, cast
 
 from .checkpoint import (
     Checkpoint,
@@ -369,9 +369,10 @@ def _read_and_upload(
             None if options.dry_run else store, checkpoint or Checkpoint(key, file_name=source.name)
         )
         recorder.save()  # proves the store can be written before the first chunk is sent
+        read = cast(Generator[Record, None, None], csv_file.records())  # closed if the run stops early
         chunks = make_chunks(
             csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, report, read := csv_file.records()), report),
+            validator.validate_rows(_records(csv_file, facts, report, read), report),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency, held)
