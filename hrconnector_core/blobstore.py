@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -28,7 +29,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
-from .checkpoint import Checkpoint, CheckpointKey
+from .checkpoint import Checkpoint, CheckpointKey, parse_checkpoint
 from .credentials import function_identity
 from .errors import InputFileError, StorageError
 from .settings import StorageSettings
@@ -98,10 +99,10 @@ class JsonBlobs:
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
 
-    def read(self, name: str) -> tuple[dict[str, Any], str] | None:
+    def read(self, name: str, parse: Callable[[bytes], Any] = json.loads) -> tuple[Any, str] | None:
         try:
             downloader = self.container.get_blob_client(name).download_blob()
-            return json.loads(downloader.readall()), downloader.properties.etag
+            return parse(downloader.readall()), downloader.properties.etag
         except ResourceNotFoundError:
             return None
 
@@ -147,12 +148,13 @@ class BlobCheckpointStore:
         return f"{self._prefix}{key.id}.json"
 
     def load(self, key: CheckpointKey) -> Checkpoint | None:
-        found = self._blobs.read(self._name(key))
+        name = self._name(key)
+        where = f"{self._blobs.container.container_name}/{name}"
+        found = self._blobs.read(name, lambda raw: parse_checkpoint(raw, where))
         if found is None:
             return None
-        data, etag = found
+        checkpoint, etag = found
         self._etags[key.id] = etag
-        checkpoint = Checkpoint.from_dict(data)
         return checkpoint if checkpoint.key.same_file(key) else None  # whatever settings made it
 
     def save(self, checkpoint: Checkpoint) -> None:

@@ -15,9 +15,11 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,6 +74,7 @@ class Checkpoint:
     digests: dict[int, str] = field(default_factory=dict)  # chunk index -> chunk_digest of what was accepted
     rows: dict[str, int] = field(default_factory=dict)  # the finished run's row accounting
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)  # and its rows per scenario
+    file_name: str | None = None  # the name it was uploaded under (to spot a file replaced mid-upload)
 
     @property
     def finished(self) -> bool:
@@ -90,6 +93,7 @@ class Checkpoint:
             "finished_at": self.finished_at,
             "rows": self.rows,
             "scenarios": self.scenarios,
+            "file_name": self.file_name,
         }
 
     @classmethod
@@ -120,9 +124,38 @@ class Checkpoint:
                 total = int(total)
             if finished_at is not None:
                 finished_at = _text(finished_at)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DamagedCheckpointError(f"not a checkpoint this version can read ({exc})") from None
-        return cls(key, completed, total, finished_at, digests, rows, scenarios)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise DamagedCheckpointError(f"not a checkpoint this version can read ({_short(exc)})") from None
+        name = data.get("file_name")
+        file_name = name if isinstance(name, str) else None
+        return cls(key, completed, total, finished_at, digests, rows, scenarios, file_name)
+
+
+MAX_CHECKPOINT_BYTES = 256 << 20  # ~4 million chunks; anything larger is not a checkpoint this code wrote
+
+
+def parse_checkpoint(raw: bytes, where: str) -> Checkpoint:
+    """The one reader of a stored checkpoint (local file and blob): its bytes, or a
+    DamagedCheckpointError naming `where` for anything else (never another exception)."""
+    if len(raw) > MAX_CHECKPOINT_BYTES:
+        raise DamagedCheckpointError(f"the checkpoint {where} is damaged: larger than {MAX_CHECKPOINT_BYTES:,} bytes")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError, OverflowError, MemoryError):
+        raise DamagedCheckpointError(f"the checkpoint {where} is damaged (not valid JSON)") from None
+    try:
+        return Checkpoint.from_dict(data)
+    except DamagedCheckpointError as exc:
+        raise DamagedCheckpointError(f"the checkpoint {where} is damaged: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 120 else f"{type(exc).__name__}"
 
 
 def _text(value: Any) -> str:
@@ -151,7 +184,7 @@ class CheckpointStore(Protocol):
 class LockingStore(Protocol):
     """A store that can keep two runs of the same file and job apart (the local directory)."""
 
-    def lock(self, key: CheckpointKey) -> Any: ...  # a context manager
+    def lock(self, key: CheckpointKey) -> Any: ...  # a context manager giving a HeldLock
 
 
 def default_state_dir() -> Path:
@@ -195,20 +228,57 @@ class LocalCheckpointStore:
             ) from exc
 
     def load(self, key: CheckpointKey) -> Checkpoint | None:
-        path = self.path(key)
+        checkpoint = self._read(self.path(key))
+        return checkpoint if checkpoint is not None and checkpoint.key.same_file(key) else None
+
+    def _read(self, path: Path) -> Checkpoint | None:
+        """A regular file of bounded size, opened without following a link or blocking on a FIFO;
+        anything else at the path is a damaged checkpoint (that --force removes)."""
         try:
-            raw = path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return None
         except OSError as exc:
+            if os.path.islink(path) or os.path.isdir(path):
+                raise DamagedCheckpointError(
+                    f"the checkpoint {str(path)!r} is damaged: not a regular file (a link or a directory)"
+                ) from None
             raise CheckpointError(_os_error("cannot read the checkpoint", exc)) from exc
         try:
-            checkpoint = Checkpoint.from_dict(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged (not valid JSON)") from None
-        except DamagedCheckpointError as exc:
-            raise DamagedCheckpointError(f"the checkpoint {str(path)!r} is damaged: {exc}") from None
-        return checkpoint if checkpoint.key.same_file(key) else None
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise DamagedCheckpointError(
+                    f"the checkpoint {str(path)!r} is damaged: not a regular file (a FIFO, device or directory)"
+                )
+            if info.st_size > MAX_CHECKPOINT_BYTES:
+                raise DamagedCheckpointError(
+                    f"the checkpoint {str(path)!r} is damaged: larger than {MAX_CHECKPOINT_BYTES:,} bytes"
+                )
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                raw = handle.read(MAX_CHECKPOINT_BYTES + 1)
+        except OSError as exc:
+            raise CheckpointError(_os_error("cannot read the checkpoint", exc)) from exc
+        finally:
+            os.close(fd)
+        return parse_checkpoint(raw, repr(str(path)))
+
+    def unfinished(self, file_name: str, job_id: str) -> list[tuple[Path, Checkpoint]]:
+        """Unfinished checkpoints of other content uploaded under this file name to this job."""
+        found = []
+        for path in sorted(self.directory.glob("checkpoint-*.json")):
+            try:
+                checkpoint = self._read(path)
+            except CheckpointError:
+                continue  # a damaged one is reported when its own content is run
+            if (
+                checkpoint is not None
+                and not checkpoint.finished
+                and checkpoint.completed
+                and checkpoint.file_name == file_name
+                and checkpoint.key.job_id == job_id
+            ):
+                found.append((path, checkpoint))
+        return found
 
     def save(self, checkpoint: Checkpoint) -> None:
         target = self.path(checkpoint.key)
@@ -232,34 +302,105 @@ class LocalCheckpointStore:
             raise
 
     def delete(self, key: CheckpointKey) -> None:
+        path = self.path(key)
+        if path.is_dir() and not path.is_symlink():
+            raise CheckpointError(
+                f"{str(path)!r} is a directory, not a checkpoint; this run will not remove it. Remove it yourself "
+                "(it holds nothing this tool wrote) and run again"
+            )
         try:
-            self.path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise CheckpointError(_os_error("cannot delete the checkpoint", exc)) from exc
 
     @contextmanager
-    def lock(self, key: CheckpointKey) -> Iterator[None]:
+    def lock(self, key: CheckpointKey) -> Iterator[HeldLock]:
         """An OS lock on `checkpoint-<id>.lock`: held for the whole run, released by the OS when
-        the process ends in any way (a kill -9 included), so a dead run never blocks the next."""
+        the process ends in any way (a kill -9 included), so a dead run never blocks the next.
+        The lock counts only while the path still names the locked file: it is checked after
+        locking (another run may have replaced it meanwhile) and before each chunk (HeldLock)."""
         path = self.directory / f"checkpoint-{key.id}.lock"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise CheckpointError(_os_error("cannot create the lock file", exc)) from exc
+        for _ in range(10):
+            fd = _open_lock_file(path)
+            try:
+                if not _try_lock(fd):
+                    raise CheckpointLockedError(
+                        f"another run is uploading this file to this job ({_holder(path)}; lock {str(path)!r}). "
+                        "Nothing was sent by this run: run it again when the other one has finished"
+                    )
+                held = HeldLock(path, os.fstat(fd))
+                if held.intact():
+                    break
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # the name was removed or replaced after we opened it: lock what it names now
+        else:
+            raise CheckpointError(f"the lock file {str(path)!r} keeps being replaced; nothing was sent")
         try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            if not _try_lock(fd):
-                raise CheckpointLockedError(
-                    f"another run is uploading this file to this job ({_holder(path)}; lock {str(path)!r}). "
-                    "Nothing was sent by this run: run it again when the other one has finished"
-                )
             holder = f"process {os.getpid()} on {socket.gethostname()} since {_now()}"
             os.lseek(fd, _HOLDER_OFFSET, os.SEEK_SET)
             os.write(fd, holder.encode().ljust(_HOLDER_BYTES))
-            yield
+            self._remove_stale_temp_files()
+            yield held
         finally:
             os.close(fd)  # closing releases the lock; the file stays (unlinking it would race)
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of a run killed mid-write (kill -9, power cut): older than a minute, no run
+        is still writing them (a write takes milliseconds)."""
+        cutoff = time.time() - 60
+        for pattern in (".checkpoint-*.tmp", ".probe-*.tmp"):
+            for stale in self.directory.glob(pattern):
+                try:
+                    info = stale.lstat()
+                    if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                        stale.unlink()
+                except OSError:
+                    pass  # another run removed it, or it cannot be: harmless either way
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _open_lock_file(path: Path) -> int:
+    """The lock file, never through a link (which would let a lock write over another file)
+    and only if it is a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o600)
+    except OSError as exc:
+        if os.path.islink(path) or os.path.isdir(path):
+            raise CheckpointError(
+                f"the lock file {str(path)!r} is not a regular file (a link or a directory): remove it and run again"
+            ) from None
+        raise CheckpointError(_os_error("cannot create the lock file", exc)) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CheckpointError(f"the lock file {str(path)!r} is not a regular file: remove it and run again")
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+class HeldLock:
+    """A lock this run holds; `intact()` says whether the lock file at its path is still the one
+    locked (someone deleting it would let a second run lock a new file and upload alongside)."""
+
+    def __init__(self, path: Path, locked: os.stat_result) -> None:
+        self.path = path
+        self._identity = (locked.st_dev, locked.st_ino)
+
+    def intact(self) -> bool:
+        if os.name == "nt":  # pragma: no cover - a locked file cannot be deleted on Windows
+            return True
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == self._identity
 
 
 # The holder line is written past the locked byte so another process can read it on Windows,

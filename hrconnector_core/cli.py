@@ -1,7 +1,8 @@
 """Command line: `python -m hrconnector_core upload ...`, a drop-in for the sample script.
 
 Exit codes: 0 every row uploaded (or planned, with --dry-run); 1 anything not uploaded;
-2 usage or configuration errors.
+2 usage or configuration errors; 130 stopped by Ctrl-C, 143 by SIGTERM (the report is still
+written and the checkpoint keeps what the service accepted).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,13 +22,14 @@ from .checkpoint import LocalCheckpointStore, default_state_dir
 from .chunking import DEFAULT_RECORDS_PER_CALL
 from .clouds import CLOUDS, CloudEndpoints, resolve_cloud
 from .csvreader import CsvFile
-from .errors import ConfigurationError, CredentialError, InputFileError
+from .errors import ConfigurationError, CredentialError, HRConnectorError
 from .mapping import describe_unplaced, infer_mapping, load_mapping
 from .pipeline import (
     DEFAULT_MAX_CONCURRENCY,
     LocalFileSource,
     Policy,
     Progress,
+    RunInterrupted,
     UploadOptions,
     check_header,
     inspect,
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # validate and --dry-run never load azure-core or requests (s
     from .ingestion import IngestionClient
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 log = logging.getLogger("hrconnector_core.cli")
 
@@ -183,6 +187,8 @@ def _configure_logging(verbose: bool) -> None:
     if not any(getattr(h, "_hrconnector", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # A run's error is printed once, with the summary on stdout, not also as a log line.
+        handler.addFilter(lambda record: not getattr(record, "run_error", False))
         handler._hrconnector = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -279,6 +285,8 @@ def _summary(report: RunReport) -> str:
         (r.not_uploaded, "NOT uploaded"),
     ]
     counts = ", ".join(f"{n} {what}" for n, what in parts if n) or "nothing to upload"
+    if report.not_run:
+        return f"{report.file_name}: not run: {report.error}"
     lines = [
         f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
         f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
@@ -317,8 +325,32 @@ def _existing_file(path: Path) -> LocalFileSource:
     return LocalFileSource(path)
 
 
+def _check_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """An output over an input would truncate it while it is read (the HR file, the mapping):
+    refused by identity (a link, a hard link, another spelling of the path), not by name alone."""
+    outputs = [(flag, getattr(args, attr, None)) for flag, attr in (("--rejected", "rejected"), ("--report", "report"))]
+    given = [(flag, path) for flag, path in outputs if path is not None]
+    for flag, out in given:
+        for source in inputs:
+            if _same_file(out, source):
+                raise ConfigurationError(
+                    f"{flag} {str(out)!r} is the input file {str(source)!r}: writing it would destroy the input. "
+                    f"Give {flag} another path"
+                )
+    if len(given) == 2 and _same_file(given[0][1], given[1][1]):
+        raise ConfigurationError("--rejected and --report name the same file: give each its own path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare the paths as the OS would resolve them
+        return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
 def validate(args: argparse.Namespace) -> int:
     source = _existing_file(args.file)
+    _check_outputs(args, [args.file, *([args.mapping] if args.mapping else [])])
     mapping = load_mapping(args.mapping) if args.mapping else None
     options = UploadOptions(job_id="(validation)", dry_run=True, mapping=mapping)
     rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
@@ -355,6 +387,7 @@ def upload(args: argparse.Namespace) -> int:
         args.cloud, authority_host=args.authority_host, ingestion_url=args.ingestion_url, resource=args.resource
     )
     source = _existing_file(args.file)
+    _check_outputs(args, [args.file, *([args.mapping] if args.mapping else [])])
     mapping = load_mapping(args.mapping) if args.mapping else None
     store = LocalCheckpointStore(args.state_dir or default_state_dir())
     if not args.dry_run:
@@ -371,7 +404,13 @@ def upload(args: argparse.Namespace) -> int:
     )
     rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
     printer = _ProgressPrinter(sys.stderr)
-    report = run_upload(source, options, client=client, store=store, progress=printer, rejected_rows=rejected)
+    try:
+        report = run_upload(source, options, client=client, store=store, progress=printer, rejected_rows=rejected)
+    except RunInterrupted as stopped:
+        printer.end()
+        _write_report(stopped.report, args.report)
+        print(_summary(stopped.report))
+        return EXIT_TERMINATED if stopped.reason == "SIGTERM" else EXIT_INTERRUPTED
     printer.end()
     _write_report(report, args.report)
     print(_summary(report))
@@ -386,19 +425,45 @@ def upload(args: argparse.Namespace) -> int:
     return EXIT_OK if report.status in ("succeeded", "planned") else EXIT_INCOMPLETE
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager stopping the run), handled as Ctrl-C is."""
+
+    reason = "SIGTERM"
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated("SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     commands = {"upload": upload, "validate": validate, "mapping": mapping_infer, "status": status_command.run}
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at interpreter exit
+        return code
     except (ConfigurationError, CredentialError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except InputFileError as exc:  # the file itself (mapping infer reads it outside the pipeline)
+    except HRConnectorError as exc:  # the file itself (mapping infer reads it outside the pipeline), state
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: the checkpoint keeps what was uploaded; run again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+    except BrokenPipeError:  # `hrconnector validate ... | head`: the reader left; not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
         return EXIT_INCOMPLETE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ class Mapping:
             if not isinstance(entry, dict):
                 raise fail(f"{where} must be an object")
             key = entry.get("scenario")
-            if key not in SCENARIOS:
+            if not isinstance(key, str) or key not in SCENARIOS:
                 raise fail(f"{where}.scenario must be one of {', '.join(SCENARIOS)}")
             scenario = SCENARIOS[key]
             columns = entry.get("columns")
@@ -117,7 +118,27 @@ class Mapping:
         formats = data.get("date_formats", {})
         if not isinstance(formats, dict) or not all(isinstance(v, str) and "%" in v for v in formats.values()):
             raise fail("date_formats must map column names to strptime formats such as %d/%m/%Y")
+        for name, text in formats.items():
+            problem = _format_problem(text)
+            if problem:
+                raise fail(f"date_formats[{name!r}]: {text!r} is not a strptime format ({problem})")
         return cls(tuple(scenarios), column, dict(formats))
+
+
+def _format_problem(text: str) -> str | None:
+    """Why `text` is not a format strptime accepts (a bad or stray % directive), or None. A date
+    written with the format and read back proves it; a mismatch on read-back is not the format's fault."""
+    try:
+        datetime.strptime(_SAMPLE_DATE.strftime(text), text)
+    except ValueError as exc:
+        message = str(exc)
+        if "does not match format" in message or "unconverted data remains" in message:
+            return None
+        return message.split(" in format")[0]
+    return None
+
+
+_SAMPLE_DATE = datetime(2024, 11, 28, 13, 45, 30)
 
 
 MAX_MAPPING_BYTES = 1 << 20  # a mapping is a few kilobytes; anything this size is the wrong file
@@ -180,22 +201,34 @@ def _letters(text: str) -> str:
 
 
 def closest(name: str, header: list[str]) -> str | None:
-    """The header most like `name` (for "did you mean" messages).
+    """The header most like `name` (for "did you mean" messages), only if it reads like a column
+    name: a file whose first row is data (no header) must not have its values echoed as hints.
 
     Bounded, so that a hostile 100,000-column header costs a linear scan: the same letters
     ('Effective Date' for EffectiveDate) first, then difflib over at most 1,000 headers of a
-    length that can reach its 0.5 cutoff (within 3x of the name's).
+    length that can reach its 0.6 cutoff (within 3x of the name's).
     """
     key, letters = name.casefold(), _letters(name)
     folded: dict[str, str] = {}
     for h in header:
+        if not _plausible_name(h):
+            continue
         if letters and len(h) >= len(letters) and _letters(h) == letters:
             return h
         f = h.casefold()
         if len(folded) < _CLOSEST_CANDIDATES and len(key) <= 3 * len(f) and len(f) <= 3 * len(key):
             folded.setdefault(f, h)
-    match = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.5)
+    match = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
     return folded[match[0]] if match else None
+
+
+_NAME_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9 _./()#-]{0,39}")
+
+
+def _plausible_name(cell: str) -> bool:
+    """Short, at most four words, letters and the odd separator: what a column name looks like."""
+    text = cell.strip()
+    return bool(_NAME_LIKE.fullmatch(text)) and len(text.split()) <= 4
 
 
 def _documented_columns(scenario: Scenario, header: list[str]) -> dict[str, str]:

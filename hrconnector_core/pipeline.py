@@ -11,21 +11,23 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
     CheckpointKey,
+    CheckpointLockedError,
     CheckpointRecorder,
     CheckpointStore,
     DamagedCheckpointError,
+    HeldLock,
     LockingStore,
     chunk_digest,
 )
@@ -227,11 +229,21 @@ def run_upload(
         rejected_rows=rejected_rows,
     )
     started = time.monotonic()
+    interrupted: KeyboardInterrupt | None = None
     try:
         _run(source, options, client, store, report, progress, expect_sha256=expect_sha256)
+    except CheckpointLockedError as exc:
+        report.error, report.not_run = str(exc), True
+        log.error("%s: %s", source.name, exc, extra={"run_error": True})
     except HRConnectorError as exc:
         report.error = str(exc)
-        log.error("%s: %s", source.name, exc)
+        log.error("%s: %s", source.name, exc, extra={"run_error": True})
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by the CLI: still report
+        interrupted = exc
+        report.error = (
+            f"interrupted ({getattr(exc, 'reason', 'Ctrl-C')}): nothing more was sent; the checkpoint keeps what "
+            "the service accepted, so running again sends the rest"
+        )
     finally:
         report.duration_s = time.monotonic() - started
         report.finished_at = utc_now()
@@ -239,7 +251,18 @@ def run_upload(
             rejected_rows.close()
     if client is not None:
         report.token_fetches = client.token_fetches
+    if interrupted is not None:
+        raise RunInterrupted(report, getattr(interrupted, "reason", "Ctrl-C")) from interrupted
     return report
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM, with its report (every row accounted for)."""
+
+    def __init__(self, report: RunReport, reason: str) -> None:
+        super().__init__(reason)
+        self.report = report
+        self.reason = reason
 
 
 def _uploaded_in_full(source: Source, options: UploadOptions, store: CheckpointStore | None) -> bool:
@@ -251,7 +274,15 @@ def _uploaded_in_full(source: Source, options: UploadOptions, store: CheckpointS
         checkpoint = store.load(CheckpointKey(inspect(source).sha256, options.job_id, options.records_per_call))
     except HRConnectorError:
         return False  # the run proper reports it
-    return checkpoint is not None and checkpoint.finished
+    return checkpoint is not None and checkpoint.finished and _accepted_rows(checkpoint) > 0
+
+
+def _accepted_rows(checkpoint: Checkpoint) -> int:
+    return (
+        checkpoint.rows.get("uploaded", sum(checkpoint.completed.values()))
+        if checkpoint.rows
+        else sum(checkpoint.completed.values())
+    )
 
 
 def _nothing_sent(check: RunReport, options: UploadOptions) -> RunReport:
@@ -292,12 +323,21 @@ def _run(
         )
     # One checkpoint (and one lock) per file content and job, whatever the settings.
     found = CheckpointKey(facts.sha256, options.job_id, options.records_per_call)
-    with _lock(store, found, options):
+    with _lock(store, found, options) as held:
         checkpoint = _load(source, options, store, found)
         if checkpoint is not None and checkpoint.finished:
-            _already_uploaded(source, report, checkpoint)
-            return
-        _read_and_upload(source, options, client, store, report, progress, facts, blocks, checkpoint)
+            if _accepted_rows(checkpoint) > 0:
+                _already_uploaded(source, report, checkpoint)
+                return
+            # Nothing of this content reached the service (every row was rejected): nothing can
+            # arrive twice, so it is read again under today's mapping and policy.
+            log.info("%s: no row of this content was accepted before; reading it again", source.name)
+            if not options.dry_run and store is not None:
+                store.delete(found)
+            checkpoint = None
+        if checkpoint is None and not options.dry_run:
+            _check_no_other_partial_upload(source, options, store, facts.sha256)
+        _read_and_upload(source, options, client, store, report, progress, facts, blocks, checkpoint, held)
 
 
 def _read_and_upload(
@@ -310,41 +350,55 @@ def _read_and_upload(
     facts: FileFacts,
     blocks: _Blocks,
     checkpoint: Checkpoint | None,
+    held: HeldLock | None = None,
 ) -> None:
     with source.open() as raw, _fewer_collections():
         counting = _VerifiedReader(raw, blocks)
         csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format)
         check_header(csv_file.header)
-        report.header = csv_file.header
         if report.rejected_rows is not None:
             report.rejected_rows.header = csv_file.header
         mapping = options.mapping if options.mapping is not None else default_mapping(csv_file.header)
         report.mapping = mapping.to_dict()
         validator = RowValidator(csv_file.header, mapping)
+        report.header = csv_file.header  # only a header the mapping accepted is shown (never a data row)
         key = checkpoint_key(facts, options, mapping)
         if checkpoint is not None:
             _check_resumable(checkpoint, key)
             if checkpoint.completed:
                 _verify_skipped_chunks(source, options, facts, blocks, mapping, checkpoint)
-        recorder = CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
+        recorder = CheckpointRecorder(
+            None if options.dry_run else store, checkpoint or Checkpoint(key, file_name=source.name)
+        )
         recorder.save()  # proves the store can be written before the first chunk is sent
+        read = cast(Generator[Record, None, None], csv_file.records())  # closed if the run stops early
         chunks = make_chunks(
             csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, report), report),
+            validator.validate_rows(_records(csv_file, facts, report, read), report),
             records_per_call=options.records_per_call,
         )
-        uploader = _ChunkUploader(client, recorder, report, options.max_concurrency)
+        uploader = _ChunkUploader(client, recorder, report, options.max_concurrency, held)
         total = 0
+        completed = False
         try:
             for chunk in chunks:
                 total += 1
                 uploader.handle(chunk, dry_run=options.dry_run)
                 if progress is not None:
                     progress(Progress(counting.count, report.file_bytes, len(report.chunks), report.rows.uploaded))
+            completed = True
         finally:
+            # On Ctrl-C or SIGTERM no new chunk is handed over; those already handed over (at most
+            # two per upload thread) finish and are recorded, so the checkpoint says what was sent.
             uploader.close()
             report.scenarios = validator.scenario_counts()
+            if not completed:
+                read.close()  # a run stopped between rows: the reader's count is final
+                _account_unread(report, csv_file.data_rows)
             report.rows.rows_in = csv_file.data_rows
+            unrecorded = uploader.unrecorded_error()
+            if unrecorded is not None:
+                uploader.error = unrecorded
         if progress is not None:
             progress(Progress(report.file_bytes, report.file_bytes, len(report.chunks), report.rows.uploaded))
 
@@ -368,11 +422,53 @@ def _read_and_upload(
         )
 
 
+def _account_unread(report: RunReport, rows_read: int) -> None:
+    """A run stopped part-way (the file changed, an interrupt): rows read but not yet in a chunk
+    count as not uploaded, so the report still balances; rows after them were never read."""
+    rows = report.rows
+    handed = rows.uploaded + rows.previously_uploaded + rows.rejected + rows.skipped + rows.not_uploaded + rows.planned
+    if rows_read > handed:
+        rows.not_uploaded += rows_read - handed
+    report.notes.append(
+        f"the run stopped after reading {rows_read} row(s): rows past them were not read (and not sent); "
+        "rows read but not sent are counted as not uploaded"
+    )
+
+
 def _lock(store: CheckpointStore | None, key: CheckpointKey, options: UploadOptions) -> AbstractContextManager[Any]:
     """Two runs of one file content and job never upload at once (a store that can lock)."""
     if store is None or options.dry_run or not isinstance(store, LockingStore):
         return nullcontext()
     return store.lock(key)  # type: ignore[no-any-return]
+
+
+def _check_no_other_partial_upload(
+    source: Source, options: UploadOptions, store: CheckpointStore | None, sha256: str
+) -> None:
+    """A file replaced part-way through its upload (a re-export) is new content with a new
+    checkpoint: sending it would send again every row the earlier content already delivered.
+    Refuse unless forced, naming the earlier checkpoint (command line: stores that can list)."""
+    unfinished = getattr(store, "unfinished", None)
+    if unfinished is None:
+        return
+    others = [(path, cp) for path, cp in unfinished(source.name, options.job_id) if cp.key.file_sha256 != sha256]
+    if not others:
+        return
+    if options.force:
+        for path, cp in others:
+            log.warning("%s: forced: forgetting the unfinished upload of earlier content (%s)", source.name, path)
+            assert store is not None
+            store.delete(cp.key)
+        return
+    path, cp = others[0]
+    raise CheckpointError(
+        f"an earlier upload of a file named {source.name!r} to this job stopped part-way "
+        f"({len(cp.completed)} chunk(s), {sum(cp.completed.values())} rows accepted; checkpoint {str(path)!r}) "
+        "and the file's content has changed since. Nothing was sent: sending this content would send again "
+        "every row the earlier content already delivered. To finish the earlier upload, put the earlier file "
+        "back and run again; to send this content in full anyway (rows already accepted arrive again), run "
+        "with --force"
+    )
 
 
 def _load(
@@ -417,6 +513,15 @@ def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint)
         f"this file's content was already uploaded in full to this job on {checkpoint.finished_at}; "
         "nothing was sent (use --force to send it again)"
     )
+    rejected = rows.get("rejected", 0)
+    if rejected:
+        note = (
+            f"this file's content was uploaded to this job on {checkpoint.finished_at}: "
+            f"{rows.get('uploaded', 0)} row(s) accepted, {rejected} row(s) rejected then and never sent. "
+            "Nothing was sent now: the same content is not read again. To send the rejected rows, fix them "
+            "(the --rejected file of that run lists them) and upload a file holding only those rows; "
+            "--force sends every row again (the accepted rows arrive twice)"
+        )
     report.notes.append(note)
     log.info("%s: %s", source.name, note)
 
@@ -440,9 +545,11 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
         )
 
 
-def _records(csv_file: CsvFile, facts: FileFacts, report: RunReport) -> Iterator[Record]:
+def _records(
+    csv_file: CsvFile, facts: FileFacts, report: RunReport, records: Iterator[Record] | None = None
+) -> Iterator[Record]:
     """The file's records; cells our rejected-rows file neutralised are set aside, not sent."""
-    records = csv_file.records()
+    records = csv_file.records() if records is None else records
     return reject_neutralised(records, report) if facts.apostrophe_formulas else records
 
 
@@ -490,7 +597,11 @@ def _describe_plan(key: CheckpointKey) -> str:
 
 
 # A header cell that holds a value rather than a name: an e-mail address, a date, a number.
-_DATA_LIKE = re.compile(r"@|^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|^[\s\d.,:+-]*\d[\s\d.,:+-]*$")
+_DATA_LIKE = re.compile(
+    r"@|^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|^[\s\d.,:+-]*\d[\s\d.,:+-]*$"
+    r"|(?i:\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4}\b)"
+    r"|(?i:\b\d{1,2}(?:st|nd|rd|th)?\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+\d{4}\b)"
+)
 
 
 def check_header(header: list[str]) -> None:
@@ -541,8 +652,15 @@ class _ChunkUploader:
     """Runs uploads on a bounded pool; after a failure nothing new is sent."""
 
     def __init__(
-        self, client: IngestionClient | None, recorder: CheckpointRecorder, report: RunReport, concurrency: int
+        self,
+        client: IngestionClient | None,
+        recorder: CheckpointRecorder,
+        report: RunReport,
+        concurrency: int,
+        held: HeldLock | None = None,
     ) -> None:
+        self._held = held
+        self._unrecorded: list[tuple[Chunk, str]] = []
         self._client = client
         self._recorder = recorder
         self._report = report
@@ -556,6 +674,17 @@ class _ChunkUploader:
         self._stop.set()
         if self.error is None:
             self.error = error
+
+    def unrecorded_error(self) -> CheckpointError | None:
+        """Every chunk the service accepted but the checkpoint could not record, by name."""
+        if not self._unrecorded:
+            return None
+        listed = sorted(self._unrecorded, key=lambda item: item[0].index)
+        names = ", ".join(f"chunk {c.index} (rows {c.first_row}-{c.last_row})" for c, _ in listed)
+        return CheckpointError(
+            f"{listed[0][1]}. The service accepted {names} but the checkpoint does not record "
+            f"{'it' if len(listed) == 1 else 'them'}, so a later run sends those rows again; nothing more was sent"
+        )
 
     def handle(self, chunk: Chunk, *, dry_run: bool) -> None:
         if self._recorder.is_done(chunk.index):
@@ -573,11 +702,26 @@ class _ChunkUploader:
             self._record(chunk, "planned")
         elif self._stop.is_set():
             self._record(chunk, "not-attempted", error="not sent: an earlier chunk failed")
+        elif not self._lock_intact():
+            self._record(chunk, "not-attempted", error="not sent: the run's lock file was removed")
         else:
             self._slots.acquire()
             # Each upload runs in a copy of the caller's context (the Function's log context).
             future = self._pool.submit(contextvars.copy_context().run, self._upload, chunk)
             future.add_done_callback(self._release)
+
+    def _lock_intact(self) -> bool:
+        """Whether this run still holds the lock file at its path; if not, it stops at once."""
+        if self._held is None or self._held.intact():
+            return True
+        self._fail(
+            CheckpointError(
+                f"the lock file {str(self._held.path)!r} was removed or replaced while this run held it; "
+                "nothing more was sent and the checkpoint is left to the run that holds the new lock, "
+                "so that two runs never upload this file at once. Run again to send the rest"
+            )
+        )
+        return False
 
     def _release(self, future: Future[None]) -> None:
         self._slots.release()
@@ -589,7 +733,7 @@ class _ChunkUploader:
 
     def _upload(self, chunk: Chunk) -> None:
         assert self._client is not None
-        if self._stop.is_set():
+        if self._stop.is_set() or not self._lock_intact():
             self._record(chunk, "not-attempted", error="not sent: an earlier chunk failed")
             return
         t0 = time.monotonic()
@@ -611,20 +755,20 @@ class _ChunkUploader:
                 error=str(error),
             )
             return
+        status = "uploaded"
         try:
+            if not self._lock_intact():  # another run owns the checkpoint now: do not overwrite it
+                raise CheckpointError("this run's lock file was removed or replaced: it no longer saves the checkpoint")
             self._recorder.mark_done(chunk.index, chunk.record_count, chunk_digest(chunk.data))
         except Exception as exc:  # the service has the rows; the checkpoint could not say so: stop now
             reason = str(exc) if isinstance(exc, HRConnectorError) else f"{type(exc).__name__}: {exc}"
-            self._fail(
-                CheckpointError(
-                    f"{reason}. The service accepted chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}) "
-                    "but the checkpoint does not record it, so a later run sends those rows again; "
-                    "nothing more was sent"
-                )
-            )
+            status = "uploaded-not-recorded"
+            with self._report._lock:
+                self._unrecorded.append((chunk, reason))
+            self._fail(CheckpointError(reason))
         self._record(
             chunk,
-            "uploaded",
+            status,
             http_status=result.status,
             attempts=[a.to_dict() for a in result.attempts],
             duration_ms=int((time.monotonic() - t0) * 1000),

@@ -105,7 +105,7 @@ class ChunkReport:
     first_row: int
     last_row: int
     records: int
-    status: str  # planned | uploaded | previously-uploaded | failed | not-attempted
+    status: str  # planned | uploaded | uploaded-not-recorded | previously-uploaded | failed | not-attempted
     http_status: int | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
     duration_ms: int = 0
@@ -160,6 +160,7 @@ class RunReport(RowSink):
     mapping: dict[str, Any] | None = None
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "already uploaded in full on ..."
+    not_run: bool = False  # turned away before reading a row (another run holds the lock)
     rejected_rows: RejectedRowsWriter | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -187,7 +188,7 @@ class RunReport(RowSink):
         with self._lock:
             self.chunks.append(chunk)
             counts = self.rows
-            if chunk.status == "uploaded":
+            if chunk.status in ("uploaded", "uploaded-not-recorded"):  # the service has them either way
                 counts.uploaded += chunk.records
             elif chunk.status == "previously-uploaded":
                 counts.previously_uploaded += chunk.records
@@ -198,7 +199,10 @@ class RunReport(RowSink):
 
     @property
     def status(self) -> str:
-        """succeeded: every row is in the service; anything less is partial or failed."""
+        """succeeded: every row is in the service; anything less is partial or failed (not-run:
+        another run of the same file and job was under way, this one did nothing)."""
+        if self.not_run:
+            return "not-run"
         if self.error and not (self.rows.uploaded or self.rows.previously_uploaded):
             return "failed"
         if self.error or self.rows.not_uploaded or self.rows.rejected or not self.rows.balanced:

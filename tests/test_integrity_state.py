@@ -367,7 +367,7 @@ def test_a_file_uploaded_in_full_is_not_judged_again_by_the_reject_file_policy(t
         store=store,
     )
 
-    assert again.error is None and "already uploaded in full to this job" in again.notes[0]
+    assert again.error is None and "19 row(s) accepted, 1 row(s) rejected then and never sent" in again.notes[0]
     assert (again.rows.previously_uploaded, again.rows.rejected, again.rows.uploaded) == (19, 1, 0)
     assert counted(emulator.state.rows(job)) == counted([*data[:10], *data[11:]])
 
