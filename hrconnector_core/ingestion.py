@@ -100,6 +100,7 @@ class IngestionClient:
         policy: RetryPolicy | None = None,
         file_name: str = "hrdata.csv",
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,  # measures the time bound (tests inject one)
         rng: random.Random | None = None,
     ) -> None:
         self._url = cloud.signals_url
@@ -108,6 +109,7 @@ class IngestionClient:
         self.policy = policy or RetryPolicy()
         self._file_name = file_name
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
         self._local = threading.local()
 
@@ -137,7 +139,7 @@ class IngestionClient:
     def upload(self, chunk: Chunk) -> UploadResult:
         """POST one chunk until it is accepted, or raise UploadError with every attempt recorded."""
         policy = self.policy
-        started = time.monotonic()
+        started = self._clock()
         attempts: list[Attempt] = []
         refreshed_token = False
         while True:
@@ -182,7 +184,7 @@ class IngestionClient:
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 wait = policy.backoff(number, self._rng) if retry_after is None else retry_after
                 wait = min(wait, policy.max_delay)
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             if number >= policy.max_attempts or elapsed + wait > policy.max_total:
                 raise UploadError(
                     f"chunk {chunk.index} (rows {chunk.first_row}-{chunk.last_row}) was not accepted after "
