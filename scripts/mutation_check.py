@@ -94,6 +94,14 @@ MUTATIONS: list[Mutation] = [
         (F + "test_service_refusal_moves_the_file_to_failed_with_the_reason",),
     ),
     Mutation(
+        "service: the report stored in place of the file",
+        "hrconnector_core/service.py",
+        "        copy_verified(blob, state.etag, target.get_blob_client(state.destination), int(props.size))\n",
+        '        write_text(target, state.destination, report_json, "application/json")\n',
+        (F + "test_unknown_connector_folder_is_kept_in_failed",),
+        "the admin finds a report where the HR file should be, and the source is deleted",
+    ),
+    Mutation(
         "service: the source is never deleted",
         "hrconnector_core/service.py",
         "        if not delete_if_unchanged(blob, state.etag):\n",
@@ -452,6 +460,13 @@ MUTATIONS: list[Mutation] = [
         "        if pattern.match(value):\n",
         (V + "test_other_date_formats_fail_with_a_hint_and_without_the_value",),
         "a wrong hint sends the admin after the wrong fix",
+    ),
+    Mutation(
+        "validation: a date hint guessed when nothing fits",
+        "hrconnector_core/validation.py",
+        '            return f"; it looks like {looks_like}"\n    return ""\n',
+        '            return f"; it looks like {looks_like}"\n    return "; it looks like a date in a local format"\n',
+        (V + "test_other_date_formats_fail_with_a_hint_and_without_the_value",),
     ),
     Mutation(
         "validation: a too-long value quoted in its message (leak)",
