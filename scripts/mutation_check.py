@@ -230,9 +230,11 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "pipeline: uploads go on after a permanent failure",
         "hrconnector_core/pipeline.py",
-        "        elif self._stop.is_set():\n",
-        "        elif False:\n",
+        "            self._stop.set()\n            if self.error is None:\n                self.error = exc\n"
+        "            upload_error = exc",
+        "            if self.error is None:\n                self.error = exc\n            upload_error = exc",
         (U + "test_a_permanent_403_stops_at_once_with_the_services_reason",),
+        "after a 403 every remaining chunk is sent (and refused) anyway",
     ),
     Mutation(
         "pipeline: --force does not forget the checkpoint",
@@ -246,7 +248,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/pipeline.py",
         "return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)",
         "return CheckpointKey(facts.sha256, options.job_id, 0, plan)",
-        (U[:-2], "tests/test_cli.py"),
+        ("tests/test_checkpoint_plan.py",),
         "a rerun with another chunk size skips chunks by the old plan's indexes: rows lost",
     ),
     Mutation(
