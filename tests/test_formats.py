@@ -11,7 +11,7 @@ import io
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hrconnector_core.pipeline import UploadOptions, run_upload
@@ -150,6 +150,7 @@ def test_mangled_csv_never_raises_and_always_balances(header, body, noise):
 
 @settings(max_examples=150, deadline=None)
 @given(header=st.sampled_from([b"", *HEADERS[:3]]), data=st.binary(max_size=400))
+@example(header=HEADERS[0], data=b"a@x.com,2024-01-01T00:00:00Z,x\r\n\r\n\n\xff,\n")  # blank lines, cp1252
 def test_random_bytes_never_raise(header, data):
     """Random bytes, alone or after a real header: a clear file-level error with nothing planned,
     or every row the csv module sees in the report, each planned row in exactly one chunk."""
