@@ -45,6 +45,14 @@ class Mutation:
 
 
 F = "tests/test_function.py::"
+# The Function's whole story: its own tests and (when present) the lease, race and schedule ones.
+FUNCTION = (
+    "tests/test_function.py",
+    "tests/test_function_leases.py",
+    "tests/test_function_races.py",
+    "tests/test_function_schedule.py",
+)
+STATE = ("tests/test_upload.py", "tests/test_integrity_state.py")  # checkpoints and their failures
 U = "tests/test_upload.py::"
 CLI = "tests/test_cli.py::"
 V = "tests/test_validation.py::"
@@ -58,7 +66,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/service.py",
         "uploaded_all = not report.error and report.rows.not_uploaded == 0",
         "uploaded_all = report.rows.uploaded > 0",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a run that fails partway is moved to hr-processed and reported as a success",
     ),
     Mutation(
@@ -66,7 +74,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/service.py",
         "        if claim.lost:\n            raise StorageError(",
         "        if False:\n            raise StorageError(",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a paused run finishes a file another run has taken over",
     ),
     Mutation(
@@ -74,7 +82,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/service.py",
         "                if claim.state.finished:\n",
         "                if False:\n",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a redelivered event reprocesses a finished file that is still there",
     ),
     Mutation(
@@ -82,7 +90,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/service.py",
         "            if state is not None and state.finished:\n                continue\n",
         "",
-        ("tests/test_function.py",),
+        FUNCTION,
         "every timer run re-examines (and may resend) finished files",
     ),
     # -- service: more ------------------------------------------------------------------------
@@ -136,7 +144,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "                self._lease.renew()\n",
         "                pass\n",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a long upload loses its lease and a second run starts on the same file",
     ),
     Mutation(
@@ -144,7 +152,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         'if props.copy.status not in (None, "success") or props.size != size:',
         'if props.copy.status not in (None, "success"):',
-        ("tests/test_function.py",),
+        FUNCTION,
         "a short copy is accepted and the original deleted",
     ),
     Mutation(
@@ -152,7 +160,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease",
         "body, overwrite=True, lease=lease",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a run that lost its lease overwrites the newer run's checkpoint",
     ),
     Mutation(
@@ -173,7 +181,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "downloader = self.blob.download_blob(etag=self.etag, match_condition=MatchConditions.IfNotModified)",
         "downloader = self.blob.download_blob()",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a file replaced mid-run is uploaded as a mix of two versions",
     ),
     Mutation(
@@ -181,7 +189,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)",
         "blob.delete_blob()",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a new version dropped during a run is deleted unprocessed",
     ),
     Mutation(
@@ -189,7 +197,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "result = blob.upload_blob(body, overwrite=False, lease=lease)",
         "result = blob.upload_blob(body, overwrite=True, lease=lease)",
-        ("tests/test_function.py",),
+        FUNCTION,
         "a redelivered event resets a finished file's state and processes it again",
     ),
     # -- pipeline ----------------------------------------------------------------------------
@@ -202,7 +210,7 @@ MUTATIONS: list[Mutation] = [
         "                self.error = exc\n",
         "        except HRConnectorError:  # the service has the rows; the checkpoint could not say so\n"
         "            pass\n",
-        (U[:-2], "tests/test_cli.py", "tests/test_function.py"),
+        (*STATE, "tests/test_cli.py", *FUNCTION),
         "the run reports success with a checkpoint that does not know the chunks were sent",
     ),
     Mutation(
@@ -362,7 +370,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/checkpoint.py",
         "                os.fsync(handle.fileno())\n",
         "                pass\n",
-        ("tests/test_upload.py", "tests/test_checkpoint.py"),
+        STATE,
         "after a power cut the renamed checkpoint may be empty",
     ),
     Mutation(
