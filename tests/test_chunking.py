@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hrconnector_core.chunking import encode_rows, make_chunks
-from hrconnector_core.csvreader import CsvFile
+from hrconnector_core.csvreader import CsvFile, inspect_stream
 from hrconnector_core.errors import InputFileError
 from hrconnector_core.report import RunReport
 from hrconnector_core.validation import conform_rows
@@ -88,11 +88,25 @@ def test_unreadable_files_raise_a_clear_error_without_values(data, message):
         _, _chunks, _ = chunk_file(data, 10)
 
 
-def test_chunking_is_deterministic(tmp_path):
-    path = write_csv(tmp_path / "x.csv", HEADER, rows(50))
-    first = [c.data for c in chunk_file(path.read_bytes(), 7)[1]]
-    second = [c.data for c in chunk_file(path.read_bytes(), 7)[1]]
-    assert first == second
+def test_the_chunk_plan_depends_only_on_the_rows_and_the_chunk_size():
+    """A checkpoint names chunks by index, so chunk k must hold the same rows, bytes and row
+    numbers whatever form the file came in: computed here independently of make_chunks."""
+    data = rows(50)
+    plain = csv_text(HEADER, data, delimiter=",", newline="\r\n").encode("utf-8")
+    excel = csv_text(HEADER, data, delimiter="\t", newline="\n").encode("utf-16")  # "Unicode text"
+    batches = [data[i : i + 7] for i in range(0, 50, 7)]
+    expected = [(k, 2 + 7 * k, 1 + 7 * k + len(b), len(b), encode_rows(HEADER, b)) for k, b in enumerate(batches)]
+    for source in (plain, excel):
+        csv_file = CsvFile(io.BytesIO(source), csv_format=inspect_stream(io.BytesIO(source)).format)
+        valid = conform_rows(csv_file.header, csv_file.records(), RunReport(file_name="t.csv", job_id="j"))
+        chunks = list(make_chunks(csv_file.header, valid, records_per_call=7))
+        assert [(c.index, c.first_row, c.last_row, c.record_count, c.data) for c in chunks] == expected
+
+
+def csv_text(header: list[str], data: list[list[str]], *, delimiter: str, newline: str) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator=newline).writerows([header, *data])
+    return buffer.getvalue()
 
 
 field_text = st.text(alphabet=st.sampled_from(list('ab ,"\r\n;\t\x1fé')), max_size=6)

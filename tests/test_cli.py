@@ -277,16 +277,28 @@ def test_validate_exits_0_when_every_row_is_valid(emulator):
     assert result.returncode == 0 and "planned" in result.stdout
 
 
-def test_validate_with_a_mapping_file(emulator):
+def test_validate_with_a_mapping_file(tmp_path, emulator):
+    """The mapping's own column names and day/month/year dates are applied: a date that does not
+    fit the mapping's format is rejected by row and column, the others pass."""
     mappings = SAMPLES / "mappings"
-    result = run_cli(
-        emulator,
-        "validate",
-        str(mappings / "resignation-own-columns.csv"),
-        "--mapping",
-        str(mappings / "resignation-own-columns.json"),
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    lines = (mappings / "resignation-own-columns.csv").read_text(encoding="utf-8-sig").splitlines()
+    lines.append("third@contoso.com;04/23/2019;29/04/2019")  # month/day: not the mapping's format
+    data = tmp_path / "own.csv"
+    data.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    mapping = mappings / "resignation-own-columns.json"
+    report_path = tmp_path / "v.json"
+    result = run_cli(emulator, "validate", str(data), "--mapping", str(mapping), "--report", str(report_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    expected = json.loads(mapping.read_text())
+    assert report["mapping"]["scenarios"] == expected["scenarios"]
+    assert report["mapping"]["date_formats"] == expected["date_formats"]
+    assert report["scenarios"] == {"Resignation": {"valid": 2, "rejected": 1}}
+    assert (report["rows"]["planned"], report["rows"]["rejected"]) == (2, 1)
+    assert [(i["row"], i["column"], i["code"]) for i in report["issues"]["items"]] == [
+        (4, "Notice given", "invalid-date")
+    ]
+    assert "04/23/2019" not in result.stdout + result.stderr + report_path.read_text()
 
 
 def test_a_broken_mapping_file_is_a_usage_error(tmp_path, emulator):

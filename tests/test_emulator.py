@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import requests
 
 from hrconnector_core.clouds import DEFAULT_RESOURCE
@@ -85,3 +87,23 @@ def test_faults_can_be_set_over_http(emulator):
     assert state["faults"]["latency_ms"] == 5
     bad = requests.post(f"{emulator.url}/admin/faults", json={"no_such_fault": 1}, timeout=10)
     assert bad.status_code == 400
+
+
+def test_an_upload_can_be_held_until_released(emulator, job):
+    """A test's barrier at the network edge: the call waits inside the service, nothing recorded."""
+    good = token(emulator)
+    hold = emulator.state.hold_next_upload()
+    answers: list[requests.Response] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(post(emulator, job, token=good, files={"file": ("a.csv", b"E\r\nx\r\n")}))
+    )
+    caller.start()
+    try:
+        assert hold.arrived.wait(30)
+        assert answers == [] and job not in emulator.state.uploads
+    finally:
+        hold.release()
+        caller.join(30)
+    assert [a.status_code for a in answers] == [200]
+    assert emulator.state.rows(job) == [["x"]]
+    assert post(emulator, job, token=good, files={"file": ("a.csv", b"E\r\ny\r\n")}).status_code == 200  # not held

@@ -6,11 +6,12 @@ Files are uploaded to the emulator; what arrives must be identical, UTF-8 and co
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hrconnector_core.pipeline import UploadOptions, run_upload
@@ -33,8 +34,6 @@ ENCODINGS = {
 
 def render(delimiter: str, newline: str) -> str:
     out = io.StringIO()
-    import csv
-
     csv.writer(out, delimiter=delimiter, lineterminator=newline).writerows(ROWS)
     return out.getvalue()
 
@@ -113,6 +112,25 @@ cells = st.sampled_from(
 )
 
 
+# What a file-level error may say: a clear reason, never a Python exception escaping as text.
+FILE_ERRORS = (
+    "the file is empty",
+    "the file has a header but no data rows",
+    "the file's encoding is not readable",
+    "the file is not valid",
+    "the CSV cannot be parsed near row",
+    "required column(s) missing",
+    "the header names these columns more than once",
+)
+
+
+def independent_row_count(data: bytes, encoding: str, delimiter: str) -> int:
+    """Data rows (blank ones included) as Python's csv module reads the same text."""
+    records = list(csv.reader(io.StringIO(data.decode(encoding), newline=""), delimiter=delimiter, strict=False))
+    header_at = next(i for i, fields in enumerate(records) if any(f.strip() for f in fields))
+    return len(records) - header_at - 1
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=st.sampled_from(HEADERS), body=st.lists(cells, max_size=60), noise=st.binary(max_size=40))
 def test_mangled_csv_never_raises_and_always_balances(header, body, noise):
@@ -127,15 +145,30 @@ def test_mangled_csv_never_raises_and_always_balances(header, body, noise):
     assert report.status in ("planned", "partial", "failed")
     if report.error is None:
         assert report.rows.rows_in == report.rows.planned + report.rows.rejected + report.rows.skipped
+        assert report.rows.rows_in == independent_row_count(data, report.encoding, report.delimiter)
 
 
 @settings(max_examples=150, deadline=None)
-@given(data=st.binary(max_size=400))
-def test_random_bytes_never_raise(data):
+@given(header=st.sampled_from([b"", *HEADERS[:3]]), data=st.binary(max_size=400))
+@example(header=HEADERS[0], data=b"a@x.com,2024-01-01T00:00:00Z,x\r\n\r\n\n\xff,\n")  # blank lines, cp1252
+def test_random_bytes_never_raise(header, data):
+    """Random bytes, alone or after a real header: a clear file-level error with nothing planned,
+    or every row the csv module sees in the report, each planned row in exactly one chunk."""
     report = run_upload(
-        BytesSource("random.csv", data), UploadOptions(job_id="j", dry_run=True), client=None, store=None
-    )
+        BytesSource("random.csv", header + data), UploadOptions(job_id="j", dry_run=True, records_per_call=3),
+        client=None, store=None,
+    )  # fmt: skip
     assert report.rows.balanced
+    if report.error is not None:
+        assert report.error.startswith(FILE_ERRORS), report.error
+        assert report.status == "failed" and report.rows.planned == 0
+        return
+    rows = report.rows
+    assert rows.rows_in == independent_row_count(header + data, report.encoding, report.delimiter)
+    assert sum(c.records for c in report.chunks) == rows.planned
+    assert all(c.status == "planned" and c.records <= 3 for c in report.chunks)
+    assert all(i.row is None or 2 <= i.row <= rows.rows_in + 1 for i in report.issues)
+    assert report.status == ("planned" if rows.planned == rows.rows_in - rows.skipped else "partial")
 
 
 def test_encoding_is_decided_over_the_whole_file_across_block_boundaries():

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import azurefunctions.extensions.bindings.blob as blob_ext
@@ -111,27 +113,51 @@ def test_the_same_event_three_times_uploads_once(emulator, function_env: Functio
     assert len(emulator.state.uploads[env.job]) == 1
 
 
-def test_two_concurrent_invocations_upload_once(emulator, function_env: FunctionEnv) -> None:
+def test_two_concurrent_invocations_upload_once(emulator, function_env: FunctionEnv, caplog) -> None:
+    """Two invocations for one file version start together; the one that claims the file is held
+    inside its upload by the emulator (the network edge) until the other has finished, so the
+    overlap is certain, not a matter of latency."""
     env = function_env
+    caplog.set_level(logging.INFO, logger="hrconnector_core")
     data = csv_bytes(HEADER, rows(40))
     env.drop("main/race.csv", data)
-    emulator.state.set_faults(latency_ms=300)  # the first is mid-upload when the second arrives
+    hold = emulator.state.hold_next_upload()
+    start = threading.Barrier(2)
+    finished: queue.Queue[str] = queue.Queue()
     errors: list[BaseException] = []
 
     def invoke() -> None:
+        start.wait()
         try:
             invoke_blob_trigger(BLOB_FUNCTION, env.settings.containers.incoming, "main/race.csv")
         except BaseException as exc:
             errors.append(exc)
+        finally:
+            finished.put(threading.current_thread().name)
 
-    threads = [threading.Thread(target=invoke) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = {name: threading.Thread(target=invoke, name=name) for name in ("first", "second")}
+    try:
+        for t in threads.values():
+            t.start()
+        assert hold.arrived.wait(60), "no invocation reached the service"
+        other = finished.get(timeout=60)  # the one not held ends while the other is mid-upload
+        assert emulator.state.rows(env.job) == []  # the held call has recorded nothing yet
+        assert env.listing()[env.settings.containers.incoming] == ["main/race.csv"]
+    finally:
+        hold.release()
+        for t in threads.values():
+            t.join(timeout=60)
     assert errors == []
-    assert sorted(emulator.state.rows(env.job)) == sorted(rows_of(data))
-    assert len(emulator.state.rows(env.job)) == 40
+    worked = next(name for name in threads if name != other)
+
+    by_thread = {n: [r.getMessage() for r in caplog.records if r.threadName == n] for n in threads}
+    assert any("another run is processing this file" in m for m in by_thread[other])
+    assert not any("rows uploaded" in m for m in by_thread[other])
+    assert any("rows uploaded" in m for m in by_thread[worked])
+    assert Counter(map(tuple, emulator.state.rows(env.job))) == Counter(map(tuple, rows_of(data)))
+    assert len(emulator.state.uploads[env.job]) == 1
+    (state,) = env.service.files.history("main/race.csv")
+    assert (state.status, state.runs) == ("processed", 1)
 
 
 def test_service_refusal_moves_the_file_to_failed_with_the_reason(emulator, function_env: FunctionEnv) -> None:
@@ -156,10 +182,17 @@ def test_service_refusal_moves_the_file_to_failed_with_the_reason(emulator, func
 
 def test_unknown_connector_folder_is_kept_in_failed(emulator, function_env: FunctionEnv) -> None:
     env = function_env
+    data = (SAMPLES / "resignation.csv").read_bytes()
     with pytest.raises(FileFailedError, match="no connector for folder 'payroll'"):
-        drop_and_invoke(env, "payroll/x.csv", (SAMPLES / "resignation.csv").read_bytes())
-    failed = env.listing()[env.settings.containers.failed]
-    assert [n.endswith(("payroll/x.csv", "payroll/x.csv.report.json")) for n in failed] == [True, True]
+        drop_and_invoke(env, "payroll/x.csv", data)
+    names = env.settings.containers
+    listing = env.listing()
+    moved, report_name = listing[names.failed]  # the file and its report, nothing else
+    assert moved.endswith("/payroll/x.csv") and report_name == moved + ".report.json"
+    assert env.service.failed.get_blob_client(moved).download_blob().readall() == data
+    report = env.read_json(names.failed, report_name)
+    assert report["status"] == "failed" and "no connector for folder 'payroll'" in report["error"]
+    assert listing[names.incoming] == [] and listing[names.processed] == []
     assert emulator.state.rows(env.job) == []
 
 

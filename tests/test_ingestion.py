@@ -48,14 +48,25 @@ def test_persistent_503_gives_up_after_the_attempt_bound(emulator, job, make_cli
     assert job not in emulator.state.uploads
 
 
-def test_the_total_time_bound_stops_retries_before_the_attempt_bound(emulator, job, make_client):
+def test_the_total_time_bound_stops_retries_before_the_attempt_bound(emulator, job, cloud):
+    """A virtual clock that only the client's waits move: the bound is exact and nothing sleeps."""
     emulator.state.set_faults(rate_429=1.0, retry_after_seconds=1)
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    tokens = TokenProvider(secret_credential(TENANT, APP_ID, SECRET, cloud), cloud.scope)
     policy = RetryPolicy(max_attempts=100, max_delay=5, max_total=2.5)
+    client = IngestionClient(cloud, job, tokens, policy=policy, sleep=sleep, clock=lambda: now[0])
     with pytest.raises(UploadError) as err:
-        make_client(job, policy=policy).upload(chunk())
-    assert 2 <= len(err.value.attempts) <= 3
-    assert all(a.status == 429 for a in err.value.attempts)
-    assert all(a.wait_ms == 1000 for a in err.value.attempts[:-1])  # Retry-After honoured
+        client.upload(chunk())
+    # Attempts at t=0, 1, 2; a third wait would end at 3 s, past the 2.5 s bound.
+    assert [a.status for a in err.value.attempts] == [429, 429, 429]
+    assert waits == [1.0, 1.0] and now[0] == 2.0
+    assert [a.wait_ms for a in err.value.attempts] == [1000, 1000, 0]  # Retry-After honoured
 
 
 def test_a_429_then_success_uploads_once(emulator, job, make_client):

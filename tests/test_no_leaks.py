@@ -8,16 +8,66 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import uuid
 
 from hrconnector_core.emulator import Emulator
 from hrconnector_core.pipeline import LocalFileSource, UploadOptions, run_upload
 
 from .conftest import OTHER_APP_ID, SECRET, cli_command, cli_env, upload_args
-from .csvdata import HEADER, csv_bytes, rows, write_csv
+from .csvdata import csv_bytes
+
+# Every scenario's columns in one file, so e-mails, dates, remarks, ratings, levels, names and
+# addresses all pass through validation, chunking, upload and reporting.
+LEAK_HEADER = [
+    "HRScenario", "EmailAddress", "EffectiveDate", "Remarks", "Rating", "OldLevel", "NewLevel",
+    "ResignationDate", "LastWorkingDate", "EmployeeFirstName", "EmployeeLastName", "EmployeeAddressLine1",
+    "EmployeeAddressLine2", "EmployeeCity", "EmployeeState", "EmployeeZipCode", "EmployeeCountry",
+    "EmployeeDepartment", "EmployeeType", "EmployeeRole",
+]  # fmt: skip
+SCENARIO_COLUMNS = {
+    "Performance review": ["EffectiveDate", "Remarks", "Rating"],
+    "Performance improvement plan": ["EffectiveDate", "Remarks", "Rating"],
+    "Job level change": ["EffectiveDate", "Remarks", "OldLevel", "NewLevel"],
+    "Resignation": ["ResignationDate", "LastWorkingDate"],
+    "Employee profile": LEAK_HEADER[9:],
+}
+
+
+def unique_hr_rows(n: int, *, start: int = 0) -> list[list[str]]:
+    """Rows in which every value is unique in the file and distinctive enough to search for: a
+    random tag in every text, a date of its own (2019, far from any log time stamp) per row."""
+    tag = uuid.uuid4().hex[:6]
+    out = []
+    for i in range(start, start + n):
+        scenario = list(SCENARIO_COLUMNS)[i % len(SCENARIO_COLUMNS)]
+        day, second = divmod(i, 60)
+        date = f"2019-{1 + day // 28 % 12:02d}-{1 + day % 28:02d}T{7 + i % 11:02d}:{i % 60:02d}:{second:02d}Z"
+        later = date[:-1] + ".5Z"
+        values = {
+            "EffectiveDate": date,
+            "ResignationDate": date,
+            "LastWorkingDate": later,
+            "Remarks": f'Remark{tag}r{i} said "fine", then\nleft early, on {tag}x{i}',
+            "Rating": f"Rate{tag}n{i}",
+            "OldLevel": f"Old{tag}l{i}",
+            "NewLevel": f"New{tag}l{i}",
+            "EmployeeZipCode": f"{i:05d}-{tag}",
+        }
+        row = {c: values.get(c, f"{c[8:] or c}{tag}v{i}") for c in SCENARIO_COLUMNS[scenario]}
+        row |= {"HRScenario": scenario, "EmailAddress": f"person{tag}.{i}@contoso.com"}
+        out.append([row.get(c, "") for c in LEAK_HEADER])
+    return out
 
 
 def hr_values(data: list[list[str]]) -> set[str]:
-    return {value for row in data for value in row[:2]}  # e-mail addresses and dates
+    """Every HR value of the rows, and the forms a leak could take (escaped, one line of it)."""
+    found: set[str] = set()
+    for row in data:
+        for column, value in zip(LEAK_HEADER, row, strict=False):
+            if not value or column == "HRScenario":  # scenario names appear in reports by design
+                continue
+            found |= {value, json.dumps(value)[1:-1], repr(value)[1:-1], *value.splitlines()}
+    return found
 
 
 def issued_tokens(emulator: Emulator) -> set[str]:
@@ -31,9 +81,10 @@ def assert_absent(text: str, secrets: set[str]) -> None:
 
 
 def test_verbose_cli_output_and_report_hold_no_secret_token_or_hr_value(tmp_path, emulator, job):
-    data = rows(30)
-    path = write_csv(tmp_path / "hr.csv", HEADER, data)
-    path.write_text(path.read_text() + "x@y.com,2024-01-01,a,b,EXTRA\n")  # a rejected row, reported by number
+    data = unique_hr_rows(30)
+    extra = [*unique_hr_rows(1, start=30)[0], "EXTRA-f1eld-value"]  # a rejected row, reported by number
+    path = tmp_path / "hr.csv"
+    path.write_bytes(csv_bytes(LEAK_HEADER, [*data, extra]))
     report_path = tmp_path / "report.json"
     before = issued_tokens(emulator)
     result = subprocess.run(
@@ -60,14 +111,16 @@ def test_verbose_cli_output_and_report_hold_no_secret_token_or_hr_value(tmp_path
     assert len(tokens) == 1
     assert "DEBUG" in result.stderr and "azure" in result.stderr  # the libraries did log at DEBUG
     everything = result.stdout + result.stderr + report_path.read_text()
-    assert_absent(everything, {SECRET} | tokens | hr_values(data) | {"x@y.com", "EXTRA"})
+    assert_absent(everything, {SECRET} | tokens | hr_values([*data, extra]) | {"EXTRA-f1eld-value"})
     assert "too-many-fields" in everything and "row 32" in everything
+    assert sorted(emulator.state.rows(job)) == sorted(data)  # the values did travel, where they should
 
 
 def test_pipeline_logs_at_debug_hold_no_secret_token_or_hr_value(tmp_path, emulator, job, make_client, caplog):
     caplog.set_level(logging.DEBUG)
-    data = rows(20)
-    path = write_csv(tmp_path / "hr.csv", HEADER, data)
+    data = unique_hr_rows(20)
+    path = tmp_path / "hr.csv"
+    path.write_bytes(csv_bytes(LEAK_HEADER, data))
     before = issued_tokens(emulator)
     report = run_upload(
         LocalFileSource(path), UploadOptions(job_id=job, records_per_call=5), client=make_client(job), store=None
@@ -77,14 +130,16 @@ def test_pipeline_logs_at_debug_hold_no_secret_token_or_hr_value(tmp_path, emula
     logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
     assert len(caplog.records) > 5
     assert_absent(logged + report.to_json(), {SECRET} | tokens | hr_values(data))
+    assert sorted(emulator.state.rows(job)) == sorted(data)
 
 
 def test_a_failed_upload_error_names_rows_not_values(tmp_path, emulator, make_client, caplog):
     caplog.set_level(logging.DEBUG)
     foreign = "7a7a7a7a-0000-4000-8000-000000000001"
     emulator.state.register_job(foreign, OTHER_APP_ID)
-    data = rows(5)
-    path = write_csv(tmp_path / "hr.csv", HEADER, data)
+    data = unique_hr_rows(5)
+    path = tmp_path / "hr.csv"
+    path.write_bytes(csv_bytes(LEAK_HEADER, data))
     report = run_upload(LocalFileSource(path), UploadOptions(job_id=foreign), client=make_client(foreign), store=None)
     assert report.error and "rows 2-6" in report.error
     logged = "\n".join(r.getMessage() for r in caplog.records)
@@ -98,14 +153,16 @@ def test_the_function_logs_context_on_every_record_and_no_secret_token_or_hr_val
 
     env = function_env
     caplog.set_level(logging.DEBUG)
-    data = rows(12)
-    bad = ["bad@@contoso", "2024-01-01T00:00:00Z", "private remark", "1"]
-    env.drop("main/leaky.csv", csv_bytes(HEADER, [*data, bad]))
+    data = unique_hr_rows(12)
+    bad = unique_hr_rows(1, start=12)[0]
+    bad[1] = "bad@@" + bad[1]  # rejected: its values go to the rejected-rows CSV only
+    env.drop("main/leaky.csv", csv_bytes(LEAK_HEADER, [*data, bad]))
     before = issued_tokens(emulator)
     invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/leaky.csv")
     tokens = issued_tokens(emulator) - before
     assert tokens  # the app's for ingestion (and the identity's for the vault, unless cached by an earlier test)
-    secrets = {SECRET, emulator.state.identity_header} | tokens | hr_values(data) | set(bad[:3])
+    assert sorted(emulator.state.rows(env.job)) == sorted(data)
+    secrets = {SECRET, emulator.state.identity_header} | tokens | hr_values([*data, bad])
 
     records = [r for r in caplog.records if not r.name.startswith("hrconnector_core.emulator")]
     logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''} {r.__dict__}" for r in records)

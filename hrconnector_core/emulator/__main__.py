@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     faults.add_argument("--rate-429", type=float, default=0.0)
     faults.add_argument("--rate-503", type=float, default=0.0)
     faults.add_argument("--rate-drop", type=float, default=0.0, help="hang up without an answer")
+    faults.add_argument(
+        "--rate-lost-response", type=float, default=0.0, help="record the rows, then hang up without an answer"
+    )
     faults.add_argument("--retry-after", type=int, default=1, help="seconds, sent with 429")
     faults.add_argument("--latency-ms", type=int, default=0, help="added to every upload")
     faults.add_argument("--bandwidth", type=int, default=0, help="bytes per second per upload; 0: no cap")
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_429=args.rate_429,
         rate_503=args.rate_503,
         rate_drop=args.rate_drop,
+        rate_lost_response=args.rate_lost_response,
         retry_after_seconds=args.retry_after,
         latency_ms=args.latency_ms,
         bandwidth_bytes_per_s=args.bandwidth,

@@ -9,7 +9,7 @@ in Azure. Used by the demo and the tests.
 from __future__ import annotations
 
 import json
-from functools import cache
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,13 +20,24 @@ from azurefunctions.extensions.bindings.blob.blobClientConverter import BlobClie
 
 from .server import Emulator
 
+_registration_lock = threading.Lock()
+_registered: dict[str, Any] | None = None
 
-@cache
+
 def registered_functions() -> dict[str, Any]:
-    """name -> the registered function object of function_app (imported once)."""
-    import function_app
+    """name -> the registered function object of function_app (imported once).
 
-    return {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+    `app.get_functions()` may run only once per app object (a second call fails with "does not
+    have a unique function name"), so concurrent first callers wait on one lock rather than
+    racing; `functools.cache` would let both threads call it.
+    """
+    global _registered
+    with _registration_lock:
+        if _registered is None:
+            import function_app
+
+            _registered = {str(f.get_function_name()): f for f in function_app.app.get_functions()}
+        return _registered
 
 
 def trigger(function: Any) -> Any:

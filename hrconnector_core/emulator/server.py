@@ -311,6 +311,9 @@ class Handler(BaseHTTPRequestHandler):
         faults = state.faults
         body = self._body(bandwidth=faults.bandwidth_bytes_per_s)
         state.count("signal_requests")
+        hold = state.take_hold()
+        if hold is not None:
+            hold.wait_released()
         if faults.latency_ms:
             time.sleep(faults.latency_ms / 1000)
         roll = state.roll()
@@ -353,8 +356,13 @@ class Handler(BaseHTTPRequestHandler):
             state.count("abandoned")
             self.close_connection = True
             return None
-        upload = state.record_upload(job, header, rows, file_name)
+        # Drawn from the same roll, after every fault above, so seeded runs without it are unchanged.
+        lost = roll < faults.rate_drop + faults.rate_429 + faults.rate_503 + faults.rate_lost_response
+        upload = state.record_upload(job, header, rows, file_name, response_lost=lost)
         state.count("accepted")
+        if lost:
+            state.count("response_lost")
+            raise _HangUpError
         self._send_json(200, {"jobId": job, "uploadId": upload.upload_id, "recordsReceived": upload.record_count})
 
     def job_log(self, job: str) -> None:

@@ -45,6 +45,7 @@ class Upload:
     record_count: int
     received_at: str
     file_name: str
+    response_lost: bool = False  # recorded, then the connection dropped before the answer (a fault)
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Faults:
     rate_429: float = 0.0
     rate_503: float = 0.0
     rate_drop: float = 0.0
+    # Rows accepted and recorded, then the connection dropped without an answer: the client's retry
+    # sends them again (the real service's hard case; it documents no duplicate detection).
+    rate_lost_response: float = 0.0
     retry_after_seconds: int = 1
     latency_ms: int = 0
     bandwidth_bytes_per_s: int = 0  # 0: no cap
@@ -61,6 +65,23 @@ class Faults:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class UploadHold:
+    """Holds one upload call inside the service (body read, nothing recorded) until released:
+    a test can make a client wait at the network edge for as long as it needs, without latency."""
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+        self.timeout = timeout  # a forgotten hold does not block a handler thread for ever
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait_released(self) -> None:
+        self.arrived.set()
+        self._released.wait(self.timeout)
 
 
 @dataclass
@@ -82,6 +103,7 @@ class EmulatorState:
     federated: dict[str, set[str]] = field(default_factory=dict)  # app id -> trusted managed identities
     counters: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    holds: list[UploadHold] = field(default_factory=list)  # the next upload calls to hold, in order
     _rng: random.Random = field(default_factory=random.Random)
 
     # -- registration -------------------------------------------------------------------
@@ -123,6 +145,17 @@ class EmulatorState:
         with self.lock:
             return self._rng.random()
 
+    def hold_next_upload(self, *, timeout: float = 60.0) -> UploadHold:
+        """The next upload call waits inside the service until `release()` (or the timeout)."""
+        hold = UploadHold(timeout)
+        with self.lock:
+            self.holds.append(hold)
+        return hold
+
+    def take_hold(self) -> UploadHold | None:
+        with self.lock:
+            return self.holds.pop(0) if self.holds else None
+
     def count(self, name: str) -> None:
         with self.lock:
             self.counters[name] = self.counters.get(name, 0) + 1
@@ -153,9 +186,12 @@ class EmulatorState:
         return info
 
     # -- ingestion ----------------------------------------------------------------------
-    def record_upload(self, job_id: str, header: list[str], rows: list[list[str]], file_name: str) -> Upload:
+    def record_upload(
+        self, job_id: str, header: list[str], rows: list[list[str]], file_name: str, *, response_lost: bool = False
+    ) -> Upload:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        upload = Upload(secrets.token_hex(8), header, rows if self.keep_rows else [], len(rows), now, file_name)
+        kept = rows if self.keep_rows else []
+        upload = Upload(secrets.token_hex(8), header, kept, len(rows), now, file_name, response_lost)
         entry = {
             "JobId": job_id,
             "UploadId": upload.upload_id,
@@ -177,6 +213,11 @@ class EmulatorState:
         """Every row the job received, in arrival order."""
         with self.lock:
             return [row for upload in self.uploads.get(job_id.lower(), []) for row in upload.rows]
+
+    def lost_response_uploads(self, job_id: str) -> list[Upload]:
+        """The job's uploads that were recorded but whose answer the client never got."""
+        with self.lock:
+            return [upload for upload in self.uploads.get(job_id.lower(), []) if upload.response_lost]
 
     def reset_job(self, job_id: str) -> None:
         with self.lock:

@@ -1,0 +1,638 @@
+"""Do the tests fail when the code is wrong? A curated list of semantic mutations, one at a time.
+
+Each mutation is a small, deliberate bug of the kind that matters here (a skipped checkpoint
+mark, a doubled send, a dropped last chunk, a permanent error retried, an HR value logged, a
+no-op lease, a write without its ETag condition ...), written as (file, exact old text, new
+text, the tests that must catch it). The script copies the working tree to a temporary
+directory (the live tree is never touched), applies each mutation there alone, runs its tests
+with -x and a time limit, restores the file, and prints a caught/survived table.
+
+It exits non-zero when a mutation survives, when its tests error out instead of failing (a
+mutation that breaks the import proves nothing), or when its old text is no longer in the code
+exactly once: the list has to be kept in step with the code.
+
+    .venv/bin/python scripts/mutation_check.py             # everything (about 15 minutes)
+    .venv/bin/python scripts/mutation_check.py --only pipeline --only lease
+    .venv/bin/python scripts/mutation_check.py --list
+
+Not part of the test suite: it runs the relevant tests about fifty times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LINKED = (".venv", ".venv-infra", "node_modules")  # big, unchanged by mutations: linked, not copied
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    why: str = ""  # what would go wrong in production
+
+
+F = "tests/test_function.py::"
+# The Function's whole story: its own tests and (when present) the lease, race and schedule ones.
+FUNCTION = (
+    "tests/test_function.py",
+    "tests/test_function_leases.py",
+    "tests/test_function_races.py",
+    "tests/test_function_schedule.py",
+)
+STATE = ("tests/test_upload.py", "tests/test_integrity_state.py")  # checkpoints and their failures
+U = "tests/test_upload.py::"
+CLI = "tests/test_cli.py::"
+V = "tests/test_validation.py::"
+I = "tests/test_ingestion.py::"  # noqa: E741 - a prefix, like the others
+LEAKS = "tests/test_no_leaks.py"
+
+MUTATIONS: list[Mutation] = [
+    # -- service: the ten the audit found surviving (four here) ---------------------------------
+    Mutation(
+        "service: a file counts as uploaded when any row was",
+        "hrconnector_core/service.py",
+        "uploaded_all = not report.error and report.rows.not_uploaded == 0",
+        "uploaded_all = report.rows.uploaded > 0",
+        FUNCTION,
+        "a run that fails partway is moved to hr-processed and reported as a success",
+    ),
+    Mutation(
+        "service: a lost lease is ignored",
+        "hrconnector_core/service.py",
+        "        if claim.lost:\n            raise StorageError(",
+        "        if False:\n            raise StorageError(",
+        FUNCTION,
+        "a paused run finishes a file another run has taken over",
+    ),
+    Mutation(
+        "service: no finished-state guard",
+        "hrconnector_core/service.py",
+        "                if claim.state.finished:\n",
+        "                if False:\n",
+        FUNCTION,
+        "a redelivered event reprocesses a finished file that is still there",
+    ),
+    Mutation(
+        "service: the sweep reprocesses finished files",
+        "hrconnector_core/service.py",
+        "            if state is not None and state.finished:\n                continue\n",
+        "",
+        FUNCTION,
+        "every timer run re-examines (and may resend) finished files",
+    ),
+    # -- service: more ------------------------------------------------------------------------
+    Mutation(
+        "service: a failed file goes to hr-processed",
+        "hrconnector_core/service.py",
+        "target = self.processed if uploaded_all else self.failed",
+        "target = self.processed",
+        (F + "test_service_refusal_moves_the_file_to_failed_with_the_reason",),
+    ),
+    Mutation(
+        "service: the report stored in place of the file",
+        "hrconnector_core/service.py",
+        "        copy_verified(blob, state.etag, target.get_blob_client(state.destination), int(props.size))\n",
+        '        write_text(target, state.destination, report_json, "application/json")\n',
+        (F + "test_unknown_connector_folder_is_kept_in_failed",),
+        "the admin finds a report where the HR file should be, and the source is deleted",
+    ),
+    Mutation(
+        "service: the source is never deleted",
+        "hrconnector_core/service.py",
+        "        if not delete_if_unchanged(blob, state.etag):\n",
+        "        if False:\n",
+        (F + "test_a_dropped_file_is_uploaded_reported_and_moved",),
+    ),
+    Mutation(
+        "service: rejected rows are not kept",
+        "hrconnector_core/service.py",
+        "if report.rows.rejected and rejected.exists():",
+        "if False:",
+        (F + "test_rejected_rows_go_to_the_reports_container",),
+    ),
+    Mutation(
+        "service: profiles refreshed half as often",
+        "hrconnector_core/service.py",
+        "if since < timedelta(days=self.settings.profile_refresh_days):",
+        "if since < timedelta(days=self.settings.profile_refresh_days * 2):",
+        (F + "test_profile_refresh_stale_export_warning_and_retention",),
+        "employee profiles expire in the connector",
+    ),
+    Mutation(
+        "service: retention deletes the file profiles refresh from",
+        "hrconnector_core/service.py",
+        "if item.last_modified >= cutoff or (container is self.processed and item.name in keep):",
+        "if item.last_modified >= cutoff:",
+        (F + "test_profile_refresh_stale_export_warning_and_retention",),
+    ),
+    # -- blobstore ---------------------------------------------------------------------------
+    Mutation(
+        "blobstore: the lease is never renewed",
+        "hrconnector_core/blobstore.py",
+        "                self._lease.renew()\n",
+        "                pass\n",
+        FUNCTION,
+        "a long upload loses its lease and a second run starts on the same file",
+    ),
+    Mutation(
+        "blobstore: no size check after the copy",
+        "hrconnector_core/blobstore.py",
+        'if props.copy.status not in (None, "success") or props.size != size:',
+        'if props.copy.status not in (None, "success"):',
+        FUNCTION,
+        "a short copy is accepted and the original deleted",
+    ),
+    Mutation(
+        "blobstore: state and checkpoints written without their ETag condition",
+        "hrconnector_core/blobstore.py",
+        "body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease",
+        "body, overwrite=True, lease=lease",
+        FUNCTION,
+        "a run that lost its lease overwrites the newer run's checkpoint",
+    ),
+    Mutation(
+        "blobstore: a busy file's lease is broken and taken (no-op lease)",
+        "hrconnector_core/blobstore.py",
+        "            if exc.status_code == 409:  # LeaseAlreadyPresent\n                return None\n",
+        "            if exc.status_code == 409:  # LeaseAlreadyPresent\n"
+        "                held = self._blobs.container.get_blob_client(name)\n"
+        "                BlobLeaseClient(held).break_lease(lease_break_period=0)\n"
+        "                lease = held.acquire_lease(\n"
+        "                    lease_duration=self.lease_seconds\n"
+        "                )\n",
+        (F + "test_two_concurrent_invocations_upload_once",),
+        "two invocations upload the same file",
+    ),
+    Mutation(
+        "blobstore: the source is read at any version",
+        "hrconnector_core/blobstore.py",
+        "downloader = self.blob.download_blob(etag=self.etag, match_condition=MatchConditions.IfNotModified)",
+        "downloader = self.blob.download_blob()",
+        FUNCTION,
+        "a file replaced mid-run is uploaded as a mix of two versions",
+    ),
+    Mutation(
+        "blobstore: the source is deleted at any version",
+        "hrconnector_core/blobstore.py",
+        "blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)",
+        "blob.delete_blob()",
+        FUNCTION,
+        "a new version dropped during a run is deleted unprocessed",
+    ),
+    Mutation(
+        "blobstore: a new state overwrites an existing one",
+        "hrconnector_core/blobstore.py",
+        "result = blob.upload_blob(body, overwrite=False, lease=lease)",
+        "result = blob.upload_blob(body, overwrite=True, lease=lease)",
+        FUNCTION,
+        "a redelivered event resets a finished file's state and processes it again",
+    ),
+    # -- pipeline ----------------------------------------------------------------------------
+    Mutation(
+        "pipeline: a checkpoint write error is ignored",
+        "hrconnector_core/pipeline.py",
+        "        except HRConnectorError as exc:  # the service has the rows; the checkpoint could not say so\n"
+        "            self._stop.set()\n"
+        "            if self.error is None:\n"
+        "                self.error = exc\n",
+        "        except HRConnectorError:  # the service has the rows; the checkpoint could not say so\n"
+        "            pass\n",
+        (*STATE, "tests/test_cli.py", *FUNCTION),
+        "the run reports success with a checkpoint that does not know the chunks were sent",
+    ),
+    Mutation(
+        "pipeline: accepted chunks are not marked",
+        "hrconnector_core/pipeline.py",
+        "            self._recorder.mark_done(chunk.index, chunk.record_count)\n",
+        "            pass\n",
+        (U + "test_a_finished_file_is_not_sent_again_unless_forced",),
+        "a rerun sends the whole file again",
+    ),
+    Mutation(
+        "pipeline: every chunk sent twice",
+        "hrconnector_core/pipeline.py",
+        "            result = self._client.upload(chunk)\n",
+        "            self._client.upload(chunk)\n            result = self._client.upload(chunk)\n",
+        (U + "test_every_row_arrives_once_in_chunks_with_the_header",),
+    ),
+    Mutation(
+        "pipeline: checkpointed chunks are sent again",
+        "hrconnector_core/pipeline.py",
+        "        if self._recorder.is_done(chunk.index):\n",
+        "        if False:\n",
+        (U + "test_a_resumed_run_sends_only_the_missing_chunks",),
+    ),
+    Mutation(
+        "pipeline: uploads go on after a permanent failure",
+        "hrconnector_core/pipeline.py",
+        "            self._stop.set()\n            if self.error is None:\n                self.error = exc\n"
+        "            upload_error = exc",
+        "            if self.error is None:\n                self.error = exc\n            upload_error = exc",
+        (U + "test_a_permanent_403_stops_at_once_with_the_services_reason",),
+        "after a 403 every remaining chunk is sent (and refused) anyway",
+    ),
+    Mutation(
+        "pipeline: --force does not forget the checkpoint",
+        "hrconnector_core/pipeline.py",
+        "if checkpoint is not None and options.force and not options.dry_run:",
+        "if False:",
+        (U + "test_a_finished_file_is_not_sent_again_unless_forced",),
+    ),
+    Mutation(
+        "pipeline: the checkpoint key ignores the chunk size",
+        "hrconnector_core/pipeline.py",
+        "return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)",
+        "return CheckpointKey(facts.sha256, options.job_id, 0, plan)",
+        ("tests/test_checkpoint_plan.py",),
+        "a rerun with another chunk size skips chunks by the old plan's indexes: rows lost",
+    ),
+    Mutation(
+        "pipeline: the end of each chunk logged at DEBUG (an HR value leak)",
+        "hrconnector_core/pipeline.py",
+        '        log.info(\n            "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",\n',
+        '        log.debug("chunk %d ends with %r", chunk.index, chunk.data[-30:])\n'
+        '        log.info(\n            "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",\n',
+        (LEAKS,),
+        "remarks, ratings or names in Application Insights",
+    ),
+    # -- ingestion ---------------------------------------------------------------------------
+    Mutation(
+        "ingestion: permanent errors retried",
+        "hrconnector_core/ingestion.py",
+        "                if status not in RETRYABLE_STATUS:\n",
+        "                if status not in RETRYABLE_STATUS | {400, 403}:\n",
+        (U + "test_a_permanent_403_stops_at_once_with_the_services_reason",),
+        "a wrong job id is retried for ten minutes",
+    ),
+    Mutation(
+        "ingestion: any answer below 500 counts as accepted",
+        "hrconnector_core/ingestion.py",
+        "if 200 <= status < 300:",
+        "if 200 <= status < 500:",
+        (U + "test_a_permanent_403_stops_at_once_with_the_services_reason",),
+    ),
+    Mutation(
+        "ingestion: Retry-After ignored",
+        "hrconnector_core/ingestion.py",
+        "wait = policy.backoff(number, self._rng) if retry_after is None else retry_after",
+        "wait = policy.backoff(number, self._rng)",
+        (I + "test_the_total_time_bound_stops_retries_before_the_attempt_bound",),
+    ),
+    Mutation(
+        "ingestion: one attempt more than the bound",
+        "hrconnector_core/ingestion.py",
+        "if number >= policy.max_attempts or elapsed + wait > policy.max_total:",
+        "if number > policy.max_attempts or elapsed + wait > policy.max_total:",
+        (I + "test_persistent_503_gives_up_after_the_attempt_bound",),
+    ),
+    Mutation(
+        "ingestion: no total time bound",
+        "hrconnector_core/ingestion.py",
+        "if number >= policy.max_attempts or elapsed + wait > policy.max_total:",
+        "if number >= policy.max_attempts:",
+        (I + "test_the_total_time_bound_stops_retries_before_the_attempt_bound",),
+    ),
+    Mutation(
+        "ingestion: a refused token is not replaced",
+        "hrconnector_core/ingestion.py",
+        "if status == 401 and not refreshed_token:",
+        "if False:",
+        (I + "test_a_revoked_token_is_replaced_once",),
+    ),
+    Mutation(
+        "ingestion: 429 and 503 are permanent",
+        "hrconnector_core/ingestion.py",
+        "RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})",
+        "RETRYABLE_STATUS = frozenset({408, 500, 502, 504})",
+        (U + "test_faults_are_survived_with_no_row_lost_or_doubled",),
+    ),
+    Mutation(
+        "ingestion: backoff without jitter",
+        "hrconnector_core/ingestion.py",
+        "return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))",
+        "return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))",
+        (I + "test_backoff_is_jittered_and_capped",),
+        "every client retries in lockstep",
+    ),
+    # -- credentials ---------------------------------------------------------------------------
+    Mutation(
+        "credentials: the Key Vault cache ignores its maximum age",
+        "hrconnector_core/credentials.py",
+        "if refresh or self._value is None or self._clock() - self._read_at >= self._max_age:",
+        "if refresh or self._value is None:",
+        ("tests/test_credentials.py",),
+        "a rotated secret is picked up only after Entra refuses the old one",
+    ),
+    Mutation(
+        "credentials: a refused vault secret is not re-read",
+        "hrconnector_core/credentials.py",
+        "            fresh = self._material.get(refresh=True)\n",
+        "            fresh = self._material.get()\n",
+        (F + "test_a_rotated_key_vault_secret_is_used_without_a_restart",),
+    ),
+    Mutation(
+        "credentials: a token used past its expiry",
+        "hrconnector_core/credentials.py",
+        "if self._token is None or self._token.expires_on - self._margin <= self._clock():",
+        "if self._token is None:",
+        (I + "test_token_is_reused_until_near_expiry",),
+    ),
+    Mutation(
+        "credentials: a new token for every chunk",
+        "hrconnector_core/credentials.py",
+        "if self._token is None or self._token.expires_on - self._margin <= self._clock():",
+        "if True:",
+        (U + "test_every_row_arrives_once_in_chunks_with_the_header",),
+    ),
+    Mutation(
+        "credentials: a revoked token is not forgotten",
+        "hrconnector_core/credentials.py",
+        "            if self._token is not None and self._token.token == token:\n                self._token = None\n",
+        "            pass\n",
+        (I + "test_a_revoked_token_is_replaced_once",),
+    ),
+    # -- checkpoint ----------------------------------------------------------------------------
+    Mutation(
+        "checkpoint: no fsync before the rename",
+        "hrconnector_core/checkpoint.py",
+        "                os.fsync(handle.fileno())\n",
+        "                pass\n",
+        STATE,
+        "after a power cut the renamed checkpoint may be empty",
+    ),
+    Mutation(
+        "checkpoint: completed chunks not read back",
+        "hrconnector_core/checkpoint.py",
+        'completed = {int(i): int(n) for i, n in data.get("completed", {}).items()}',
+        "completed: dict[int, int] = {}",
+        (U + "test_a_resumed_run_sends_only_the_missing_chunks",),
+    ),
+    Mutation(
+        "checkpoint: a chunk marked in memory only",
+        "hrconnector_core/checkpoint.py",
+        "            self.checkpoint.completed[index] = records\n"
+        "            if self._store is not None:\n"
+        "                self._store.save(self.checkpoint)\n",
+        "            self.checkpoint.completed[index] = records\n",
+        (CLI + "test_a_run_killed_mid_file_resumes_with_only_the_missing_chunks",),
+        "a crash resends everything sent before it",
+    ),
+    # -- chunking ------------------------------------------------------------------------------
+    Mutation(
+        "chunking: the last, partial chunk dropped",
+        "hrconnector_core/chunking.py",
+        "    while batch := list(islice(rows, records_per_call)):\n",
+        "    while len(batch := list(islice(rows, records_per_call))) == records_per_call:\n",
+        ("tests/test_chunking.py",),
+    ),
+    Mutation(
+        "chunking: fields needing quotes written unquoted",
+        "hrconnector_core/chunking.py",
+        'if line.count(",") == commas and not _NEEDS_QUOTES(line):',
+        'if line.count(",") == commas:',
+        ("tests/test_chunking.py",),
+    ),
+    Mutation(
+        "chunking: last row number off by one",
+        "hrconnector_core/chunking.py",
+        "yield Chunk(index, batch[0][0], batch[-1][0], len(batch), data)",
+        "yield Chunk(index, batch[0][0], batch[-1][0] + 1, len(batch), data)",
+        ("tests/test_chunking.py",),
+    ),
+    Mutation(
+        "chunking: chunk indexes skip",
+        "hrconnector_core/chunking.py",
+        "        index += 1\n",
+        "        index += 2\n",
+        ("tests/test_chunking.py",),
+        "checkpoint indexes no longer name the same chunks",
+    ),
+    # -- validation ----------------------------------------------------------------------------
+    Mutation(
+        "validation: any e-mail accepted on the detailed path",
+        "hrconnector_core/validation.py",
+        "                if _EMAIL(value):\n",
+        "                if True:\n",
+        (V + "test_email_address_syntax",),
+    ),
+    Mutation(
+        "validation: empty required values accepted",
+        "hrconnector_core/validation.py",
+        "                if required:\n                    errors.append(",
+        "                if False:\n                    errors.append(",
+        (V + "test_required_value_empty",),
+    ),
+    Mutation(
+        "validation: extra fields silently cut off",
+        "hrconnector_core/validation.py",
+        "            if any(f.strip() for f in fields[width:]):\n",
+        "            if False:\n",
+        ("tests/test_chunking.py", V[:-2]),
+    ),
+    Mutation(
+        "validation: length limit one too long on the fast path",
+        "hrconnector_core/validation.py",
+        'piece = f"[^\\x1f]{{0,{check.max_length}}}"',
+        'piece = f"[^\\x1f]{{0,{check.max_length + 1}}}"',
+        (V + "test_length_limits",),
+    ),
+    Mutation(
+        "validation: duplicates never reported",
+        "hrconnector_core/validation.py",
+        "                if first != row:\n",
+        "                if False:\n",
+        (V + "test_duplicate_rows_are_a_warning_naming_the_first",),
+    ),
+    Mutation(
+        "validation: a date not in the mapping's format passes as it is",
+        "hrconnector_core/validation.py",
+        "                    converted = _convert_date(value.strip(), fmt)\n",
+        "                    converted = _convert_date(value.strip(), fmt) or value\n",
+        (CLI + "test_validate_with_a_mapping_file",),
+    ),
+    Mutation(
+        "validation: a date hint for a prefix match",
+        "hrconnector_core/validation.py",
+        "        if pattern.fullmatch(value):\n",
+        "        if pattern.match(value):\n",
+        (V + "test_other_date_formats_fail_with_a_hint_and_without_the_value",),
+        "a wrong hint sends the admin after the wrong fix",
+    ),
+    Mutation(
+        "validation: a date hint guessed when nothing fits",
+        "hrconnector_core/validation.py",
+        '            return f"; it looks like {looks_like}"\n    return ""\n',
+        '            return f"; it looks like {looks_like}"\n    return "; it looks like a date in a local format"\n',
+        (V + "test_other_date_formats_fail_with_a_hint_and_without_the_value",),
+    ),
+    Mutation(
+        "validation: a too-long value quoted in its message (leak)",
+        "hrconnector_core/validation.py",
+        'f"{len(value)} characters; the limit is {check.max_length}"',
+        'f"{len(value)} characters; the limit is {check.max_length}: {value}"',
+        (V + "test_length_limits",),
+    ),
+    Mutation(
+        "validation: a bad date quoted in its message (leak)",
+        "hrconnector_core/validation.py",
+        'message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed)}"',
+        'message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed)}: {trimmed}"',
+        (LEAKS, V + "test_other_date_formats_fail_with_a_hint_and_without_the_value"),
+    ),
+    # -- csvreader -----------------------------------------------------------------------------
+    Mutation(
+        "csvreader: blank lines dropped without being counted",
+        "hrconnector_core/csvreader.py",
+        "            for fields in self._reader:\n                row += 1\n",
+        "            for fields in self._reader:\n                if not fields:\n                    continue\n"
+        "                row += 1\n",
+        (
+            "tests/test_formats.py::test_random_bytes_never_raise",
+            "tests/test_formats.py::test_mangled_csv_never_raises_and_always_balances",
+        ),
+        "rows vanish from the accounting and the row numbers shift",
+    ),
+    Mutation(
+        "csvreader: always a comma",
+        "hrconnector_core/csvreader.py",
+        '    best = max(DELIMITERS, key=lambda d: (counts[d], d == ","))\n',
+        '    best = ","\n',
+        ("tests/test_formats.py",),
+    ),
+    Mutation(
+        "csvreader: bytes undefined in Windows-1252 accepted",
+        "hrconnector_core/csvreader.py",
+        "        if cp1252_ok and _CP1252_UNDEFINED.search(block):\n",
+        "        if False:\n",
+        (V + "test_no_data_rows_and_an_unreadable_encoding_are_file_errors",),
+    ),
+    Mutation(
+        "csvreader: a UTF-8 BOM kept in the first column name",
+        "hrconnector_core/csvreader.py",
+        '        return "utf-8-sig"\n',
+        '        return "utf-8"\n',
+        ("tests/test_chunking.py", "tests/test_formats.py"),
+    ),
+    # -- the test host -------------------------------------------------------------------------
+    Mutation(
+        "emulator host: registration not thread-safe (the order-dependent flake)",
+        "hrconnector_core/emulator/host.py",
+        "    with _registration_lock:\n",
+        "    with threading.Lock():  # a new lock per call excludes nobody\n",
+        (F + "test_two_concurrent_invocations_upload_once",),
+        "the concurrent test fails alone: app.get_functions() called twice",
+    ),
+]
+
+
+def check_texts(mutations: list[Mutation]) -> dict[str, str]:
+    """name -> why its old text cannot be applied (absent or ambiguous in the current code)."""
+    stale = {}
+    for m in mutations:
+        path = REPO / m.file
+        count = path.read_text(encoding="utf-8").count(m.old) if path.exists() else 0
+        if count != 1:
+            stale[m.name] = f"old text found {count} times in {m.file}"
+    return stale
+
+
+def copy_tree(target: Path) -> None:
+    """The working tree as it is (tracked and new files, not ignored ones), environments linked."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, check=True, capture_output=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for name in LINKED:
+        if (REPO / name).exists():
+            (target / name).symlink_to(REPO / name)
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+    existing = [t for t in tests if (copy / t.split("::")[0]).exists()]
+    if not existing:
+        return "no tests", 0.0, f"none of {tests} exists"
+    command = [
+        sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--timeout", "120", *existing,
+    ]  # fmt: skip
+    started = time.monotonic()
+    try:
+        result = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "caught (time-out)", time.monotonic() - started, ""
+    elapsed = time.monotonic() - started
+    tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+    outcome = {0: "SURVIVED", 1: "caught"}.get(result.returncode, f"ERROR (pytest exit {result.returncode})")
+    return outcome, elapsed, tail[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append", default=[], help="run mutations whose name contains this")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds for one mutation's tests")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.only or any(o.lower() in m.name.lower() for o in args.only)]
+    if not chosen:
+        print("no mutation matches", file=sys.stderr)
+        return 2
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}  [{m.file}]  -> {' '.join(m.tests)}")
+        return 0
+    stale = check_texts(chosen)
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="hr-mutation-") as tmp:
+        copy = Path(tmp)
+        copy_tree(copy)
+        probe = subprocess.run(
+            [sys.executable, "-c", "import hrconnector_core; print(hrconnector_core.__file__)"],
+            cwd=copy, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        if not Path(probe.stdout.strip()).resolve().is_relative_to(copy.resolve()):
+            print(f"the copy imports hrconnector_core from {probe.stdout.strip()}, not from itself", file=sys.stderr)
+            return 2
+        for number, m in enumerate(chosen, 1):
+            if m.name in stale:
+                rows.append((m.name, "STALE", "-", stale[m.name]))
+                continue
+            path = copy / m.file
+            original = path.read_bytes()
+            path.write_text(original.decode("utf-8").replace(m.old, m.new, 1), encoding="utf-8")
+            try:
+                outcome, seconds, tail = run_tests(copy, m.tests, args.timeout)
+            finally:
+                path.write_bytes(original)
+            rows.append((m.name, outcome, f"{seconds:.0f}s", tail if outcome != "caught" else ""))
+            print(f"[{number}/{len(chosen)}] {outcome:9} {m.name}", file=sys.stderr, flush=True)
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\n| {'mutation':{width}} | result | time | note |")
+    print(f"| {'-' * width} | --- | --- | --- |")
+    for name, outcome, elapsed, note in rows:
+        print(f"| {name:{width}} | {outcome} | {elapsed} | {note} |")
+    caught = sum(r[1].startswith("caught") for r in rows)
+    print(f"\n{caught} of {len(rows)} caught")
+    return 0 if caught == len(rows) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    sys.exit(main())
