@@ -121,6 +121,7 @@ FILE_ERRORS = (
     "the CSV cannot be parsed near row",
     "required column(s) missing",
     "the header names these columns more than once",
+    "the first row looks like data, not a header",
 )
 
 
