@@ -24,7 +24,6 @@ from .credentials import (
     secret_credential,
     secret_from_key_vault,
 )
-from .csvreader import CsvFile
 from .errors import ConfigurationError, CredentialError, InputFileError
 from .ingestion import IngestionClient
 from .mapping import describe_unplaced, infer_mapping, load_mapping
@@ -35,7 +34,7 @@ from .pipeline import (
     Progress,
     UploadOptions,
     check_header,
-    inspect,
+    open_rows,
     run_upload,
 )
 from .report import RejectedRowsWriter, RunReport
@@ -73,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument("--tenant-id", "-tenantId", dest="tenant_id", help="Entra tenant id")
     ident.add_argument("--app-id", "-appId", dest="app_id", help="the Entra app (client) id of the connector")
     ident.add_argument("--job-id", "-jobId", dest="job_id", required=True, help="the HR connector's job id")
-    ident.add_argument("--file", "-filePath", dest="file", required=True, type=Path, help="the CSV file")
+    ident.add_argument(
+        "--file", "-filePath", dest="file", required=True, type=Path, help="the CSV file or Excel workbook (.xlsx)"
+    )
 
     cred = up.add_argument_group("credential (one of)")
     cred.add_argument(
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a file as upload would, without a token or a network. Exit 0 when every row is "
         "valid, 1 when any row or the file is invalid.",
     )
-    check.add_argument("file", type=Path, help="the CSV file")
+    check.add_argument("file", type=Path, help="the CSV file or Excel workbook (.xlsx)")
     _validation_arguments(check)
     check.add_argument("--report", type=Path, metavar="OUT.json", help="write the validation report here")
     check.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -162,12 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the mapping the documentation's column names imply (JSON), or which required "
         "fields could not be placed and the closest header for each.",
     )
-    infer.add_argument("file", type=Path, help="a sample CSV file (only its header is read)")
+    infer.add_argument("file", type=Path, help="a sample CSV file or workbook (only its header is read)")
+    _sheet_argument(infer)
     infer.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 
 
+def _sheet_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sheet", metavar="NAME", help="the sheet of an Excel workbook to read (default: its first sheet)"
+    )
+
+
 def _validation_arguments(parser: argparse.ArgumentParser) -> None:
+    _sheet_argument(parser)
     parser.add_argument(
         "--mapping",
         type=Path,
@@ -236,7 +245,10 @@ def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
         )
     tokens = TokenProvider(credential, cloud.scope)
     tokens.token()  # fail fast on a wrong app, tenant or secret, before reading the file
-    return IngestionClient(cloud, args.job_id, tokens, file_name=args.file.name)
+    name = args.file.name
+    if name.lower().endswith(".xlsx"):  # what is sent is CSV, whatever the input was
+        name = name[: -len(".xlsx")] + ".csv"
+    return IngestionClient(cloud, args.job_id, tokens, file_name=name)
 
 
 class _ProgressPrinter:
@@ -317,7 +329,7 @@ def _existing_file(path: Path) -> LocalFileSource:
 def validate(args: argparse.Namespace) -> int:
     source = _existing_file(args.file)
     mapping = load_mapping(args.mapping) if args.mapping else None
-    options = UploadOptions(job_id="(validation)", dry_run=True, mapping=mapping)
+    options = UploadOptions(job_id="(validation)", dry_run=True, mapping=mapping, sheet=args.sheet)
     rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
     report = run_upload(source, options, client=None, store=None, rejected_rows=rejected)
     _write_report(report, args.report)
@@ -329,9 +341,8 @@ def validate(args: argparse.Namespace) -> int:
 
 def mapping_infer(args: argparse.Namespace) -> int:
     source = _existing_file(args.file)
-    facts = inspect(source)
-    with source.open() as stream:
-        header = CsvFile(stream, csv_format=facts.format).header
+    with open_rows(source, sheet=args.sheet) as (rows, _):
+        header = rows.header
     check_header(header)  # a data row would otherwise be echoed as "closest header" hints
     inference = infer_mapping(header)
     if inference.mapping is not None:
@@ -365,6 +376,7 @@ def upload(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         mapping=mapping,
         policy=Policy(args.policy),
+        sheet=args.sheet,
     )
     rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
     printer = _ProgressPrinter(sys.stderr)

@@ -9,6 +9,8 @@ import io
 import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +39,7 @@ from .mapping import Mapping, describe_unplaced, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
 from .validation import RowValidator
+from .xlsxreader import WorkbookFile
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +161,40 @@ class _VerifiedReader(io.RawIOBase):
         return block
 
 
+RowFile = CsvFile | WorkbookFile
+
+
+@contextmanager
+def open_rows(
+    source: Source, facts: FileFacts | None = None, blocks: _Blocks | None = None, *, sheet: str | None = None
+) -> Iterator[tuple[RowFile, _VerifiedReader]]:
+    """The file's rows (CSV, or a workbook's sheet), from bytes checked block by block against
+    the first pass (`blocks`; None: the first pass is made here).
+
+    A workbook is a zip, read from its end: its verified bytes are copied to a spooled temporary
+    file first (in memory up to 1 MiB, on disk beyond), so memory stays flat for any size.
+    """
+    if facts is None or blocks is None:
+        facts, blocks = _inspect(source)
+    with source.open() as raw:
+        counting = _VerifiedReader(raw, blocks)
+        if facts.kind != "xlsx":
+            yield CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format), counting
+            return
+        with tempfile.SpooledTemporaryFile(max_size=_HASH_BLOCK) as copy:
+            shutil.copyfileobj(counting, copy, _HASH_BLOCK)
+            copy.seek(0)
+            with WorkbookFile(copy, sheet=sheet) as workbook:
+                yield workbook, counting
+
+
+def content_id(facts: FileFacts, options: UploadOptions) -> str:
+    """What a checkpoint is kept for: the file's bytes, and for a workbook the sheet asked for."""
+    if facts.kind != "xlsx" or options.sheet is None:
+        return facts.sha256
+    return hashlib.sha256(f"{facts.sha256}\nsheet:{options.sheet}".encode()).hexdigest()
+
+
 def _inspect(source: Source) -> tuple[FileFacts, _Blocks]:
     with source.open() as stream:
         hasher = _BlockHasher(stream)
@@ -179,6 +216,7 @@ class UploadOptions:
     dry_run: bool = False
     mapping: Mapping | None = None  # None: the documentation's column names
     policy: Policy = Policy.UPLOAD_VALID
+    sheet: str | None = None  # a workbook's sheet; None: its first
 
     def __post_init__(self) -> None:
         if self.records_per_call < 1:
@@ -246,7 +284,9 @@ def _uploaded_in_full(source: Source, options: UploadOptions, store: CheckpointS
     if store is None or options.force:
         return False
     try:
-        checkpoint = store.load(CheckpointKey(inspect(source).sha256, options.job_id, options.records_per_call))
+        checkpoint = store.load(
+            CheckpointKey(content_id(inspect(source), options), options.job_id, options.records_per_call)
+        )
     except HRConnectorError:
         return False  # the run proper reports it
     return checkpoint is not None and checkpoint.finished
@@ -283,13 +323,16 @@ def _run(
         report.ingestion_url = client.url
     facts, blocks = _inspect(source)  # file-level checks (encoding) before anything is sent
     report.file_bytes, report.file_sha256 = facts.size, facts.sha256
-    report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
+    if facts.kind == "xlsx":
+        report.encoding, report.delimiter = "xlsx", ""
+    else:
+        report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
     if expect_sha256 is not None and facts.sha256 != expect_sha256:
         raise FileChangedError(
             "the file changed after it was validated; nothing was sent. Run again when it is complete"
         )
     # One checkpoint (and one lock) per file content and job, whatever the settings.
-    found = CheckpointKey(facts.sha256, options.job_id, options.records_per_call)
+    found = CheckpointKey(content_id(facts, options), options.job_id, options.records_per_call)
     with _lock(store, found, options):
         checkpoint = _load(source, options, store, found)
         if checkpoint is not None and checkpoint.finished:
@@ -309,13 +352,14 @@ def _read_and_upload(
     blocks: _Blocks,
     checkpoint: Checkpoint | None,
 ) -> None:
-    with source.open() as raw, _fewer_collections():
-        counting = _VerifiedReader(raw, blocks)
-        csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format)
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (csv_file, counting), _fewer_collections():
+        if isinstance(csv_file, WorkbookFile):
+            report.notes.append(f"read sheet {csv_file.sheet!r} of the workbook")
         check_header(csv_file.header)
         report.header = csv_file.header
         if report.rejected_rows is not None:
             report.rejected_rows.header = csv_file.header
+            report.rejected_rows.csv_format = csv_file.format
         mapping = options.mapping if options.mapping is not None else default_mapping(csv_file.header)
         report.mapping = mapping.to_dict()
         validator = RowValidator(csv_file.header, mapping)
@@ -436,7 +480,7 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
         )
 
 
-def _records(csv_file: CsvFile, facts: FileFacts, report: RunReport) -> Iterator[Record]:
+def _records(csv_file: RowFile, facts: FileFacts, report: RunReport) -> Iterator[Record]:
     """The file's records; cells our rejected-rows file neutralised are set aside, not sent."""
     records = csv_file.records()
     return reject_neutralised(records, report) if facts.apostrophe_formulas else records
@@ -454,10 +498,7 @@ def _verify_skipped_chunks(
     the last of them, nothing is sent) and compare it with the digest of the chunk the service
     accepted: skipping a chunk that differs would leave rows unsent, sending around it twice."""
     last = max(checkpoint.completed)
-    with source.open() as raw:
-        csv_file = CsvFile(
-            io.BufferedReader(_VerifiedReader(raw, blocks), buffer_size=_HASH_BLOCK), csv_format=facts.format
-        )
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (csv_file, _):
         validator = RowValidator(csv_file.header, mapping)
         counts = RunReport(file_name=source.name, job_id=options.job_id)  # this pass's counts are not kept
         chunks = make_chunks(
@@ -516,7 +557,7 @@ def _fewer_collections() -> Iterator[None]:
 def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:
     """The file and job, and what decides the chunk plan: the chunk size and the rules."""
     plan = f"{mapping.digest()}:{options.policy.value}"
-    return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)
+    return CheckpointKey(content_id(facts, options), options.job_id, options.records_per_call, plan)
 
 
 def default_mapping(header: list[str]) -> Mapping:
