@@ -7,6 +7,7 @@ Exit codes: 0 every row uploaded (or planned, with --dry-run); 1 anything not up
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -42,6 +43,18 @@ from .schema import SCENARIOS
 from .validation import Severity
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = """exit codes:
+  0  every row uploaded (or planned, with --dry-run), or already uploaded by an earlier run
+  1  anything not uploaded: a bad file, rejected rows, a failed upload (see the report)
+  2  usage or configuration errors (arguments, credential, mapping file)"""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("hrconnector")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
 
 log = logging.getLogger("hrconnector_core.cli")
 
@@ -61,12 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hrconnector",
         description="Validate and upload HR data CSV files to a Microsoft Purview HR connector.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = commands.add_parser(
         "upload",
         help="upload a CSV file to an HR connector job",
         description="Upload a CSV file in chunks, resuming from the last checkpoint. The sample "
         "script's parameter names (-tenantId, -appId, -appSecret, -jobId, -filePath) also work.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ident = up.add_argument_group("connector")
     ident.add_argument("--tenant-id", "-tenantId", dest="tenant_id", help="Entra tenant id")
@@ -198,6 +214,7 @@ def _configure_logging(verbose: bool) -> None:
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("hrconnector_core").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("hrconnector_core.pipeline.chunks").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -288,15 +305,19 @@ def _summary(report: RunReport) -> str:
         (r.not_uploaded, "NOT uploaded"),
     ]
     counts = ", ".join(f"{n} {what}" for n, what in parts if n) or "nothing to upload"
-    lines = [
-        f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
-        f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
-    ]
+    if report.error and not r.rows_in and not report.chunks:  # a file-level error: its rows were never counted
+        lines = [f"{report.file_name}: {report.status}: the file was not read through (see the error below)."]
+    else:
+        lines = [
+            f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
+            f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
+        ]
     if report.issue_counts:
         lines.append(f"  {'severity':<8} {'code':<32} {'count':>7}  first rows")
     for code, count in sorted(report.issue_counts.items(), key=lambda item: (_severity_rank(report, item[0]), item[0])):
         listed = [i for i in report.issues if i.code == code]
-        rows = ", ".join(str(i.row) for i in listed[:5] if i.row) + (", ..." if count > 5 else "")
+        numbers = list(dict.fromkeys(i.row for i in listed if i.row))  # one row may hold several issues
+        rows = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 or count > len(listed) else "")
         severity = listed[0].severity.value if listed else ""
         lines.append(f"  {severity:<8} {code:<32} {count:>7}  {rows}")
         if listed:
@@ -321,6 +342,8 @@ def _write_report(report: RunReport, path: Path | None) -> None:
 
 
 def _existing_file(path: Path) -> LocalFileSource:
+    if path.is_dir():
+        raise ConfigurationError(f"{str(path)!r} is a directory: give the path of one file")
     if not path.is_file():
         raise ConfigurationError(f"no such file: {str(path)!r}")
     return LocalFileSource(path)

@@ -42,6 +42,9 @@ from .validation import RowValidator
 from .xlsxreader import WorkbookFile
 
 log = logging.getLogger(__name__)
+# One line per chunk uploaded: INFO (the Function's log keeps it); the command line shows it only
+# with --verbose, so that its progress bar keeps its line.
+chunk_log = logging.getLogger(f"{__name__}.chunks")
 
 DEFAULT_MAX_CONCURRENCY = 8
 _HASH_BLOCK = 1 << 20
@@ -302,7 +305,7 @@ def _nothing_sent(check: RunReport, options: UploadOptions) -> RunReport:
     if not check.error:
         check.error = (
             f"policy {options.policy.value}: {check.rows.rejected} invalid row(s); nothing was uploaded. "
-            "Fix the rows listed and drop the file again, or use the upload-valid policy"
+            "Fix the rows listed and upload the file again, or use the upload-valid policy"
         )
     return check
 
@@ -667,7 +670,7 @@ class _ChunkUploader:
             duration_ms=int((time.monotonic() - t0) * 1000),
             response_body=result.body or None,
         )
-        log.info(
+        chunk_log.info(
             "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",
             chunk.index,
             chunk.first_row,

@@ -7,7 +7,7 @@ import codecs
 import csv
 import io
 
-from hrconnector_core.pipeline import LocalFileSource, UploadOptions, run_upload
+from hrconnector_core.pipeline import LocalFileSource, Policy, UploadOptions, run_upload
 from hrconnector_core.report import RejectedRowsWriter
 
 HEADER = ["EmailAddress", "ResignationDate", "LastWorkingDate"]
@@ -38,7 +38,7 @@ def test_sep_line_windows_1252_semicolons_round_trip(tmp_path, emulator, job, ma
     assert (report.encoding, report.delimiter) == ("cp1252", ";")
     assert emulator.state.uploads[job][0].header == HEADER  # the sep= line is no header
     assert emulator.state.rows(job) == [["jos\u00e9@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00"]]
-    assert sorted(i.row for i in report.issues) == [3, 4]  # Excel's numbers: the header is row 1
+    assert sorted(i.row or 0 for i in report.issues) == [3, 4]  # Excel's numbers: the header is row 1
     data = (tmp_path / "rejected.csv").read_bytes()
     back = excel_reads(data, "cp1252")
     assert back[0] == ["RejectedRow", "RejectedReasons", *HEADER]
@@ -79,3 +79,65 @@ def test_rejected_rows_keep_a_utf8_bom_and_tabs(tmp_path):
     assert data.startswith(codecs.BOM_UTF8)
     back = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter="\t"))
     assert back[1][0] == "2" and back[1][2] == "not-an-email"
+
+
+# -- the command line's smaller points ----------------------------------------------------------------
+def run_cli(*args: str, env: dict[str, str] | None = None):
+    import os
+    import subprocess
+
+    from .conftest import REPO, cli_command
+
+    env = env or dict(os.environ) | {"PYTHONPATH": str(REPO)}
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=env, check=False)
+
+
+def test_version_and_exit_codes_in_help():
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("hrconnector ")
+    helptext = run_cli("upload", "--help").stdout
+    assert "exit codes:" in helptext and "  2  usage or configuration errors" in helptext
+
+
+def test_a_directory_as_file_and_a_file_level_error(tmp_path):
+    result = run_cli("validate", str(tmp_path))
+    assert result.returncode == 2 and "is a directory: give the path of one file" in result.stderr
+    pdf = tmp_path / "hr.csv"
+    pdf.write_bytes(b"%PDF-1.7\n" + b"x\n" * 50)
+    result = run_cli("validate", str(pdf))
+    assert "0 rows read" not in result.stdout and "the file was not read through" in result.stdout
+
+
+def test_issue_rows_listed_once_and_reject_file_wording(tmp_path):
+    path = tmp_path / "hr.csv"
+    path.write_text(
+        ",".join(HEADER) + "\r\n" + "a@contoso.com,23/04/2019,24/04/2019\r\n" + "b@contoso.com,23/04/2019,x\r\n"
+    )
+    result = run_cli("validate", str(path))
+    table = [line for line in result.stdout.splitlines() if "invalid-date" in line]
+    assert table and table[0].rstrip().endswith("2, 3"), result.stdout  # not "2, 2, 3"
+    report = run_upload(
+        LocalFileSource(path), UploadOptions(job_id="j", policy=Policy.REJECT_FILE), client=None, store=None
+    )
+    assert report.error is not None and "upload the file again" in report.error
+    assert "drop the file again" not in report.error
+
+
+def test_per_chunk_lines_only_with_verbose(tmp_path, emulator, job):
+    from .conftest import cli_env, upload_args
+
+    path = tmp_path / "hr.csv"
+    path.write_text(
+        ",".join(HEADER) + "\r\n"
+        + "".join(f"u{i}@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00\r\n" for i in range(6))
+    )  # fmt: skip
+    quiet = run_cli(
+        *upload_args(emulator, job, path, tmp_path / "s1", "--records-per-call", "2"), env=cli_env(emulator)
+    )
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "chunk 0 uploaded" not in quiet.stderr and "uploaded: rows" not in quiet.stderr
+    loud = run_cli(
+        *upload_args(emulator, job, path, tmp_path / "s2", "--records-per-call", "2", "--force", "--verbose"),
+        env=cli_env(emulator),
+    )
+    assert loud.returncode == 0 and loud.stderr.count("uploaded: rows") == 3
