@@ -2,7 +2,9 @@
 
 A mapping says which CSV column holds each data field of each scenario and, for a file with
 several scenarios, which column identifies a row's scenario and which value marks each one.
-Column names match case-insensitively; spaces count. Stored as JSON (docs/mapping.md):
+One header rule everywhere (inference, mapping files, validation, the header sent): a column
+name is matched case-insensitively with its surrounding spaces ignored ("EmailAddress " is
+EmailAddress). Stored as JSON (docs/mapping.md):
 
     {
       "scenario_column": "HRScenario",
@@ -77,6 +79,8 @@ class Mapping:
         column = data.get("scenario_column")
         if column is not None and (not isinstance(column, str) or not column.strip()):
             raise fail("scenario_column must be a non-empty string")
+        if column is not None:
+            column = header_name(column)
         entries = data.get("scenarios")
         if not isinstance(entries, list) or not entries:
             raise fail("scenarios must be a non-empty list")
@@ -98,7 +102,7 @@ class Mapping:
             resolved: dict[str, str] = {}
             for field_name, column_name in columns.items():
                 try:
-                    resolved[scenario.field(field_name).name] = column_name
+                    resolved[scenario.field(field_name).name] = header_name(column_name)
                 except KeyError:
                     names = ", ".join(f.name for f in scenario.fields)
                     raise fail(f"{where}: {scenario.title} has no field {field_name!r} (fields: {names})") from None
@@ -116,7 +120,7 @@ class Mapping:
         formats = data.get("date_formats", {})
         if not isinstance(formats, dict) or not all(isinstance(v, str) and "%" in v for v in formats.values()):
             raise fail("date_formats must map column names to strptime formats such as %d/%m/%Y")
-        return cls(tuple(scenarios), column, dict(formats))
+        return cls(tuple(scenarios), column, {header_name(c): f for c, f in formats.items()})
 
 
 MAX_MAPPING_BYTES = 1 << 20  # a mapping is a few kilobytes; anything this size is the wrong file
@@ -168,15 +172,26 @@ def _nesting(text: str) -> int:
     return deepest
 
 
+def header_name(cell: str) -> str:
+    """A header cell as a column name: surrounding spaces (as Excel users type them) are no part
+    of it. The header sent to the service is made of these names too (docs/mapping.md)."""
+    return cell.strip()
+
+
+def header_key(cell: str) -> str:
+    """What two column names are compared by: the name, case-insensitively."""
+    return header_name(cell).casefold()
+
+
 def closest(name: str, header: list[str]) -> str | None:
     """The header most like `name` (for "did you mean" messages)."""
-    folded = {h.casefold(): h for h in header}
-    match = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.5)
+    folded = {header_key(h): h for h in header}
+    match = difflib.get_close_matches(header_key(name), list(folded), n=1, cutoff=0.5)
     return folded[match[0]] if match else None
 
 
 def _documented_columns(scenario: Scenario, header: list[str]) -> dict[str, str]:
-    by_fold = {h.casefold(): h for h in header}
+    by_fold = {header_key(h): header_name(h) for h in header}
     columns = {}
     for data_field in scenario.fields:
         for candidate in (data_field.name, *DOCUMENTED_ALIASES.get(data_field.name, ())):
@@ -213,14 +228,16 @@ _TELLTALES = (
 
 def infer_mapping(header: list[str]) -> Inference:
     """The mapping the documentation's column names imply, or why there is none."""
-    folded = {h.casefold() for h in header}
+    folded = {header_key(h) for h in header}
     placed = {key: _documented_columns(s, header) for key, s in SCENARIOS.items()}
     unplaced = {
         key: [(f.name, closest(f.name, header)) for f in s.required if f.name not in placed[key]]
         for key, s in SCENARIOS.items()
     }
     complete = [key for key in SCENARIOS if not unplaced[key]]
-    scenario_column = next((h for h in header if h.casefold() == DEFAULT_SCENARIO_COLUMN.casefold()), None)
+    scenario_column = next(
+        (header_name(h) for h in header if header_key(h) == DEFAULT_SCENARIO_COLUMN.casefold()), None
+    )
     if scenario_column is not None:
         if not complete:
             return Inference(None, unplaced, f"no scenario has all its required columns besides {scenario_column}")

@@ -35,10 +35,10 @@ from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, Record, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
 from .ingestion import IngestionClient
-from .mapping import Mapping, describe_unplaced, infer_mapping
+from .mapping import Mapping, describe_unplaced, header_key, header_name, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
-from .validation import RowValidator
+from .validation import RowValidator, ValidRow
 from .xlsxreader import WorkbookFile
 
 log = logging.getLogger(__name__)
@@ -374,8 +374,10 @@ def _read_and_upload(
         recorder = CheckpointRecorder(None if options.dry_run else store, checkpoint or Checkpoint(key))
         recorder.save()  # proves the store can be written before the first chunk is sent
         chunks = make_chunks(
-            csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, report), report),
+            sent_header(csv_file.header),
+            configured_values(
+                csv_file.header, mapping, validator.validate_rows(_records(csv_file, facts, report), report)
+            ),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency)
@@ -505,8 +507,10 @@ def _verify_skipped_chunks(
         validator = RowValidator(csv_file.header, mapping)
         counts = RunReport(file_name=source.name, job_id=options.job_id)  # this pass's counts are not kept
         chunks = make_chunks(
-            csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, counts), counts),
+            sent_header(csv_file.header),
+            configured_values(
+                csv_file.header, mapping, validator.validate_rows(_records(csv_file, facts, counts), counts)
+            ),
             records_per_call=options.records_per_call,
         )
         for chunk in chunks:
@@ -555,6 +559,35 @@ def _fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
+
+
+def sent_header(header: list[str]) -> list[str]:
+    """The header as the service gets it: each name without surrounding spaces, so that the
+    connector's mapping (which names EmailAddress, never "EmailAddress ") finds its columns."""
+    return [header_name(cell) for cell in header]
+
+
+def configured_values(header: list[str], mapping: Mapping, rows: Iterator[ValidRow]) -> Iterator[ValidRow]:
+    """Valid rows with their scenario value as the mapping configures it: validation matches
+    `resignation ` to Resignation, and the service may compare the value exactly."""
+    if mapping.scenario_column is None:
+        return rows
+    wanted = header_key(mapping.scenario_column)
+    index = next((i for i, cell in enumerate(header) if header_key(cell) == wanted), None)
+    values = {sm.value.strip().casefold(): sm.value for sm in mapping.scenarios if sm.value is not None}
+    if index is None:
+        return rows
+    return _with_values(rows, index, values)
+
+
+def _with_values(rows: Iterator[ValidRow], index: int, values: dict[str, str]) -> Iterator[ValidRow]:
+    for row in rows:
+        fields = row[1]
+        value = fields[index]
+        configured = values.get(value.strip().casefold(), value)
+        if configured != value:
+            fields[index] = configured
+        yield row
 
 
 def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:

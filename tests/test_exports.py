@@ -141,3 +141,44 @@ def test_per_chunk_lines_only_with_verbose(tmp_path, emulator, job):
         env=cli_env(emulator),
     )
     assert loud.returncode == 0 and loud.stderr.count("uploaded: rows") == 3
+
+
+# -- one header rule; scenario values as configured -------------------------------------------------
+def test_header_cells_with_spaces_infer_validate_and_are_sent_trimmed(tmp_path, emulator, job, make_client):
+    path = tmp_path / "hr.csv"
+    path.write_text(
+        "EmailAddress , resignationdate,LastWorkingDate  \r\n"
+        + "a@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00\r\n"
+    )
+    infer = run_cli("mapping", "infer", str(path))
+    assert infer.returncode == 0, infer.stderr
+    assert '"EmailAddress": "EmailAddress"' in infer.stdout and '"ResignationDate": "resignationdate"' in infer.stdout
+    report = run_upload(LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=None)
+    assert report.status == "succeeded", report.error
+    assert emulator.state.uploads[job][0].header == ["EmailAddress", "resignationdate", "LastWorkingDate"]
+    # An explicit mapping whose names carry spaces follows the same rule, date_formats included.
+    mapping = tmp_path / "m.json"
+    mapping.write_text(
+        '{"scenarios": [{"scenario": "resignation", "columns": {"EmailAddress": " emailaddress",'
+        ' "ResignationDate": "ResignationDate ", "LastWorkingDate": "lastworkingdate"}}],'
+        ' "date_formats": {" RESIGNATIONDATE": "%d/%m/%Y"}}'
+    )
+    path.write_text("EmailAddress ,ResignationDate,LastWorkingDate\r\nb@contoso.com,23/04/2019,2019-04-29T00:00:00\r\n")
+    result = run_cli("validate", str(path), "--mapping", str(mapping))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_scenario_values_are_sent_as_configured(tmp_path, emulator, job, make_client):
+    path = tmp_path / "multi.csv"
+    path.write_text(
+        "HRScenario,EmailAddress,ResignationDate,LastWorkingDate,EffectiveDate,OldLevel,NewLevel\r\n"
+        "resignation,a@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00,,,\r\n"
+        "RESIGNATION ,b@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00,,,\r\n"
+        " job LEVEL change,c@contoso.com,,,2019-04-23T15:18:02,L1,L2\r\n"
+        "Resignation,d@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00,,,\r\n"
+    )
+    report = run_upload(
+        LocalFileSource(path), UploadOptions(job_id=job, max_concurrency=1), client=make_client(job), store=None
+    )
+    assert report.status == "succeeded", report.error
+    assert [r[0] for r in emulator.state.rows(job)] == ["Resignation", "Resignation", "Job level change", "Resignation"]
