@@ -1,8 +1,9 @@
 """Excel workbooks (.xlsx) as rows: the same header + records a CsvFile gives, from one sheet.
 
 openpyxl (read-only mode) is imported only when a workbook is read, so CSV runs never load it.
-It streams the sheet's XML out of the zip, so memory does not grow with the row count; the
-shared-strings table (each distinct text once) is the one part held in memory.
+It streams the sheet's XML out of the zip. The one part openpyxl would hold whole, the
+shared-strings table (every distinct text of the workbook: one e-mail address per employee), is
+kept in a temporary file instead (_DiskStrings), so memory does not grow with the workbook.
 
 Cells become the text an admin would type in a CSV: dates and times in ISO 8601 as the
 documentation writes them (yyyy-mm-ddThh:mm:ss; a date alone is midnight), whole numbers
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import struct
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -52,6 +56,83 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+_OFFSET = struct.Struct("<Q")
+
+
+class _DiskStrings:
+    """A workbook's shared-strings table in temporary files (texts, and their end offsets), read
+    back by index: what openpyxl's sheet parser looks up (`table[int(value)]`), at flat memory.
+    The most recent lookups are cached: a scenario or department name repeats on every row."""
+
+    def __init__(self) -> None:
+        # Closed in close(), which WorkbookFile calls on every path.
+        self._texts = tempfile.TemporaryFile()  # noqa: SIM115
+        self._ends = tempfile.TemporaryFile()  # noqa: SIM115
+        self._count = 0
+        self._end = 0
+        self.lookup = functools.lru_cache(maxsize=4096)(self._read)
+
+    def append(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogatepass")
+        self._texts.write(data)
+        self._end += len(data)
+        self._ends.write(_OFFSET.pack(self._end))
+        self._count += 1
+
+    def finish(self) -> None:
+        self._texts.flush()
+        self._ends.flush()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> str:
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return self.lookup(index)
+
+    def _read(self, index: int) -> str:
+        if index:
+            self._ends.seek((index - 1) * _OFFSET.size)
+            start, end = struct.unpack("<QQ", self._ends.read(2 * _OFFSET.size))
+        else:
+            self._ends.seek(0)
+            start, end = 0, _OFFSET.unpack(self._ends.read(_OFFSET.size))[0]
+        self._texts.seek(start)
+        return self._texts.read(end - start).decode("utf-8", "surrogatepass")
+
+    def close(self) -> None:
+        self._texts.close()
+        self._ends.close()
+
+
+def _load_workbook(stream: IO[bytes], strings: _DiskStrings) -> Any:
+    """openpyxl's load_workbook (read-only, cached values of formulas, no external links), with
+    the shared strings read into `strings` rather than a list."""
+    from openpyxl.cell.text import Text
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
+    from openpyxl.xml.functions import iterparse
+
+    tag = f"{{{SHEET_MAIN_NS}}}si"
+
+    class Reader(ExcelReader):  # type: ignore[misc]
+        def read_strings(self) -> None:
+            part = self.package.find(SHARED_STRINGS)
+            if part is not None:
+                with self.archive.open(part.PartName[1:]) as src:
+                    for _, node in iterparse(src):
+                        if node.tag == tag:
+                            strings.append(Text.from_tree(node).content.replace("x005F_", ""))
+                            node.clear()
+            strings.finish()
+            self.shared_strings = strings
+
+    reader = Reader(stream, read_only=True, data_only=True, keep_links=False)
+    reader.read()
+    return reader.wb
+
+
 def _kind_of_zip(names: set[str]) -> str | None:
     """What a zip that is no .xlsx workbook is, for the error message (None: an .xlsx)."""
     if "xl/workbook.xml" in names:
@@ -86,11 +167,12 @@ class WorkbookFile:
         if problem is not None:
             raise InputFileError(f"the file is {problem}; nothing was sent")
         stream.seek(0)
-        import openpyxl  # the one dependency for workbooks, loaded only for them
-
+        self._strings = _DiskStrings()
+        self._book: Any = None
         try:
-            self._book: Any = openpyxl.load_workbook(stream, read_only=True, data_only=True, keep_links=False)
+            self._book = _load_workbook(stream, self._strings)
         except Exception as exc:  # openpyxl raises many kinds; its messages may quote content
+            self.close()
             raise InputFileError(
                 f"the workbook cannot be read ({type(exc).__name__}): open it in Excel and save it again as "
                 ".xlsx or CSV; nothing was sent"
@@ -166,7 +248,9 @@ class WorkbookFile:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            self._book.close()
+            if self._book is not None:
+                self._book.close()
+        self._strings.close()
 
     def __enter__(self) -> WorkbookFile:
         return self

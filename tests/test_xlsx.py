@@ -270,3 +270,19 @@ def test_the_function_processes_a_workbook_dropped_into_azurite(tmp_path, emulat
     assert blob.startswith(codecs.BOM_UTF8)
     back = list(csv.reader(io.StringIO(blob.decode("utf-8-sig"), newline="")))
     assert back[1][0] == "3" and back[1][2] == "jos\u00e9@contoso"
+
+
+def test_many_distinct_texts_read_back_from_the_disk_table(tmp_path, job):
+    """More distinct texts than the lookup cache holds, some repeated, one non-BMP and one empty."""
+    from hrconnector_core.xlsxreader import WorkbookFile
+
+    data = [[f"user{i}@contoso.com", f"Dept {i % 7}", f"n\u00e4me {i} \U0001f600" if i % 1000 == 0 else f"x{i}"]
+            for i in range(6000)]  # fmt: skip
+    data[3][2] = " "
+    path = workbook(tmp_path / "big.xlsx", {"S": [["EmailAddress", "Dept", "Note"], *data]})
+    with path.open("rb") as handle, WorkbookFile(handle) as book:
+        got = list(book.records())
+    assert [row for row, _ in got] == list(range(2, 6002))
+    expected = [[a, b, c] for a, b, c in data]
+    expected[3][2] = ""  # a trailing cell of spaces is an empty cell
+    assert [fields for _, fields in got] == expected
