@@ -182,3 +182,16 @@ def test_scenario_values_are_sent_as_configured(tmp_path, emulator, job, make_cl
     )
     assert report.status == "succeeded", report.error
     assert [r[0] for r in emulator.state.rows(job)] == ["Resignation", "Resignation", "Job level change", "Resignation"]
+
+
+def test_the_services_403_reason_is_printed_once(tmp_path, emulator):
+    from hrconnector_core.emulator import JOB_APP_MISMATCH
+
+    from .conftest import OTHER_APP_ID, SAMPLES, cli_env, upload_args
+
+    foreign = "3c3c3c3c-0000-4000-8000-000000000413"
+    emulator.state.register_job(foreign, OTHER_APP_ID)
+    result = run_cli(*upload_args(emulator, foreign, SAMPLES / "resignation.csv", tmp_path), env=cli_env(emulator))
+    assert result.returncode == 1
+    error = next(line for line in result.stdout.splitlines() if line.startswith("error:"))
+    assert "HTTP 403" in error and error.count(JOB_APP_MISMATCH) == 1, error
