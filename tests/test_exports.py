@@ -195,3 +195,50 @@ def test_the_services_403_reason_is_printed_once(tmp_path, emulator):
     assert result.returncode == 1
     error = next(line for line in result.stdout.splitlines() if line.startswith("error:"))
     assert "HTTP 403" in error and error.count(JOB_APP_MISMATCH) == 1, error
+
+
+# -- date messages that name the fix -----------------------------------------------------------------
+def _date_messages(tmp_path, values, mapping=None):
+    path = tmp_path / "dates.csv"
+    path.write_text(
+        "EmailAddress,ResignationDate,LastWorkingDate\r\n"
+        + "".join(f"u{i}@contoso.com,{v},2019-04-30T00:00:00\r\n" for i, v in enumerate(values))
+    )
+    report = run_upload(
+        LocalFileSource(path), UploadOptions(job_id="j", dry_run=True, mapping=mapping), client=None, store=None
+    )
+    return {i.row: i.message for i in report.issues if i.code == "invalid-date"}
+
+
+def test_date_messages_name_the_fix(tmp_path):
+    messages = _date_messages(
+        tmp_path, ["23/04/2019", "04/23/2019", "04/05/2019", "2019-04-31T00:00:00", "23.04.2019 15:18", "2023-02-29"]
+    )
+    assert "dd/mm/yyyy (the first number cannot be a month)" in messages[2]
+    assert '"date_formats": {"ResignationDate": "%d/%m/%Y"}' in messages[2]
+    assert "mm/dd/yyyy" not in messages[2]
+    assert '"date_formats": {"ResignationDate": "%m/%d/%Y"}' in messages[3]
+    assert '"%d/%m/%Y"}' in messages[4] and '"%m/%d/%Y"}' in messages[4] and "cannot tell which" in messages[4]
+    assert "that day does not exist in that month" in messages[5]
+    assert '"date_formats": {"ResignationDate": "%d.%m.%Y %H:%M"}' in messages[6]
+    assert "2019" not in " ".join(messages.values())  # the values themselves are never repeated
+
+
+def test_iso_dates_are_accepted_beside_a_date_formats_entry(tmp_path):
+    from hrconnector_core.mapping import Mapping
+
+    mapping = Mapping.from_dict(
+        {
+            "scenarios": [
+                {
+                    "scenario": "resignation",
+                    "columns": {"EmailAddress": "EmailAddress", "ResignationDate": "ResignationDate",
+                                "LastWorkingDate": "LastWorkingDate"},
+                }
+            ],
+            "date_formats": {"ResignationDate": "%d/%m/%Y"},
+        }
+    )  # fmt: skip
+    messages = _date_messages(tmp_path, ["23/04/2019", "2019-04-23T15:18:02", "2019-23-04"], mapping=mapping)
+    assert list(messages) == [4]
+    assert "matches neither the mapping's date format %d/%m/%Y nor ISO 8601" in messages[4]
