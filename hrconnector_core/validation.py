@@ -131,7 +131,7 @@ def _numeric_date_hint(value: str, column: str | None) -> str | None:
         looks, formats = f"{day_month} or {month_day} (this value cannot tell which)", [day_first, month_first]
     else:
         return "; neither number can be a month"
-    name = column or "<column>"
+    name = column.strip() if column else "<column>"
     entries = " or ".join(f'"date_formats": {{"{name}": "{f}"}}' for f in formats)
     return f"; it looks like {looks}: add {entries} to the mapping (docs/mapping.md), or export ISO 8601"
 
