@@ -106,15 +106,41 @@ class _DiskStrings:
         self._ends.close()
 
 
+def _rows_dropped(source: Any) -> Iterator[tuple[str, Any]]:
+    """ElementTree's iterparse as openpyxl's sheet parser uses it, except that each <row> is taken
+    out of the tree once the parser has had it: openpyxl clears a row but leaves the empty element
+    in <sheetData>, about 90 bytes a row that would add up over a million rows."""
+    from xml.etree.ElementTree import iterparse
+
+    parents: list[Any] = []
+    # The parser openpyxl itself uses (no defusedxml here): expat >= 2.4.1 caps entity expansion
+    # (billion laughs) and ElementTree never fetches external entities.
+    for event, element in iterparse(source, events=("start", "end")):  # noqa: S314
+        if event == "start":
+            parents.append(element)
+            continue
+        parents.pop()
+        yield event, element
+        if parents and element.tag == _ROW_TAG:
+            parents[-1].remove(element)  # the only child left: the rows before it are gone
+
+
+_ROW_TAG = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}row"
+
+
 def _load_workbook(stream: IO[bytes], strings: _DiskStrings) -> Any:
     """openpyxl's load_workbook (read-only, cached values of formulas, no external links), with
     the shared strings read into `strings` rather than a list."""
+    import openpyxl.worksheet._reader as sheet_reader
     from openpyxl.cell.text import Text
     from openpyxl.reader.excel import ExcelReader
     from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
     from openpyxl.xml.functions import iterparse
 
     tag = f"{{{SHEET_MAIN_NS}}}si"
+    # The sheet parser's module-level iterparse (openpyxl 3.1, pinned; tests/test_xlsx.py reads
+    # every kind of sheet through it): rows are dropped from the tree as they are parsed.
+    sheet_reader.iterparse = _rows_dropped
 
     class Reader(ExcelReader):  # type: ignore[misc]
         def read_strings(self) -> None:
