@@ -286,3 +286,25 @@ def test_many_distinct_texts_read_back_from_the_disk_table(tmp_path, job):
     expected = [[a, b, c] for a, b, c in data]
     expected[3][2] = ""  # a trailing cell of spaces is an empty cell
     assert [fields for _, fields in got] == expected
+
+
+def test_openpyxl_is_loaded_only_for_workbooks(tmp_path):
+    import sys
+
+    from .conftest import REPO, SAMPLES
+
+    script = (
+        "import sys; from hrconnector_core.pipeline import LocalFileSource, UploadOptions, run_upload; "
+        "r = run_upload(LocalFileSource(sys.argv[1]), UploadOptions(job_id='j', dry_run=True), "
+        "client=None, store=None); "
+        "print(r.status, 'openpyxl' in sys.modules)"
+    )
+    csv_run = subprocess.run([sys.executable, "-c", script, str(SAMPLES / "resignation.csv")], capture_output=True,
+                             text=True, check=True, cwd=REPO)  # fmt: skip
+    assert csv_run.stdout.split() == ["planned", "False"]
+    book = workbook(
+        tmp_path / "hr.xlsx", {"S": [HEADER, ["a@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 30)]]}
+    )
+    xlsx_run = subprocess.run([sys.executable, "-c", script, str(book)], capture_output=True, text=True, check=True,
+                              cwd=REPO)  # fmt: skip
+    assert xlsx_run.stdout.split() == ["planned", "True"]
