@@ -37,6 +37,7 @@ from .pipeline import (
     check_header,
     open_rows,
     run_upload,
+    sent_file_name,
 )
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
@@ -262,10 +263,7 @@ def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
         )
     tokens = TokenProvider(credential, cloud.scope)
     tokens.token()  # fail fast on a wrong app, tenant or secret, before reading the file
-    name = args.file.name
-    if name.lower().endswith(".xlsx"):  # what is sent is CSV, whatever the input was
-        name = name[: -len(".xlsx")] + ".csv"
-    return IngestionClient(cloud, args.job_id, tokens, file_name=name)
+    return IngestionClient(cloud, args.job_id, tokens, file_name=sent_file_name(args.file.name))
 
 
 class _ProgressPrinter:

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
 
 from .checkpoint import (
@@ -559,6 +559,12 @@ def _fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
+
+
+def sent_file_name(name: str) -> str:
+    """The file name the service is given: what is sent is CSV, a workbook's rows included."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    return base[: -len(".xlsx")] + ".csv" if base.lower().endswith(".xlsx") else base
 
 
 def sent_header(header: list[str]) -> list[str]:

@@ -50,7 +50,7 @@ from .credentials import (
 )
 from .errors import HRConnectorError, StorageError
 from .ingestion import IngestionClient
-from .pipeline import UploadOptions, run_upload
+from .pipeline import UploadOptions, run_upload, sent_file_name
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
 from .settings import Connector, CredentialKind, Settings
@@ -150,7 +150,9 @@ class HRConnectorService:
     def client(self, connector: Connector, file_name: str) -> IngestionClient:
         tokens = TokenProvider(connector_credential(connector, self.settings), connector.cloud.scope)
         tokens.token()  # a wrong app, tenant or secret fails here, before the file is read
-        return IngestionClient(connector.cloud, connector.job_id, tokens, file_name=PurePosixPath(file_name).name)
+        return IngestionClient(
+            connector.cloud, connector.job_id, tokens, file_name=sent_file_name(PurePosixPath(file_name).name)
+        )
 
     # -- one file ---------------------------------------------------------------------------
     def process(self, blob: BlobClient) -> Outcome:

@@ -265,6 +265,7 @@ def test_the_function_processes_a_workbook_dropped_into_azurite(tmp_path, emulat
     report = env.read_json(names.processed, moved[0] + ".report.json")
     assert report["rows"]["uploaded"] == 1 and report["rows"]["rejected"] == 1
     assert report["format"]["encoding"] == "xlsx"
+    assert [entry["FileName"] for entry in emulator.state.log[env.job]] == ["leavers.csv"]  # what is sent is CSV
     rejected = [n for n in listing[names.reports] if n.endswith(".rejected.csv")]
     blob = env.service.reports.get_blob_client(rejected[0]).download_blob().readall()
     assert blob.startswith(codecs.BOM_UTF8)
