@@ -242,3 +242,31 @@ def test_iso_dates_are_accepted_beside_a_date_formats_entry(tmp_path):
     messages = _date_messages(tmp_path, ["23/04/2019", "2019-04-23T15:18:02", "2019-23-04"], mapping=mapping)
     assert list(messages) == [4]
     assert "matches neither the mapping's date format %d/%m/%Y nor ISO 8601" in messages[4]
+
+
+def test_sep_line_rows_named_in_an_encoding_error(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_bytes(
+        b"sep=;\r\nEmailAddress;ResignationDate;LastWorkingDate\r\n"
+        b"a@contoso.com;2019-04-23T15:18:02;2019-04-29T00:00:00\r\n"
+        b"b\xe2\x82@contoso.com;2019-04-23T15:18:02;2019-04-29T00:00:00\r\n"  # a cut UTF-8 sequence
+        b"c\xc3\xa9@contoso.com;2019-04-23T15:18:02;2019-04-29T00:00:00\r\n"
+    )
+    report = run_upload(LocalFileSource(path), UploadOptions(job_id="j", dry_run=True), client=None, store=None)
+    assert report.error is not None and "in row(s) 3" in report.error  # Excel's numbering: the header is row 1
+
+
+def test_rejected_rows_of_a_utf16_unicode_text_export(tmp_path):
+    """Excel's "Unicode Text" export: UTF-16 with a BOM, tab-separated."""
+    text = "\t".join(HEADER) + "\r\n" + "jos\u00e9\t2019-04-23T15:18:02\t2019-04-29T00:00:00\r\n"
+    path = tmp_path / "export.txt"
+    path.write_bytes(text.encode("utf-16"))
+    rejected = RejectedRowsWriter(tmp_path / "rejected.txt")
+    report = run_upload(
+        LocalFileSource(path), UploadOptions(job_id="j", dry_run=True), client=None, store=None, rejected_rows=rejected
+    )
+    assert report.rows.rejected == 1
+    data = (tmp_path / "rejected.txt").read_bytes()
+    assert data.startswith(codecs.BOM_UTF16_LE)
+    back = list(csv.reader(io.StringIO(data.decode("utf-16"), newline=""), delimiter="\t"))
+    assert back[1][0] == "2" and back[1][2] == "jos\u00e9"
