@@ -209,7 +209,7 @@ def _configure_logging(verbose: bool) -> None:
     """Log lines to stderr; --verbose turns on DEBUG for every library (azure, msal, urllib3)."""
     root = logging.getLogger()
     if not any(getattr(h, "_hrconnector", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _BarAwareHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._hrconnector = True  # type: ignore[attr-defined]
         root.addHandler(handler)
@@ -266,13 +266,35 @@ def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
     return IngestionClient(cloud, args.job_id, tokens, file_name=sent_file_name(args.file.name))
 
 
+class _BarAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines to stderr that never land on the progress bar's line: a line drawn there is
+    ended first, and the bar is drawn again below at the next progress."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = _ProgressPrinter.drawn
+        if bar is not None and bar.stream is self.stream:
+            bar.break_line()
+        super().emit(record)
+
+
 class _ProgressPrinter:
     """A bar on a terminal; on anything else a plain line at most every few seconds."""
+
+    drawn: _ProgressPrinter | None = None  # the printer whose bar is on the terminal's last line
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._tty = stream.isatty()
         self._last = 0.0
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream
+
+    def break_line(self) -> None:
+        """End the bar's line, so that what is written next starts on a line of its own."""
+        self._stream.write("\n")
+        _ProgressPrinter.drawn = None
 
     def __call__(self, p: Progress) -> None:
         pct = 100 * p.bytes_read / p.bytes_total if p.bytes_total else 100.0
@@ -283,13 +305,14 @@ class _ProgressPrinter:
                 f"{p.chunks_done} chunks, {p.rows_uploaded} rows uploaded"
             )
             self._stream.flush()
+            _ProgressPrinter.drawn = self
         elif time.monotonic() - self._last >= 5 or pct >= 100:
             self._last = time.monotonic()
             self._stream.write(f"progress: {pct:.0f}% read, {p.chunks_done} chunks, {p.rows_uploaded} rows uploaded\n")
 
     def end(self) -> None:
-        if self._tty:
-            self._stream.write("\n")
+        if _ProgressPrinter.drawn is self:
+            self.break_line()
 
 
 def _summary(report: RunReport) -> str:

@@ -270,3 +270,33 @@ def test_rejected_rows_of_a_utf16_unicode_text_export(tmp_path):
     assert data.startswith(codecs.BOM_UTF16_LE)
     back = list(csv.reader(io.StringIO(data.decode("utf-16"), newline=""), delimiter="\t"))
     assert back[1][0] == "2" and back[1][2] == "jos\u00e9"
+
+
+def test_log_lines_never_land_on_the_progress_bars_line():
+    import logging
+
+    from hrconnector_core.cli import _BarAwareHandler, _ProgressPrinter
+    from hrconnector_core.pipeline import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    handler = _BarAwareHandler(terminal)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger("hrconnector_core.test_bar")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        bar = _ProgressPrinter(terminal)
+        bar(Progress(50, 100, 1, 10))
+        logger.warning("chunk 2 attempt 1: HTTP 503; retrying in 1.0 s")
+        bar(Progress(100, 100, 2, 20))
+        bar.end()
+    finally:
+        logger.removeHandler(handler)
+    lines = terminal.getvalue().split("\n")
+    assert lines[0].startswith("\r[##########") and "50.0% read" in lines[0]
+    assert lines[1] == "WARNING chunk 2 attempt 1: HTTP 503; retrying in 1.0 s"  # a line of its own
+    assert lines[2].startswith("\r[####################] 100.0% read") and lines[3] == ""
