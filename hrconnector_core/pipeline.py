@@ -191,6 +191,15 @@ def open_rows(
                 yield workbook, counting
 
 
+def _first_sheet_as_default(source: Source, facts: FileFacts, blocks: _Blocks, options: UploadOptions) -> UploadOptions:
+    """--sheet naming the first sheet is the default: the same checkpoint, so the same upload is
+    not sent twice under two names (costs one more read of the workbook, only with --sheet)."""
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (rows, _):
+        assert isinstance(rows, WorkbookFile)
+        first = rows.first_sheet
+    return replace(options, sheet=None) if options.sheet == first else options
+
+
 def content_id(facts: FileFacts, options: UploadOptions) -> str:
     """What a checkpoint is kept for: the file's bytes, and for a workbook the sheet asked for."""
     if facts.kind != "xlsx" or options.sheet is None:
@@ -334,6 +343,8 @@ def _run(
         raise FileChangedError(
             "the file changed after it was validated; nothing was sent. Run again when it is complete"
         )
+    if facts.kind == "xlsx" and options.sheet is not None:
+        options = _first_sheet_as_default(source, facts, blocks, options)
     # One checkpoint (and one lock) per file content and job, whatever the settings.
     found = CheckpointKey(content_id(facts, options), options.job_id, options.records_per_call)
     with _lock(store, found, options):

@@ -207,6 +207,7 @@ class WorkbookFile:
         if not names:
             self.close()
             raise InputFileError("the workbook has no worksheet (only charts); nothing was sent")
+        self.first_sheet = names[0]
         if sheet is None:
             self.sheet = names[0]
         elif sheet in names:

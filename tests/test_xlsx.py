@@ -18,7 +18,7 @@ from hrconnector_core.checkpoint import LocalCheckpointStore
 from hrconnector_core.pipeline import FileChangedError, LocalFileSource, UploadOptions, run_upload
 from hrconnector_core.report import RejectedRowsWriter
 
-from .conftest import cli_command, cli_env, upload_args
+from .conftest import APP_ID, cli_command, cli_env, upload_args
 
 HEADER: list[object] = ["EmailAddress", "ResignationDate", "LastWorkingDate"]
 
@@ -115,6 +115,17 @@ def test_sheet_option_and_first_sheet_by_default(tmp_path, emulator, job, make_c
     again = upload(path, job, make_client(job), store, sheet="Resignations")
     assert any("already uploaded in full" in n for n in again.notes)  # keyed by the workbook's bytes
     assert len(emulator.state.uploads[job]) == 1
+    # Naming the first sheet is the default: the same upload, not a new one.
+    first_job = f"{job[:-4]}0001"
+    emulator.state.register_job(first_job, APP_ID)
+    notes_only = workbook(
+        tmp_path / "first.xlsx",
+        {"Leavers": [HEADER, ["b@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)]], "Other": [["x"]]},
+    )
+    upload(notes_only, first_job, make_client(first_job), store)
+    named = upload(notes_only, first_job, make_client(first_job), store, sheet="Leavers")
+    assert any("already uploaded in full" in n for n in named.notes)
+    assert len(emulator.state.uploads[first_job]) == 1
     missing = upload(path, job, None, dry_run=True, sheet="Leavers")
     assert missing.error == "the workbook has no sheet named 'Leavers'; its sheets: 'Notes', 'Resignations'"
 
