@@ -3,6 +3,7 @@ processing a file from Azurite and uploading it to the emulator.
 
     python -m benchmarks.function_memory                 # 50 MB and 250 MB files
     python -m benchmarks.function_memory --mb 50 500
+    python -m benchmarks.function_memory --mb --xlsx 100000 400000   # workbooks of that many rows
 
 Peak RSS is the function process's own high-water mark (os.wait4); flat memory means the peak does
 not grow with the file. Azurite keeps blobs in memory here, so very large sizes need RAM for it
@@ -33,7 +34,8 @@ INVOKE = "import sys; from hrconnector_core.emulator.host import invoke_blob_tri
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mb", type=int, nargs="+", default=[50, 250])
+    parser.add_argument("--mb", type=int, nargs="*", default=[50, 250])
+    parser.add_argument("--xlsx", type=int, nargs="*", default=[], metavar="ROWS", help="workbooks of ROWS rows")
     args = parser.parse_args()
     state = EmulatorState(keep_rows=False)
     state.register_app(DEMO_TENANT, DEMO_APP, DEMO_SECRET)
@@ -62,7 +64,37 @@ def main() -> int:
             cmd = [sys.executable, "-c", INVOKE, "hr_file_arrived", service.incoming.container_name, name]
             seconds, rss = run_measured(cmd, env=env)
             print(f"{mb:>6}MB {records:>10,} {seconds:>8.1f} {records / seconds:>9,.0f} {rss / 1e6:>7.0f}MB")
+        for count in args.xlsx:
+            path = workbook(Path(tmp), count)
+            size = path.stat().st_size
+            name = f"bench/{path.name}"
+            with path.open("rb") as handle:
+                service.incoming.upload_blob(name, handle, overwrite=True)
+            path.unlink()
+            cmd = [sys.executable, "-c", INVOKE, "hr_file_arrived", service.incoming.container_name, name]
+            seconds, rss = run_measured(cmd, env=env)
+            label = f"{size / 1e6:.0f}MB.xlsx"
+            print(f"{label:>8} {count:>10,} {seconds:>8.1f} {count / seconds:>9,.0f} {rss / 1e6:>7.0f}MB")
     return 0
+
+
+def workbook(directory: Path, records: int) -> Path:
+    """The same rows as the CSV benchmark in a workbook (write-only mode: flat while writing)."""
+    import csv
+
+    import openpyxl
+
+    source = directory / "rows.csv"
+    generate(source, records=records)
+    path = directory / f"hr-{records}.xlsx"
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("HR")
+    with source.open(encoding="utf-8", newline="") as handle:
+        for row in csv.reader(handle):
+            sheet.append(row)
+    book.save(path)
+    source.unlink()
+    return path
 
 
 if __name__ == "__main__":

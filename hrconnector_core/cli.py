@@ -8,6 +8,7 @@ written and the checkpoint keeps what the service accepted).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -21,7 +22,6 @@ from . import status as status_command
 from .checkpoint import LocalCheckpointStore, default_state_dir
 from .chunking import DEFAULT_RECORDS_PER_CALL
 from .clouds import CLOUDS, CloudEndpoints, resolve_cloud
-from .csvreader import CsvFile
 from .errors import ConfigurationError, CredentialError, HRConnectorError
 from .mapping import describe_unplaced, infer_mapping, load_mapping
 from .pipeline import (
@@ -32,8 +32,9 @@ from .pipeline import (
     RunInterrupted,
     UploadOptions,
     check_header,
-    inspect,
+    open_rows,
     run_upload,
+    sent_file_name,
 )
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
@@ -44,6 +45,18 @@ if TYPE_CHECKING:  # validate and --dry-run never load azure-core or requests (s
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_CODES = """exit codes:
+  0  every row uploaded (or planned, with --dry-run), or already uploaded by an earlier run
+  1  anything not uploaded: a bad file, rejected rows, a failed upload (see the report)
+  2  usage or configuration errors (arguments, credential, mapping file)"""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("hrconnector")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
 
 log = logging.getLogger("hrconnector_core.cli")
 
@@ -63,18 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hrconnector",
         description="Validate and upload HR data CSV files to a Microsoft Purview HR connector.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = commands.add_parser(
         "upload",
         help="upload a CSV file to an HR connector job",
         description="Upload a CSV file in chunks, resuming from the last checkpoint. The sample "
         "script's parameter names (-tenantId, -appId, -appSecret, -jobId, -filePath) also work.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ident = up.add_argument_group("connector")
     ident.add_argument("--tenant-id", "-tenantId", dest="tenant_id", help="Entra tenant id")
     ident.add_argument("--app-id", "-appId", dest="app_id", help="the Entra app (client) id of the connector")
     ident.add_argument("--job-id", "-jobId", dest="job_id", required=True, help="the HR connector's job id")
-    ident.add_argument("--file", "-filePath", dest="file", required=True, type=Path, help="the CSV file")
+    ident.add_argument(
+        "--file", "-filePath", dest="file", required=True, type=Path, help="the CSV file or Excel workbook (.xlsx)"
+    )
 
     cred = up.add_argument_group("credential (one of)")
     cred.add_argument(
@@ -150,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a file as upload would, without a token or a network. Exit 0 when every row is "
         "valid, 1 when any row or the file is invalid.",
     )
-    check.add_argument("file", type=Path, help="the CSV file")
+    check.add_argument("file", type=Path, help="the CSV file or Excel workbook (.xlsx)")
     _validation_arguments(check)
     check.add_argument("--report", type=Path, metavar="OUT.json", help="write the validation report here")
     check.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -164,12 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the mapping the documentation's column names imply (JSON), or which required "
         "fields could not be placed and the closest header for each.",
     )
-    infer.add_argument("file", type=Path, help="a sample CSV file (only its header is read)")
+    infer.add_argument("file", type=Path, help="a sample CSV file or workbook (only its header is read)")
+    _sheet_argument(infer)
     infer.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
 
 
+def _sheet_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sheet", metavar="NAME", help="the sheet of an Excel workbook to read (default: its first sheet)"
+    )
+
+
 def _validation_arguments(parser: argparse.ArgumentParser) -> None:
+    _sheet_argument(parser)
     parser.add_argument(
         "--mapping",
         type=Path,
@@ -185,7 +211,7 @@ def _configure_logging(verbose: bool) -> None:
     """Log lines to stderr; --verbose turns on DEBUG for every library (azure, msal, urllib3)."""
     root = logging.getLogger()
     if not any(getattr(h, "_hrconnector", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _BarAwareHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         # A run's error is printed once, with the summary on stdout, not also as a log line.
         handler.addFilter(lambda record: not getattr(record, "run_error", False))
@@ -193,6 +219,7 @@ def _configure_logging(verbose: bool) -> None:
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("hrconnector_core").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("hrconnector_core.pipeline.chunks").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def _secret(args: argparse.Namespace) -> str | None:
@@ -245,16 +272,38 @@ def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
         )
     tokens = TokenProvider(credential, cloud.scope)
     tokens.token()  # fail fast on a wrong app, tenant or secret, before reading the file
-    return IngestionClient(cloud, args.job_id, tokens, file_name=args.file.name)
+    return IngestionClient(cloud, args.job_id, tokens, file_name=sent_file_name(args.file.name))
+
+
+class _BarAwareHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines to stderr that never land on the progress bar's line: a line drawn there is
+    ended first, and the bar is drawn again below at the next progress."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = _ProgressPrinter.drawn
+        if bar is not None and bar.stream is self.stream:
+            bar.break_line()
+        super().emit(record)
 
 
 class _ProgressPrinter:
     """A bar on a terminal; on anything else a plain line at most every few seconds."""
 
+    drawn: _ProgressPrinter | None = None  # the printer whose bar is on the terminal's last line
+
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._tty = stream.isatty()
         self._last = 0.0
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream
+
+    def break_line(self) -> None:
+        """End the bar's line, so that what is written next starts on a line of its own."""
+        self._stream.write("\n")
+        _ProgressPrinter.drawn = None
 
     def __call__(self, p: Progress) -> None:
         pct = 100 * p.bytes_read / p.bytes_total if p.bytes_total else 100.0
@@ -265,13 +314,14 @@ class _ProgressPrinter:
                 f"{p.chunks_done} chunks, {p.rows_uploaded} rows uploaded"
             )
             self._stream.flush()
+            _ProgressPrinter.drawn = self
         elif time.monotonic() - self._last >= 5 or pct >= 100:
             self._last = time.monotonic()
             self._stream.write(f"progress: {pct:.0f}% read, {p.chunks_done} chunks, {p.rows_uploaded} rows uploaded\n")
 
     def end(self) -> None:
-        if self._tty:
-            self._stream.write("\n")
+        if _ProgressPrinter.drawn is self:
+            self.break_line()
 
 
 def _summary(report: RunReport) -> str:
@@ -287,15 +337,19 @@ def _summary(report: RunReport) -> str:
     counts = ", ".join(f"{n} {what}" for n, what in parts if n) or "nothing to upload"
     if report.not_run:
         return f"{report.file_name}: not run: {report.error}"
-    lines = [
-        f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
-        f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
-    ]
+    if report.error and not r.rows_in and not report.chunks:  # a file-level error: its rows were never counted
+        lines = [f"{report.file_name}: {report.status}: the file was not read through (see the error below)."]
+    else:
+        lines = [
+            f"{report.file_name}: {report.status}: {r.rows_in} rows read: {counts}; "
+            f"{len(report.chunks)} chunk(s) of up to {report.records_per_call} records in {report.duration_s:.1f} s."
+        ]
     if report.issue_counts:
         lines.append(f"  {'severity':<8} {'code':<32} {'count':>7}  first rows")
     for code, count in sorted(report.issue_counts.items(), key=lambda item: (_severity_rank(report, item[0]), item[0])):
         listed = [i for i in report.issues if i.code == code]
-        rows = ", ".join(str(i.row) for i in listed[:5] if i.row) + (", ..." if count > 5 else "")
+        numbers = list(dict.fromkeys(i.row for i in listed if i.row))  # one row may hold several issues
+        rows = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 or count > len(listed) else "")
         severity = listed[0].severity.value if listed else ""
         lines.append(f"  {severity:<8} {code:<32} {count:>7}  {rows}")
         if listed:
@@ -320,6 +374,8 @@ def _write_report(report: RunReport, path: Path | None) -> None:
 
 
 def _existing_file(path: Path) -> LocalFileSource:
+    if path.is_dir():
+        raise ConfigurationError(f"{str(path)!r} is a directory: give the path of one file")
     if not path.is_file():
         raise ConfigurationError(f"no such file: {str(path)!r}")
     return LocalFileSource(path)
@@ -352,7 +408,7 @@ def validate(args: argparse.Namespace) -> int:
     source = _existing_file(args.file)
     _check_outputs(args, [args.file, *([args.mapping] if args.mapping else [])])
     mapping = load_mapping(args.mapping) if args.mapping else None
-    options = UploadOptions(job_id="(validation)", dry_run=True, mapping=mapping)
+    options = UploadOptions(job_id="(validation)", dry_run=True, mapping=mapping, sheet=args.sheet)
     rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
     report = run_upload(source, options, client=None, store=None, rejected_rows=rejected)
     _write_report(report, args.report)
@@ -364,9 +420,8 @@ def validate(args: argparse.Namespace) -> int:
 
 def mapping_infer(args: argparse.Namespace) -> int:
     source = _existing_file(args.file)
-    facts = inspect(source)
-    with source.open() as stream:
-        header = CsvFile(stream, csv_format=facts.format).header
+    with open_rows(source, sheet=args.sheet) as (rows, _):
+        header = rows.header
     check_header(header)  # a data row would otherwise be echoed as "closest header" hints
     inference = infer_mapping(header)
     if inference.mapping is not None:
@@ -401,6 +456,7 @@ def upload(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         mapping=mapping,
         policy=Policy(args.policy),
+        sheet=args.sheet,
     )
     rejected = RejectedRowsWriter(args.rejected) if args.rejected else None
     printer = _ProgressPrinter(sys.stderr)

@@ -34,6 +34,8 @@ class CsvFormat:
 
     encoding: str = "utf-8"
     delimiter: str = ","
+    # The file begins with Excel's `sep=X` line: not a row (Excel hides it), kept in rejected rows.
+    sep_line: bool = False
 
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -52,6 +54,66 @@ class FileFacts:
     # A field may start with the apostrophe the rejected-rows file puts before a formula
     # (report.neutralise): a hint, checked row by row only when set.
     apostrophe_formulas: bool = False
+    # "csv", or "xlsx": a ZIP archive, read as a workbook (xlsxreader) once its bytes are verified.
+    kind: str = "csv"
+
+
+_SEP_LINE = re.compile(r"sep=([^\r\n])\s*", re.IGNORECASE).fullmatch
+_ZIP = (b"PK\x03\x04", b"PK\x05\x06")
+_CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE compound file: .xls, .doc, encrypted .xlsx
+_ENCRYPTED = "EncryptionInfo".encode("utf-16-le")
+_OLE_WORKBOOK = ("Workbook".encode("utf-16-le"), "Book\x00".encode("utf-16-le"))
+_SIGNATURES = (
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+)
+
+
+def _binary_file(head: bytes, stream: IO[bytes], digest: Any) -> tuple[int, str]:
+    """A file recognised by its first bytes as no text: hash the rest (the size is returned) and
+    say what it is; raises InputFileError for a kind that cannot be read, "xlsx" for a zip."""
+    size = len(head)
+    digest.update(head)
+    cfb = head.startswith(_CFB)
+    seen_encrypted = cfb and _ENCRYPTED in head
+    seen_workbook = cfb and any(m in head for m in _OLE_WORKBOOK)
+    tail = head[-40:]
+    while block := stream.read(_BLOCK):
+        digest.update(block)
+        size += len(block)
+        if cfb:
+            window = tail + block
+            seen_encrypted = seen_encrypted or _ENCRYPTED in window
+            seen_workbook = seen_workbook or any(m in window for m in _OLE_WORKBOOK)
+            tail = block[-40:]
+    if head.startswith(_ZIP):
+        return size, "xlsx"
+    if cfb:
+        if seen_encrypted:
+            raise InputFileError(
+                "the file is an encrypted (password-protected) Excel workbook: remove the password in Excel "
+                "(File > Info > Protect Workbook) or save the sheet as CSV; nothing was sent"
+            )
+        if seen_workbook:
+            raise InputFileError(
+                "the file is a legacy Excel 97-2003 workbook (.xls), which is not read: save it as .xlsx or "
+                "CSV (UTF-8); nothing was sent"
+            )
+        raise InputFileError(
+            "the file is an Office 97-2003 document, not a CSV file or an Excel workbook; nothing was sent"
+        )
+    what = next(name for magic, name in _SIGNATURES if head.startswith(magic))
+    raise InputFileError(f"the file is {what}, not a CSV file or an Excel workbook; nothing was sent")
+
+
+def _is_binary(head: bytes) -> bool:
+    return head.startswith((*_ZIP, _CFB, *(magic for magic, _ in _SIGNATURES)))
 
 
 def _encoding_from_head(head: bytes) -> str | None:
@@ -191,13 +253,21 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     decode_failed = utf16 = False
     apostrophes = False
     tail = b""  # the last bytes of the previous block, for a hint split between blocks
+    sep_line = False
     while block := stream.read(_BLOCK):
         if not head:
+            if _is_binary(block):
+                size, kind = _binary_file(block, stream, digest)
+                return FileFacts(digest.hexdigest(), size, CsvFormat("utf-8-sig", ","), kind=kind)
             head = block[:4096]
             bom_encoding = _encoding_from_head(head)
             text = head.decode(bom_encoding or "utf-8", errors="replace")
             first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
-            delimiter = sniff_delimiter(first_line)
+            hint = _SEP_LINE(first_line)
+            if hint is not None:  # Excel's delimiter hint: the header is on the next line
+                delimiter, sep_line = hint.group(1), True
+            else:
+                delimiter = sniff_delimiter(first_line)
             utf16 = bom_encoding is not None and bom_encoding.startswith("utf-16")
             decoder = codecs.getincrementaldecoder(bom_encoding or "utf-8")()
             # A UTF-8 BOM is no character: the first field starts after it.
@@ -265,7 +335,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             decode_failed = True
     elif not utf16 and not utf8_ok:
         decode_failed = True
-    csv_format = CsvFormat(encoding, delimiter)
+    csv_format = CsvFormat(encoding, delimiter, sep_line)
     if decode_failed:
         rows = _rows_where(stream, reopen, csv_format, None)
         where = f" in row(s) {rows}" if rows else ""
@@ -327,7 +397,7 @@ def _rows_where(
         csv.field_size_limit(MAX_FIELD_CHARS)
         reader = csv.reader(lines, delimiter=csv_format.delimiter, strict=False)
         found: list[int] = []
-        row = 0
+        row = -1 if csv_format.sep_line else 0  # Excel hides the sep= line: the header is row 1
         try:
             for fields in reader:
                 row += 1
@@ -401,6 +471,9 @@ class CsvFile:
         csv.field_size_limit(MAX_FIELD_CHARS)
         self._reader = csv.reader(self._text, delimiter=self.format.delimiter, strict=False)
         self._row = 0
+        if self.format.sep_line:
+            self._next()
+            self._row = 0  # Excel hides the sep= line: the header is row 1
         self.header = self._read_header()
         self.header_row = self._row
 

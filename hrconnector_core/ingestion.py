@@ -321,7 +321,9 @@ class IngestionClient:
                 attempts.append(attempt)
                 if 200 <= status < 300:
                     return UploadResult(status, body, attempts)
-                status_text = f"HTTP {status} {reason}".rstrip()
+                # A reason phrase that repeats the body (one answer said twice) is shown once.
+                shown_reason = "" if body and reason and reason.strip() == body.strip() else reason
+                status_text = f"HTTP {status} {shown_reason}".rstrip()
                 if 300 <= status < 400:
                     where = _location(response.headers.get("Location"))
                     raise UploadError(

@@ -2,7 +2,9 @@
 
 A mapping says which CSV column holds each data field of each scenario and, for a file with
 several scenarios, which column identifies a row's scenario and which value marks each one.
-Column names match case-insensitively; spaces count. Stored as JSON (docs/mapping.md):
+One header rule everywhere (inference, mapping files, validation, the header sent): a column
+name is matched case-insensitively with its surrounding spaces ignored ("EmailAddress " is
+EmailAddress). Stored as JSON (docs/mapping.md):
 
     {
       "scenario_column": "HRScenario",
@@ -79,6 +81,8 @@ class Mapping:
         column = data.get("scenario_column")
         if column is not None and (not isinstance(column, str) or not column.strip()):
             raise fail("scenario_column must be a non-empty string")
+        if column is not None:
+            column = header_name(column)
         entries = data.get("scenarios")
         if not isinstance(entries, list) or not entries:
             raise fail("scenarios must be a non-empty list")
@@ -100,7 +104,7 @@ class Mapping:
             resolved: dict[str, str] = {}
             for field_name, column_name in columns.items():
                 try:
-                    resolved[scenario.field(field_name).name] = column_name
+                    resolved[scenario.field(field_name).name] = header_name(column_name)
                 except KeyError:
                     names = ", ".join(f.name for f in scenario.fields)
                     raise fail(f"{where}: {scenario.title} has no field {field_name!r} (fields: {names})") from None
@@ -122,7 +126,7 @@ class Mapping:
             problem = _format_problem(text)
             if problem:
                 raise fail(f"date_formats[{name!r}]: {text!r} is not a strptime format ({problem})")
-        return cls(tuple(scenarios), column, dict(formats))
+        return cls(tuple(scenarios), column, {header_name(c): f for c, f in formats.items()})
 
 
 def _format_problem(text: str) -> str | None:
@@ -190,6 +194,17 @@ def _nesting(text: str) -> int:
     return deepest
 
 
+def header_name(cell: str) -> str:
+    """A header cell as a column name: surrounding spaces (as Excel users type them) are no part
+    of it. The header sent to the service is made of these names too (docs/mapping.md)."""
+    return cell.strip()
+
+
+def header_key(cell: str) -> str:
+    """What two column names are compared by: the name, case-insensitively."""
+    return header_name(cell).casefold()
+
+
 _CLOSEST_CANDIDATES = 1000
 
 
@@ -208,14 +223,14 @@ def closest(name: str, header: list[str]) -> str | None:
     ('Effective Date' for EffectiveDate) first, then difflib over at most 1,000 headers of a
     length that can reach its 0.6 cutoff (within 3x of the name's).
     """
-    key, letters = name.casefold(), _letters(name)
+    key, letters = header_key(name), _letters(name)
     folded: dict[str, str] = {}
     for h in header:
         if not _plausible_name(h):
             continue
         if letters and len(h) >= len(letters) and _letters(h) == letters:
             return h
-        f = h.casefold()
+        f = header_key(h)
         if len(folded) < _CLOSEST_CANDIDATES and len(key) <= 3 * len(f) and len(f) <= 3 * len(key):
             folded.setdefault(f, h)
     match = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.6)
@@ -232,7 +247,7 @@ def _plausible_name(cell: str) -> bool:
 
 
 def _documented_columns(scenario: Scenario, header: list[str]) -> dict[str, str]:
-    by_fold = {h.casefold(): h for h in header}
+    by_fold = {header_key(h): header_name(h) for h in header}
     columns = {}
     for data_field in scenario.fields:
         for candidate in (data_field.name, *DOCUMENTED_ALIASES.get(data_field.name, ())):
@@ -269,14 +284,16 @@ _TELLTALES = (
 
 def infer_mapping(header: list[str]) -> Inference:
     """The mapping the documentation's column names imply, or why there is none."""
-    folded = {h.casefold() for h in header}
+    folded = {header_key(h) for h in header}
     placed = {key: _documented_columns(s, header) for key, s in SCENARIOS.items()}
     unplaced = {
         key: [(f.name, closest(f.name, header)) for f in s.required if f.name not in placed[key]]
         for key, s in SCENARIOS.items()
     }
     complete = [key for key in SCENARIOS if not unplaced[key]]
-    scenario_column = next((h for h in header if h.casefold() == DEFAULT_SCENARIO_COLUMN.casefold()), None)
+    scenario_column = next(
+        (header_name(h) for h in header if header_key(h) == DEFAULT_SCENARIO_COLUMN.casefold()), None
+    )
     if scenario_column is not None:
         if not complete:
             return Inference(None, unplaced, f"no scenario has all its required columns besides {scenario_column}")

@@ -9,6 +9,8 @@ import io
 import logging
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -16,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 from .checkpoint import (
@@ -34,15 +36,19 @@ from .checkpoint import (
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, Record, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
-from .mapping import Mapping, describe_unplaced, infer_mapping
+from .mapping import Mapping, describe_unplaced, header_key, header_name, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
-from .validation import RowValidator
+from .validation import RowValidator, ValidRow
+from .xlsxreader import WorkbookFile
 
 if TYPE_CHECKING:  # a dry run never loads requests
     from .ingestion import IngestionClient
 
 log = logging.getLogger(__name__)
+# One line per chunk uploaded: INFO (the Function's log keeps it); the command line shows it only
+# with --verbose, so that its progress bar keeps its line.
+chunk_log = logging.getLogger(f"{__name__}.chunks")
 
 DEFAULT_MAX_CONCURRENCY = 8
 _HASH_BLOCK = 1 << 20
@@ -162,6 +168,49 @@ class _VerifiedReader(io.RawIOBase):
         return block
 
 
+RowFile = CsvFile | WorkbookFile
+
+
+@contextmanager
+def open_rows(
+    source: Source, facts: FileFacts | None = None, blocks: _Blocks | None = None, *, sheet: str | None = None
+) -> Iterator[tuple[RowFile, _VerifiedReader]]:
+    """The file's rows (CSV, or a workbook's sheet), from bytes checked block by block against
+    the first pass (`blocks`; None: the first pass is made here).
+
+    A workbook is a zip, read from its end: its verified bytes are copied to a spooled temporary
+    file first (in memory up to 1 MiB, on disk beyond), so memory stays flat for any size.
+    """
+    if facts is None or blocks is None:
+        facts, blocks = _inspect(source)
+    with source.open() as raw:
+        counting = _VerifiedReader(raw, blocks)
+        if facts.kind != "xlsx":
+            yield CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format), counting
+            return
+        with tempfile.SpooledTemporaryFile(max_size=_HASH_BLOCK) as copy:
+            shutil.copyfileobj(counting, copy, _HASH_BLOCK)
+            copy.seek(0)
+            with WorkbookFile(copy, sheet=sheet) as workbook:
+                yield workbook, counting
+
+
+def _first_sheet_as_default(source: Source, facts: FileFacts, blocks: _Blocks, options: UploadOptions) -> UploadOptions:
+    """--sheet naming the first sheet is the default: the same checkpoint, so the same upload is
+    not sent twice under two names (costs one more read of the workbook, only with --sheet)."""
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (rows, _):
+        assert isinstance(rows, WorkbookFile)
+        first = rows.first_sheet
+    return replace(options, sheet=None) if options.sheet == first else options
+
+
+def content_id(facts: FileFacts, options: UploadOptions) -> str:
+    """What a checkpoint is kept for: the file's bytes, and for a workbook the sheet asked for."""
+    if facts.kind != "xlsx" or options.sheet is None:
+        return facts.sha256
+    return hashlib.sha256(f"{facts.sha256}\nsheet:{options.sheet}".encode()).hexdigest()
+
+
 def _inspect(source: Source) -> tuple[FileFacts, _Blocks]:
     with source.open() as stream:
         hasher = _BlockHasher(stream)
@@ -183,6 +232,7 @@ class UploadOptions:
     dry_run: bool = False
     mapping: Mapping | None = None  # None: the documentation's column names
     policy: Policy = Policy.UPLOAD_VALID
+    sheet: str | None = None  # a workbook's sheet; None: its first
 
     def __post_init__(self) -> None:
         if self.records_per_call < 1:
@@ -271,7 +321,9 @@ def _uploaded_in_full(source: Source, options: UploadOptions, store: CheckpointS
     if store is None or options.force:
         return False
     try:
-        checkpoint = store.load(CheckpointKey(inspect(source).sha256, options.job_id, options.records_per_call))
+        checkpoint = store.load(
+            CheckpointKey(content_id(inspect(source), options), options.job_id, options.records_per_call)
+        )
     except HRConnectorError:
         return False  # the run proper reports it
     return checkpoint is not None and checkpoint.finished and _accepted_rows(checkpoint) > 0
@@ -295,7 +347,7 @@ def _nothing_sent(check: RunReport, options: UploadOptions) -> RunReport:
     if not check.error:
         check.error = (
             f"policy {options.policy.value}: {check.rows.rejected} invalid row(s); nothing was uploaded. "
-            "Fix the rows listed and drop the file again, or use the upload-valid policy"
+            "Fix the rows listed and upload the file again, or use the upload-valid policy"
         )
     return check
 
@@ -316,13 +368,18 @@ def _run(
         report.ingestion_url = client.url
     facts, blocks = _inspect(source)  # file-level checks (encoding) before anything is sent
     report.file_bytes, report.file_sha256 = facts.size, facts.sha256
-    report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
+    if facts.kind == "xlsx":
+        report.encoding, report.delimiter = "xlsx", ""
+    else:
+        report.encoding, report.delimiter = facts.format.encoding, facts.format.delimiter
     if expect_sha256 is not None and facts.sha256 != expect_sha256:
         raise FileChangedError(
             "the file changed after it was validated; nothing was sent. Run again when it is complete"
         )
+    if facts.kind == "xlsx" and options.sheet is not None:
+        options = _first_sheet_as_default(source, facts, blocks, options)
     # One checkpoint (and one lock) per file content and job, whatever the settings.
-    found = CheckpointKey(facts.sha256, options.job_id, options.records_per_call)
+    found = CheckpointKey(content_id(facts, options), options.job_id, options.records_per_call)
     with _lock(store, found, options) as held:
         checkpoint = _load(source, options, store, found)
         if checkpoint is not None and checkpoint.finished:
@@ -336,7 +393,7 @@ def _run(
                 store.delete(found)
             checkpoint = None
         if checkpoint is None and not options.dry_run:
-            _check_no_other_partial_upload(source, options, store, facts.sha256)
+            _check_no_other_partial_upload(source, options, store, content_id(facts, options))
         _read_and_upload(source, options, client, store, report, progress, facts, blocks, checkpoint, held)
 
 
@@ -352,12 +409,13 @@ def _read_and_upload(
     checkpoint: Checkpoint | None,
     held: HeldLock | None = None,
 ) -> None:
-    with source.open() as raw, _fewer_collections():
-        counting = _VerifiedReader(raw, blocks)
-        csv_file = CsvFile(io.BufferedReader(counting, buffer_size=_HASH_BLOCK), csv_format=facts.format)
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (csv_file, counting), _fewer_collections():
+        if isinstance(csv_file, WorkbookFile):
+            report.notes.append(f"read sheet {csv_file.sheet!r} of the workbook")
         check_header(csv_file.header)
         if report.rejected_rows is not None:
             report.rejected_rows.header = csv_file.header
+            report.rejected_rows.csv_format = csv_file.format
         mapping = options.mapping if options.mapping is not None else default_mapping(csv_file.header)
         report.mapping = mapping.to_dict()
         validator = RowValidator(csv_file.header, mapping)
@@ -373,8 +431,10 @@ def _read_and_upload(
         recorder.save()  # proves the store can be written before the first chunk is sent
         read = cast(Generator[Record, None, None], csv_file.records())  # closed if the run stops early
         chunks = make_chunks(
-            csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, report, read), report),
+            sent_header(csv_file.header),
+            configured_values(
+                csv_file.header, mapping, validator.validate_rows(_records(csv_file, facts, report, read), report)
+            ),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency, held)
@@ -546,7 +606,7 @@ def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:
 
 
 def _records(
-    csv_file: CsvFile, facts: FileFacts, report: RunReport, records: Iterator[Record] | None = None
+    csv_file: RowFile, facts: FileFacts, report: RunReport, records: Iterator[Record] | None = None
 ) -> Iterator[Record]:
     """The file's records; cells our rejected-rows file neutralised are set aside, not sent."""
     records = csv_file.records() if records is None else records
@@ -565,15 +625,14 @@ def _verify_skipped_chunks(
     the last of them, nothing is sent) and compare it with the digest of the chunk the service
     accepted: skipping a chunk that differs would leave rows unsent, sending around it twice."""
     last = max(checkpoint.completed)
-    with source.open() as raw:
-        csv_file = CsvFile(
-            io.BufferedReader(_VerifiedReader(raw, blocks), buffer_size=_HASH_BLOCK), csv_format=facts.format
-        )
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (csv_file, _):
         validator = RowValidator(csv_file.header, mapping)
         counts = RunReport(file_name=source.name, job_id=options.job_id)  # this pass's counts are not kept
         chunks = make_chunks(
-            csv_file.header,
-            validator.validate_rows(_records(csv_file, facts, counts), counts),
+            sent_header(csv_file.header),
+            configured_values(
+                csv_file.header, mapping, validator.validate_rows(_records(csv_file, facts, counts), counts)
+            ),
             records_per_call=options.records_per_call,
         )
         for chunk in chunks:
@@ -628,10 +687,45 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
+def sent_file_name(name: str) -> str:
+    """The file name the service is given: what is sent is CSV, a workbook's rows included."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    return base[: -len(".xlsx")] + ".csv" if base.lower().endswith(".xlsx") else base
+
+
+def sent_header(header: list[str]) -> list[str]:
+    """The header as the service gets it: each name without surrounding spaces, so that the
+    connector's mapping (which names EmailAddress, never "EmailAddress ") finds its columns."""
+    return [header_name(cell) for cell in header]
+
+
+def configured_values(header: list[str], mapping: Mapping, rows: Iterator[ValidRow]) -> Iterator[ValidRow]:
+    """Valid rows with their scenario value as the mapping configures it: validation matches
+    `resignation ` to Resignation, and the service may compare the value exactly."""
+    if mapping.scenario_column is None:
+        return rows
+    wanted = header_key(mapping.scenario_column)
+    index = next((i for i, cell in enumerate(header) if header_key(cell) == wanted), None)
+    values = {sm.value.strip().casefold(): sm.value for sm in mapping.scenarios if sm.value is not None}
+    if index is None:
+        return rows
+    return _with_values(rows, index, values)
+
+
+def _with_values(rows: Iterator[ValidRow], index: int, values: dict[str, str]) -> Iterator[ValidRow]:
+    for row in rows:
+        fields = row[1]
+        value = fields[index]
+        configured = values.get(value.strip().casefold(), value)
+        if configured != value:
+            fields[index] = configured
+        yield row
+
+
 def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:
     """The file and job, and what decides the chunk plan: the chunk size and the rules."""
     plan = f"{mapping.digest()}:{options.policy.value}"
-    return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)
+    return CheckpointKey(content_id(facts, options), options.job_id, options.records_per_call, plan)
 
 
 def default_mapping(header: list[str]) -> Mapping:
@@ -774,7 +868,7 @@ class _ChunkUploader:
             duration_ms=int((time.monotonic() - t0) * 1000),
             response_body=result.body or None,
         )
-        log.info(
+        chunk_log.info(
             "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",
             chunk.index,
             chunk.first_row,

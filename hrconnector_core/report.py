@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from .csvreader import Record
+from .csvreader import CsvFormat, Record
 from .validation import Issue, RowSink, Severity
 
 MAX_ISSUES_LISTED = 10_000
@@ -73,11 +73,17 @@ class RejectedRowsWriter:
     Two columns go first (RejectedRow, RejectedReasons) so that a row with more fields than the
     header still lines up. This file holds HR data on purpose: keep it where the input was.
     Cells a spreadsheet would run as formulas get a leading apostrophe (docs/mapping.md).
+    Written as the input was (`csv_format`: encoding, byte-order mark, delimiter, Excel's sep=
+    line), so the spreadsheet that made the file opens this one the same way; a workbook's
+    rejects are UTF-8 CSV with a BOM, which Excel opens with its accents.
     """
 
-    def __init__(self, path: str | os.PathLike[str], header: list[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], header: list[str] | None = None, csv_format: CsvFormat | None = None
+    ) -> None:
         self.path = Path(path)
         self.header = header
+        self.csv_format = csv_format
         self._handle: TextIO | None = None
         self._writer: Any = None
         self.count = 0
@@ -85,8 +91,14 @@ class RejectedRowsWriter:
     def write(self, record: Record, issues: list[Issue]) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("w", encoding="utf-8", newline="")
-            self._writer = csv.writer(self._handle, lineterminator="\r\n")
+            fmt = self.csv_format or CsvFormat()
+            # UTF-16 read without a BOM is written with one: Excel needs it to know the encoding.
+            encoding = "utf-16" if fmt.encoding.startswith("utf-16") else fmt.encoding
+            # Every character of the rows came from this encoding; only a reason could fall outside it.
+            self._handle = self.path.open("w", encoding=encoding, errors="replace", newline="")
+            if fmt.sep_line:
+                self._handle.write(f"sep={fmt.delimiter}\r\n")
+            self._writer = csv.writer(self._handle, delimiter=fmt.delimiter, lineterminator="\r\n")
             self._writer.writerow(["RejectedRow", "RejectedReasons", *map(neutralise, self.header or [])])
         reasons = "; ".join(f"{i.column + ': ' if i.column else ''}{i.code}: {i.message}" for i in issues)
         row, fields = record

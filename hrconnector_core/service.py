@@ -59,13 +59,14 @@ from .credentials import (
 )
 from .errors import HRConnectorError, StorageError
 from .ingestion import IngestionClient, UploadResult
-from .pipeline import UploadOptions, run_upload
+from .pipeline import UploadOptions, run_upload, sent_file_name
 from .report import RejectedRowsWriter, RunReport
 from .schema import SCENARIOS
 from .settings import Connector, CredentialKind, Settings
 from .telemetry import dimensions, log_context
 
 log = logging.getLogger(__name__)
+INPUT_SUFFIXES = (".csv", ".xlsx")  # what hr-incoming takes: CSV files and Excel workbooks
 
 PROFILE_TITLE = SCENARIOS["employee_profile"].title
 # Employee profiles expire in the connector after 30 days; past this age a failed refresh alerts.
@@ -184,7 +185,7 @@ class HRConnectorService:
     ) -> IngestionClient:
         tokens = TokenProvider(connector_credential(connector, self.settings), connector.cloud.scope)
         tokens.token()  # a wrong app, tenant or secret fails here, before the file is read
-        name = PurePosixPath(file_name).name
+        name = sent_file_name(PurePosixPath(file_name).name)
         if guard is None:
             return IngestionClient(connector.cloud, connector.job_id, tokens, file_name=name)
         return OwnedIngestionClient(connector.cloud, connector.job_id, tokens, file_name=name, guard=guard)
@@ -194,8 +195,8 @@ class HRConnectorService:
         """Handle the blob an event named; safe to call any number of times, from any instance."""
         name = blob.blob_name
         with log_context(file=name):
-            if not name.lower().endswith(".csv"):
-                log.warning("not a .csv file; left where it is")
+            if not name.lower().endswith(INPUT_SUFFIXES):
+                log.warning("not a .csv or .xlsx file; left where it is")
                 return Outcome("ignored", name)
             try:
                 props = blob.get_blob_properties()
@@ -420,7 +421,7 @@ class HRConnectorService:
         """Files no event processed: older than a few minutes, with no finished state."""
         cutoff = now - timedelta(minutes=self.settings.sweep_after_minutes)
         for item in self.incoming.list_blobs():
-            if not item.name.lower().endswith(".csv") or item.last_modified > cutoff:
+            if not item.name.lower().endswith(INPUT_SUFFIXES) or item.last_modified > cutoff:
                 continue
             state = self.files.get(item.name, item.etag)
             if state is not None and state.finished:

@@ -115,8 +115,44 @@ def _iso_datetime(value: str) -> bool:
     return True
 
 
-def date_hint(value: str) -> str:
-    """What a non-ISO date looks like, without repeating it."""
+# Day/month/year in either order, with an optional time: what the date_formats entry is made from.
+_NUMERIC_DATE = re.compile(
+    r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4}|\d{2})(?:([ T])\d{1,2}:\d{2}(:\d{2})?)?", re.ASCII
+).fullmatch
+
+
+def _numeric_date_hint(value: str, column: str | None) -> str | None:
+    """For 23/04/2019 and kin: which order it must be, and the exact date_formats entry to add."""
+    match = _NUMERIC_DATE(value)
+    if match is None:
+        return None
+    first, sep, second, year, time_sep, seconds = match.groups()
+    year_code = "%Y" if len(year) == 4 else "%y"
+    time_code = f"{time_sep}%H:%M{':%S' if seconds else ''}" if time_sep else ""
+    day_first = f"%d{sep}%m{sep}{year_code}{time_code}"
+    month_first = f"%m{sep}%d{sep}{year_code}{time_code}"
+    day_month = f"dd{sep}mm{sep}{'yyyy' if len(year) == 4 else 'yy'}"
+    month_day = f"mm{sep}dd{sep}{'yyyy' if len(year) == 4 else 'yy'}"
+    if int(first) > 12 >= int(second):
+        looks, formats = f"{day_month} (the first number cannot be a month)", [day_first]
+    elif int(second) > 12 >= int(first):
+        looks, formats = f"{month_day} (the second number cannot be a month)", [month_first]
+    elif int(first) <= 12 and int(second) <= 12:
+        looks, formats = f"{day_month} or {month_day} (this value cannot tell which)", [day_first, month_first]
+    else:
+        return "; neither number can be a month"
+    name = column.strip() if column else "<column>"
+    entries = " or ".join(f'"date_formats": {{"{name}": "{f}"}}' for f in formats)
+    return f"; it looks like {looks}: add {entries} to the mapping (docs/mapping.md), or export ISO 8601"
+
+
+def date_hint(value: str, column: str | None = None) -> str:
+    """What a non-ISO date looks like, without repeating it, and the fix when there is one."""
+    if _ISO(value) is not None:  # the shape is right, so the day is not (31 April, 29 February 2023)
+        return "; that day does not exist in that month"
+    numeric = _numeric_date_hint(value, column)
+    if numeric is not None:
+        return numeric
     for pattern, looks_like in _LOOKALIKES:
         if pattern.fullmatch(value):
             return f"; it looks like {looks_like}"
@@ -465,9 +501,11 @@ class RowValidator:
             )
         if check.kind is Kind.DATE:
             if check.date_format is not None:
-                message = f"does not match the mapping's date format {check.date_format}"
+                message = (
+                    f"matches neither the mapping's date format {check.date_format} nor ISO 8601 ({DATE_FORMAT_HINT})"
+                )
             else:
-                message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed)}"
+                message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed, check.column)}"
             return Issue(row, check.column, "invalid-date", message, Severity.ERROR)
         return Issue(
             row, check.column, "too-long", f"{len(value)} characters; the limit is {check.max_length}", Severity.ERROR
@@ -506,6 +544,8 @@ def _join_pieces(pieces: list[str | None]) -> str:
 
 
 def _convert_date(value: str, fmt: str) -> str | None:
+    if _iso_datetime(value):  # ISO 8601 is always accepted, whatever the column's date_formats entry
+        return value
     try:
         parsed = datetime.strptime(value, fmt)
     except ValueError:

@@ -76,7 +76,7 @@ def test_documented_iso_dates_pass(value):
 @pytest.mark.parametrize(
     ("value", "hint"),
     [
-        ("23/04/2019", "dd/mm/yyyy or mm/dd/yyyy"),
+        ("23/04/2019", "dd/mm/yyyy (the first number cannot be a month)"),
         ("2019-04-23", "a date without a time"),
         ("2019-04-23 15:18:02", "a space instead of the T"),
         ("23.04.2019", "dd.mm.yyyy"),
