@@ -42,7 +42,7 @@ print(json.dumps(records))
 # The Function's own lines for a file with a rejected row, a profile file and a timer run.
 EXPECTED = {
     ("hrconnector_core.service", "INFO"),  # processing, the end-of-file summary, the schedule summary
-    ("hrconnector_core.pipeline", "INFO"),  # chunk k uploaded
+    ("hrconnector_core.pipeline.chunks", "INFO"),  # chunk k uploaded
 }
 
 
