@@ -167,6 +167,78 @@ class _QuoteScanner:
         return self._base if self.open_field else None
 
 
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+class _FieldRuns:
+    """Finds a stretch longer than the csv field limit with no delimiter or line break: an
+    unquoted field (or one whose quote is mid-field, an ordinary character) that csv.reader would
+    refuse, so the first pass catches it before any row is sent. Offsets as in _QuoteScanner.
+
+    For bytes, the length in characters is counted as UTF-8 (continuation bytes excluded) and as
+    bytes (Windows-1252), the encoding being decided only at the end.
+    """
+
+    def __init__(self, delimiter: str, *, start: int = 0) -> None:
+        self._seps = (delimiter, "\r", "\n")
+        self._text_seps = re.compile("[" + re.escape(delimiter) + "\r\n]")
+        self._bytes_seps = re.compile(self._text_seps.pattern.encode())
+        self._base = start  # offset of the next unit fed
+        self._run_start = start
+        self._run_units = 0
+        self._run_chars = 0  # UTF-8 characters in the run (bytes only)
+        self.found: int | None = None  # where the first run over the limit in characters starts
+        self.found_units: int | None = None  # ... over the limit in units (bytes: Windows-1252 characters)
+
+    def _add(self, segment: str | bytes) -> None:
+        self._run_units += len(segment)
+        if isinstance(segment, bytes):
+            self._run_chars += len(segment.translate(None, _CONTINUATION)) if not segment.isascii() else len(segment)
+        else:
+            self._run_chars += len(segment)
+        if self._run_units > MAX_FIELD_CHARS and self.found_units is None:
+            self.found_units = self._run_start
+        if self._run_chars > MAX_FIELD_CHARS and self.found is None:
+            self.found = self._run_start
+
+    def _done(self) -> bool:
+        return self.found is not None
+
+    def feed(self, piece: str | bytes) -> None:
+        if self._done() or not piece:
+            self._base += len(piece)
+            return
+        seps: Any = [sep.encode() for sep in self._seps] if isinstance(piece, bytes) else self._seps
+        text: Any = piece
+        firsts = [i for i in (text.find(sep) for sep in seps) if i >= 0]
+        if not firsts:
+            self._add(piece)
+            self._base += len(piece)
+            return
+        first = min(firsts)
+        last = max(text.rfind(sep) for sep in seps)
+        self._add(piece[:first])
+        if last - first > MAX_FIELD_CHARS:  # a long field may lie wholly inside this piece: look closely
+            pattern: Any = self._bytes_seps if isinstance(piece, bytes) else self._text_seps
+            previous = first
+            for match in pattern.finditer(text, first + 1, last + 1):
+                if match.start() - previous - 1 > MAX_FIELD_CHARS:
+                    self._run_start, self._run_units, self._run_chars = self._base + previous + 1, 0, 0
+                    self._add(piece[previous + 1 : match.start()])
+                    if self._done():
+                        break
+                previous = match.start()
+        self._run_start, self._run_units, self._run_chars = self._base + last + 1, 0, 0
+        self._add(piece[last + 1 :])
+        self._base += len(piece)
+
+    def too_long_at(self, encoding: str) -> int | None:
+        """Where the first field longer than the limit starts, in the encoding decided."""
+        if encoding == "cp1252" and self.found_units is not None:
+            return self.found_units
+        return self.found
+
+
 def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None = None) -> FileFacts:
     """Hash the bytes, decide their encoding and delimiter, and prove the whole file decodes and
     parses as CSV, in one pass before any upload; `reopen` (or seeking) lets an error name rows.
@@ -185,6 +257,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     bom_encoding: str | None = None
     decoder: codecs.IncrementalDecoder | None = None
     scanner: _QuoteScanner | None = None
+    runs: _FieldRuns | None = None
     utf8_ok = cp1252_ok = True
     multibyte = invalid = 0
     delimiter = ","
@@ -203,6 +276,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             # A UTF-8 BOM is no character: the first field starts after it.
             bom = len(codecs.BOM_UTF8) if bom_encoding == "utf-8-sig" else 0
             scanner = _QuoteScanner(delimiter, text=utf16, start=bom)
+            runs = _FieldRuns(delimiter, start=bom)
             block_view = block[bom:]
         else:
             block_view = block
@@ -217,6 +291,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
                     decode_failed = True
                 else:
                     scanner.feed(piece)
+                    runs.feed(piece)  # type: ignore[union-attr]
                     apostrophes = apostrophes or _APOSTROPHE_TEXT(piece) is not None
             continue
         if not apostrophes and b"'" in block_view:
@@ -227,6 +302,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             scanner.feed(block_view)
         else:
             scanner.skip(block_view)
+        runs.feed(block_view)  # type: ignore[union-attr]
         if block.isascii() and not decoder.getstate()[0]:
             continue  # valid in every candidate encoding; the common case, checked at C speed
         if utf8_ok:
@@ -245,7 +321,9 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     if decoder is not None and not decode_failed:
         try:
             if utf16:
-                scanner.feed(decoder.decode(b"", final=True))  # type: ignore[union-attr]
+                rest = decoder.decode(b"", final=True)
+                scanner.feed(rest)  # type: ignore[union-attr]
+                runs.feed(rest)  # type: ignore[union-attr]
             elif utf8_ok:
                 decoder.decode(b"", final=True)
         except UnicodeDecodeError:
@@ -283,6 +361,14 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
         raise InputFileError(f"the file is not valid {name} text{where}; nothing was sent")
     assert scanner is not None or size == 0
     unclosed = scanner.unclosed_at() if scanner is not None else None
+    long_at = runs.too_long_at(encoding) if runs is not None else None
+    if long_at is not None and (unclosed is None or long_at < unclosed):
+        rows = _rows_where(stream, reopen, csv_format, long_at, utf16=utf16)
+        where = f"in row {rows}" if rows else "somewhere"
+        raise InputFileError(
+            f"the CSV cannot be parsed: a field {where} is longer than {MAX_FIELD_CHARS:,} characters "
+            "(a field that large is no HR value: check the delimiter and line breaks); nothing was sent"
+        )
     if unclosed is not None:
         rows = _rows_where(stream, reopen, csv_format, unclosed, utf16=utf16)
         where = f"in row {rows}" if rows else "somewhere"
@@ -440,6 +526,7 @@ class CsvFile:
                 row += 1
                 yield row, fields
         except (UnicodeDecodeError, csv.Error) as exc:
+            self._row = row  # the error is in the row after the last one read
             raise self._error(exc) from exc
         finally:
             self._row = row
