@@ -320,6 +320,34 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
     return None
 
 
+def _protocol_mismatch(exc: BaseException) -> bool:
+    """Whether a requests exception is a TLS handshake with something that is no TLS server:
+    retrying will not change what listens on that port."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError) and getattr(current, "reason", None) in _NOT_TLS:
+            return True
+        todo.extend([*current.args, getattr(current, "reason", None), current.__cause__, current.__context__])
+    return False
+
+
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"})
+
+
+def _is_html(response: requests.Response) -> bool:
+    """A web page rather than an API answer: declared text/html, or a body that starts like one."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in ("text/html", "application/xhtml+xml"):
+        return True
+    start = response.content[:512].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
+
+
 class IngestionClient:
     """Posts chunks for one job. Safe to use from several threads at once."""
 
@@ -398,6 +426,14 @@ class IngestionClient:
             except requests.RequestException as exc:
                 attempt = Attempt(number, None, _ms(clock, t0), f"{type(exc).__name__}")
                 attempts.append(attempt)
+                if _protocol_mismatch(exc):
+                    raise UploadError(
+                        f"chunk {chunk.index} ({rows}) was not sent: {_location(self._url)} does not speak TLS "
+                        "(https to a plain-http port?); not retried",
+                        reason="TLS protocol mismatch",
+                        permanent=True,
+                        attempts=attempts,
+                    ) from None
                 if _certificate_error(exc) is not None:
                     # Not a passing fault: the endpoint is not who it claims to be (or our trust is wrong).
                     raise UploadError(
@@ -420,6 +456,18 @@ class IngestionClient:
                 body = redact(_text(response), chunk.data)
                 attempt = Attempt(number, status, _ms(clock, t0))
                 attempts.append(attempt)
+                if 200 <= status < 300 and _is_html(response):
+                    # A captive portal or a proxy's page: the rows went nowhere they count.
+                    raise UploadError(
+                        f"chunk {chunk.index} ({rows}) was not accepted: HTTP {status} with an HTML page is not "
+                        "the ingestion service's answer (a proxy or a sign-in portal?): check the network path "
+                        "and --ingestion-url / HR_INGESTION_URL; not retried",
+                        status=status,
+                        reason="an HTML page, not the ingestion service",
+                        body=body,
+                        permanent=True,
+                        attempts=attempts,
+                    )
                 if 200 <= status < 300:
                     return UploadResult(status, body, attempts)
                 status_text = f"HTTP {status} {reason}".rstrip()
@@ -455,17 +503,16 @@ class IngestionClient:
                 attempt.retry_after_s = retry_after
                 # The service knows best how long it needs (up to our budget); else our own backoff.
                 wait = policy.backoff(number, self._rng) if retry_after is None else retry_after
-                if status >= 500:
+                if status >= 500 or status == 429:  # Retry-After: 0 or a past date: still not back-to-back
                     wait = max(wait, policy.server_error_floor(number))
             elapsed = clock() - started
             over_budget = elapsed + wait > policy.max_total
             if number >= policy.max_attempts or over_budget:
-                asked = (
-                    f"; the service asked to wait {retry_after:.0f} s, past the chunk's time budget "
-                    f"of {policy.max_total:.0f} s"
-                    if retry_after is not None and over_budget
-                    else ""
-                )
+                asked = ""
+                if retry_after is not None:
+                    asked = f"; the service asked to wait {retry_after:.0f} s"
+                    if elapsed + retry_after > policy.max_total:
+                        asked += f", past the chunk's time budget of {policy.max_total:.0f} s"
                 raise UploadError(
                     f"chunk {chunk.index} ({rows}) was not accepted after {number} attempts in {elapsed:.0f} s; "
                     f"last answer: {status_text}" + (f": {body}" if body else "") + asked,

@@ -249,3 +249,58 @@ def test_known_service_messages_survive_word_redaction():
     chunk = encode_rows(["EmailAddress", "Remarks"], [["a@contoso.com", "do not match the corresponding job"]])
     assert redact("jobId and corresponding appId do not match.", chunk) == "jobId and corresponding appId do not match."
     assert redact("The request has no 'file' part.", chunk) == "The request has no 'file' part."
+
+
+# -- F8: a 2xx web page is not the service's acceptance ----------------------------------------
+
+
+def test_a_200_html_page_is_a_permanent_failure_and_the_report_counts_nothing(tmp_path, emulator, job):
+    path = tmp_path / "hr.csv"
+    path.write_text(text(profiles(5)))
+
+    def portal(request: Received) -> Answer:
+        return Answer(200, b"<!DOCTYPE html><html><body>Sign in to the Wi-Fi</body></html>", content_type="text/html")
+
+    with HostileServer(portal) as server:
+        ca = bundle(tmp_path / "ca.pem", Path(emulator.ca_path), server)
+        report_path = tmp_path / "report.json"
+        args = upload_args(emulator, job, path, tmp_path / "state", "--report", str(report_path))
+        args[args.index("--ingestion-url") + 1] = server.url
+        env = cli_env(emulator) | {"REQUESTS_CA_BUNDLE": str(ca)}
+        result = subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=120)
+        assert len(server.received) == 1  # not retried
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["status"] == "failed" and report["rows"]["uploaded"] == 0 and report["rows"]["not_uploaded"] == 5
+    assert "HTML page is not the ingestion service" in report["error"]
+    # The emulator's real success (JSON) still counts: the same file goes through afterwards.
+    again = cli_upload(emulator, job, path, tmp_path / "state")
+    assert again.returncode == 0, again.stderr
+    assert emulator.state.rows(job) == profiles(5)
+
+
+# -- F10: a floor for 429, an honest budget message, https to a plain-http port ----------------
+
+
+def test_a_429_with_retry_after_zero_still_waits_the_floor(tmp_path, monkeypatch):
+    from hrconnector_core.ingestion import RetryPolicy
+
+    fake = FakeTime()
+    policy = RetryPolicy(max_attempts=4, base_delay=1.0)
+    with HostileServer(lambda r: Answer(429, b"slow", headers={"Retry-After": "0"})) as server:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle(tmp_path / "ca.pem", server)))
+        with pytest.raises(UploadError) as err:
+            client_for(server.url, fake, policy).upload(one_chunk())
+        assert len(server.received) == 4
+    assert fake.sleeps == [0.5, 1.0, 2.0]
+    assert "asked to wait 0 s" in str(err.value) and "past the chunk's time budget" not in str(err.value)
+
+
+def test_https_to_a_plain_http_port_is_permanent_not_retried(tmp_path, monkeypatch):
+    fake = FakeTime()
+    with HostileServer(lambda r: Answer(200, b"{}"), tls=False) as plain:
+        url = plain.url.replace("http://", "https://")
+        with pytest.raises(UploadError) as err:
+            client_for(url, fake).upload(one_chunk())
+    assert err.value.permanent and len(err.value.attempts) == 1 and fake.sleeps == []
+    assert "does not speak TLS" in str(err.value)
