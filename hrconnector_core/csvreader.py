@@ -37,6 +37,13 @@ class CsvFormat:
 
 
 DELIMITERS = (",", ";", "\t", "|")
+# The two columns a rejected-rows file (report.RejectedRowsWriter) puts first: set aside on reading.
+REJECTED_COLUMNS = ["RejectedRow", "RejectedReasons"]
+
+
+def is_rejected_rows_header(header: list[str]) -> bool:
+    """Whether a header is that of our rejected-rows file, dropped again."""
+    return [cell.strip().lstrip("\ufeff") for cell in header[:2]] == REJECTED_COLUMNS
 # Bytes Windows-1252 leaves undefined: a file holding them is no Windows-1252 text.
 _CP1252_UNDEFINED = re.compile(b"[\x81\x8d\x8f\x90\x9d]")
 _BLOCK = 1 << 20
@@ -49,8 +56,9 @@ class FileFacts:
     sha256: str
     size: int
     format: CsvFormat
-    # A field may start with the apostrophe the rejected-rows file puts before a formula
-    # (report.neutralise): a hint, checked row by row only when set.
+    # A rejected-rows file dropped again (header RejectedRow,RejectedReasons,...) whose fields may
+    # start with the apostrophe it puts before a formula (report.neutralise): checked row by row
+    # only when set. Any other file's leading apostrophes are data (an exported '+31 phone number).
     apostrophe_formulas: bool = False
 
 
@@ -262,7 +270,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     multibyte = invalid = 0
     delimiter = ","
     decode_failed = utf16 = False
-    apostrophes = False
+    apostrophes = rejected_file = False
     tail = b""  # the last bytes of the previous block, for a hint split between blocks
     while block := stream.read(_BLOCK):
         if not head:
@@ -271,6 +279,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             text = head.decode(bom_encoding or "utf-8", errors="replace")
             first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
             delimiter = sniff_delimiter(first_line)
+            rejected_file = is_rejected_rows_header(next(csv.reader([first_line], delimiter=delimiter), []))
             utf16 = bom_encoding is not None and bom_encoding.startswith("utf-16")
             decoder = codecs.getincrementaldecoder(bom_encoding or "utf-8")()
             # A UTF-8 BOM is no character: the first field starts after it.
@@ -376,7 +385,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             f"the CSV cannot be parsed: a quoted field that starts {where} is never closed (an unbalanced "
             f'quote "), or is longer than {MAX_FIELD_CHARS:,} characters; nothing was sent'
         )
-    return FileFacts(digest.hexdigest(), size, csv_format, apostrophes)
+    return FileFacts(digest.hexdigest(), size, csv_format, apostrophes and rejected_file)
 
 
 def _rows_where(
@@ -487,7 +496,11 @@ class CsvFile:
         csv.field_size_limit(MAX_FIELD_CHARS)
         self._reader = csv.reader(self._text, delimiter=self.format.delimiter, strict=False)
         self._row = 0
-        self.header = self._read_header()
+        header = self._read_header()
+        # A rejected-rows file dropped again: its RejectedRow and RejectedReasons columns are our
+        # notes, never data for the service; the file's own columns follow them.
+        self._skip = len(REJECTED_COLUMNS) if is_rejected_rows_header(header) else 0
+        self.header = header[self._skip :]
         self.header_row = self._row
 
     def _error(self, exc: Exception) -> InputFileError:
@@ -521,10 +534,11 @@ class CsvFile:
     def records(self) -> Iterator[Record]:
         """Every row after the header, blank ones included (as empty field lists)."""
         row = self._row
+        skip = self._skip
         try:
             for fields in self._reader:
                 row += 1
-                yield row, fields
+                yield row, fields[skip:] if skip else fields
         except (UnicodeDecodeError, csv.Error) as exc:
             self._row = row  # the error is in the row after the last one read
             raise self._error(exc) from exc
