@@ -44,6 +44,8 @@ REJECTED_COLUMNS = ["RejectedRow", "RejectedReasons"]
 def is_rejected_rows_header(header: list[str]) -> bool:
     """Whether a header is that of our rejected-rows file, dropped again."""
     return [cell.strip().lstrip("\ufeff") for cell in header[:2]] == REJECTED_COLUMNS
+
+
 # Bytes Windows-1252 leaves undefined: a file holding them is no Windows-1252 text.
 _CP1252_UNDEFINED = re.compile(b"[\x81\x8d\x8f\x90\x9d]")
 _BLOCK = 1 << 20
@@ -119,11 +121,21 @@ _APOSTROPHE_BYTES = re.compile(_APOSTROPHE_FORMULA.encode()).search
 _APOSTROPHE_TEXT = re.compile(_APOSTROPHE_FORMULA).search
 
 
-def _utf8_census(data: bytes) -> tuple[int, int]:
-    """(valid multi-byte sequences, bytes outside any) in data that is not all valid UTF-8."""
-    valid = _UTF8_MULTIBYTE.findall(data)
+# A two-byte UTF-8 sequence that Windows-1252 text holds by coincidence reads there as a capital
+# letter (0xC3-0xDF: Ã..ß) followed by a symbol (0x80-0xBF: a right quote, ©, ¼...), as in
+# MÜLLER + right quote + S, or Ã©: at the
+# start of a word or after a capital. After a lower-case letter or another non-ASCII character,
+# it is a UTF-8 accented letter (José, Müller, Zoë): Windows-1252 puts no capital inside a word.
+_CP1252_COINCIDENCE = re.compile(b"(?<![a-z\x80-\xff])[\xc3-\xdf][\x80-\xbf]")
+
+
+def _utf8_census(data: bytes) -> tuple[int, int, int]:
+    """(valid multi-byte sequences, bytes outside any, sequences that are surely UTF-8, not a
+    Windows-1252 coincidence) in data that is not all valid UTF-8."""
+    valid = list(_UTF8_MULTIBYTE.finditer(data))
     non_ascii = len(data.translate(None, _ASCII))
-    return len(valid), non_ascii - sum(map(len, valid))
+    coincidences = sum(1 for m in valid if _CP1252_COINCIDENCE.match(data, m.start()))
+    return len(valid), non_ascii - sum(m.end() - m.start() for m in valid), len(valid) - coincidences
 
 
 class _QuoteScanner:
@@ -267,7 +279,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     scanner: _QuoteScanner | None = None
     runs: _FieldRuns | None = None
     utf8_ok = cp1252_ok = True
-    multibyte = invalid = 0
+    multibyte = invalid = genuine = 0  # genuine: multi-byte sequences no Windows-1252 text holds
     delimiter = ","
     decode_failed = utf16 = False
     apostrophes = rejected_file = False
@@ -317,14 +329,15 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
         if utf8_ok:
             try:
                 decoder.decode(block)
-                multibyte += len(block.translate(None, _NOT_LEADS))  # lead bytes: one per character
+                leads = len(block.translate(None, _NOT_LEADS))  # lead bytes: one per character
+                multibyte, genuine = multibyte + leads, genuine + leads  # of a valid block: all UTF-8
             except UnicodeDecodeError:
                 utf8_ok = False
-                valid, bad = _utf8_census(block)
-                multibyte, invalid = multibyte + valid, invalid + bad
+                valid, bad, sure = _utf8_census(block)
+                multibyte, invalid, genuine = multibyte + valid, invalid + bad, genuine + sure
         else:
-            valid, bad = _utf8_census(block)
-            multibyte, invalid = multibyte + valid, invalid + bad
+            valid, bad, sure = _utf8_census(block)
+            multibyte, invalid, genuine = multibyte + valid, invalid + bad, genuine + sure
         if cp1252_ok and _CP1252_UNDEFINED.search(block):
             cp1252_ok = False
     if decoder is not None and not decode_failed:
@@ -339,12 +352,12 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             decode_failed = utf16
             if not utf16:  # the file ends inside a sequence whose lead byte was counted as valid
                 utf8_ok = False
-                multibyte, invalid = multibyte - 1, invalid + 1
+                multibyte, invalid, genuine = multibyte - 1, invalid + 1, max(genuine - 1, 0)
     encoding = bom_encoding
     if encoding is None:
         if utf8_ok:
             encoding = "utf-8"
-        elif multibyte * _CP1252_RATIO < invalid:  # Windows-1252 text; bytes it leaves undefined are errors
+        elif not genuine and multibyte * _CP1252_RATIO < invalid:  # Windows-1252; undefined bytes are errors
             encoding = "cp1252"
             decode_failed = not cp1252_ok
         else:
@@ -357,9 +370,11 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
         rows = _rows_where(stream, reopen, csv_format, None)
         where = f" in row(s) {rows}" if rows else ""
         if encoding == "utf-8" and bom_encoding is None and multibyte:
+            utf8_rows = _rows_where(stream, reopen, csv_format, None, kind="utf-8") if genuine else ""
+            mixed = f" (UTF-8 characters are in row(s) {utf8_rows}: the file mixes two encodings)" if utf8_rows else ""
             raise InputFileError(
-                f"the file is UTF-8 except for {invalid or 'some'} invalid byte(s){where}: fix those characters "
-                "(if the whole file is Windows-1252 text, save it again as UTF-8); nothing was sent"
+                f"the file is UTF-8 except for {invalid or 'some'} invalid byte(s){where}{mixed}: fix those "
+                "characters (if the whole file is Windows-1252 text, save it again as UTF-8); nothing was sent"
             )
         name = {"utf-8-sig": "UTF-8 (with BOM)", "utf-16": "UTF-16"}.get(encoding, encoding.upper())
         if encoding == "cp1252":
@@ -395,9 +410,11 @@ def _rows_where(
     offset: int | None,
     *,
     utf16: bool = False,
+    kind: str = "invalid",
 ) -> str:
-    """The spreadsheet rows of the bytes that do not decode (offset None), or of the row holding
-    `offset` (bytes, or characters for UTF-16), read again from the start; "" if it cannot be."""
+    """The spreadsheet rows of the bytes that do not decode (offset None; kind "utf-8": the rows
+    with characters that do), or of the row holding `offset` (bytes, or characters for UTF-16),
+    read again from the start; "" if it cannot be."""
     try:
         if reopen is not None:
             again = reopen()
@@ -416,6 +433,8 @@ def _rows_where(
             raw = cast(IO[bytes], _Limited(again, offset))
         buffered = io.BufferedReader(cast(io.RawIOBase, raw))
         text = io.TextIOWrapper(buffered, encoding=csv_format.encoding, errors="hrconnector-mark", newline="")
+        if again is stream:  # the caller's stream stays open for another look
+            stack.callback(lambda: text.detach().detach())
         lines: Iterator[str] = iter(text)
         if offset is not None:
             lines = _up_to(lines, offset if utf16 else None)
@@ -426,7 +445,9 @@ def _rows_where(
         try:
             for fields in reader:
                 row += 1
-                if offset is None and any(_MARK in f for f in fields):
+                if offset is None and any(
+                    (_MARK in f) if kind == "invalid" else not f.replace(_MARK, "").isascii() for f in fields
+                ):
                     found.append(row)
                     if len(found) > _ROWS_NAMED:
                         break

@@ -304,3 +304,27 @@ def test_https_to_a_plain_http_port_is_permanent_not_retried(tmp_path, monkeypat
             client_for(url, fake).upload(one_chunk())
     assert err.value.permanent and len(err.value.attempts) == 1 and fake.sleeps == []
     assert "does not speak TLS" in str(err.value)
+
+
+# -- F2: a UTF-8 file with a Windows-1252 part is an error, never mojibake ---------------------
+
+
+def test_utf8_rows_then_windows_1252_rows_send_nothing_and_name_rows_of_each_kind(emulator, job, make_client):
+    data = profiles(2_100)
+    raw = text(data[:100]).encode("utf-8") + text(data[100:]).split("\r\n", 1)[1].encode("cp1252")
+    report = upload(job, make_client, raw)
+    assert job not in emulator.state.uploads  # no garbled José or Müller at the service
+    assert report.status == "failed" and report.rows.uploaded == 0
+    assert "invalid byte(s) in row(s) 102, 103, 104, 105, 106 and more" in report.error
+    assert "UTF-8 characters are in row(s) 2, 3, 4, 5, 6 and more" in report.error
+    assert "nothing was sent" in report.error
+
+
+def test_a_windows_1252_export_with_capitals_and_quotes_is_still_windows_1252(emulator, job, make_client):
+    data = profiles(300)
+    data[5][2] = "MÜLLER\u2019S"
+    data[6][1] = "Ã©lise"
+    data[7][2] = "ÉCOLE"  # É then C: no UTF-8 shape
+    report = upload(job, make_client, text(data).encode("cp1252"))
+    assert report.encoding == "cp1252" and report.status == "succeeded"
+    assert emulator.state.rows(job) == data
