@@ -69,12 +69,16 @@ def _encoding_from_head(head: bytes) -> str | None:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    # UTF-16 without a byte-order mark: ASCII text with a NUL beside every character.
-    sample = head[:200]
+    # UTF-16 without a byte-order mark: a NUL beside every ASCII character (delimiters and line
+    # breaks at least, even in a header of CJK names), nearly always on the same side, over 4 KiB.
+    sample = head[: 4096 & ~1]
     if len(sample) >= 4:
-        if sample[1::2].count(0) > len(sample) // 4 and sample[0::2].count(0) == 0:
+        units = len(sample) // 2
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        # (a CJK character such as U+4E00 has a NUL byte too, on the other side: rarely)
+        if odd * 8 >= units and even * 8 <= odd:
             return "utf-16-le"
-        if sample[0::2].count(0) > len(sample) // 4 and sample[1::2].count(0) == 0:
+        if even * 8 >= units and odd * 8 <= even:
             return "utf-16-be"
     return None
 
@@ -282,7 +286,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     multibyte = invalid = genuine = 0  # genuine: multi-byte sequences no Windows-1252 text holds
     delimiter = ","
     decode_failed = utf16 = False
-    apostrophes = rejected_file = False
+    apostrophes = rejected_file = nul = False
     tail = b""  # the last bytes of the previous block, for a hint split between blocks
     while block := stream.read(_BLOCK):
         if not head:
@@ -313,11 +317,13 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
                 else:
                     scanner.feed(piece)
                     runs.feed(piece)  # type: ignore[union-attr]
+                    nul = nul or "\x00" in piece
                     apostrophes = apostrophes or _APOSTROPHE_TEXT(piece) is not None
             continue
         if not apostrophes and b"'" in block_view:
             apostrophes = _APOSTROPHE_BYTES(tail + block_view) is not None
         tail = block_view[-3:]
+        nul = nul or b"\x00" in block_view
         # ASCII-compatible: quoting is followed over the bytes, whichever encoding wins.
         if scanner.open_field or b'"' in block_view:
             scanner.feed(block_view)
@@ -383,6 +389,15 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
                 f" (bytes Windows-1252 does not define{where}); nothing was sent"
             )
         raise InputFileError(f"the file is not valid {name} text{where}; nothing was sent")
+    if nul:
+        # The service takes no NUL character, and a header holding them (UTF-16 read as something
+        # else) is never shown: the rows are named, the file refused before anything is sent.
+        rows = _rows_where(stream, reopen, csv_format, None, utf16=utf16, kind="nul")
+        where = f" in row(s) {rows}" if rows else ""
+        raise InputFileError(
+            f"the file holds NUL characters{where}, which no HR value has (a UTF-16 file without its byte-order "
+            "mark? save it again as UTF-8); nothing was sent"
+        )
     assert scanner is not None or size == 0
     unclosed = scanner.unclosed_at() if scanner is not None else None
     long_at = runs.too_long_at(encoding) if runs is not None else None
@@ -446,7 +461,12 @@ def _rows_where(
             for fields in reader:
                 row += 1
                 if offset is None and any(
-                    (_MARK in f) if kind == "invalid" else not f.replace(_MARK, "").isascii() for f in fields
+                    (_MARK in f)
+                    if kind == "invalid"
+                    else ("\x00" in f)
+                    if kind == "nul"
+                    else not f.replace(_MARK, "").isascii()
+                    for f in fields
                 ):
                     found.append(row)
                     if len(found) > _ROWS_NAMED:

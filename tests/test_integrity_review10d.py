@@ -328,3 +328,37 @@ def test_a_windows_1252_export_with_capitals_and_quotes_is_still_windows_1252(em
     report = upload(job, make_client, text(data).encode("cp1252"))
     assert report.encoding == "cp1252" and report.status == "succeeded"
     assert emulator.state.rows(job) == data
+
+
+# -- F10: NUL characters, UTF-16 without BOM whose first rows hold CJK ---------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le-bom"])
+def test_a_nul_character_in_a_field_sends_nothing_and_names_its_row(emulator, job, make_client, encoding):
+    data = profiles(12_000)
+    data[11_000][1] = "Ann\x00Lee"
+    report = upload(job, make_client, ENCODERS[encoding](text(data)))
+    assert job not in emulator.state.uploads
+    assert report.status == "failed" and "NUL characters in row(s) 11002" in report.error
+    assert "\x00" not in report.error and "Ann" not in report.error
+
+
+def test_utf16_without_bom_whose_first_rows_hold_cjk_is_read_as_utf16(emulator, job, make_client):
+    # CJK within the first 100 characters: U+4E00 has a NUL byte too, on the other side.
+    head = "Remarks,EmailAddress,EffectiveDate,Rating\r\n" + "".join(
+        f"一二,u{i}@contoso.com,2024-01-01,1\r\n" for i in range(3)
+    )
+    assert inspect_stream(io.BytesIO(head.encode("utf-16-le"))).format.encoding == "utf-16-le"
+    data = profiles(3_000)
+    for row in data[:3]:
+        row[1:3] = ["一二", "李"]
+    report = upload(job, make_client, text(data).encode("utf-16-le"))
+    assert report.encoding == "utf-16-le" and report.status == "succeeded", report.error
+    assert sorted(emulator.state.rows(job)) == sorted(data)
+
+
+def test_a_utf16_header_read_as_something_else_is_never_echoed(emulator, job, make_client):
+    raw = "EmailAddress,EmployeeFirstName\r\nann@contoso.com,Ann\r\n".encode("utf-16-le")[1:]  # shifted by one byte
+    report = upload(job, make_client, raw)
+    assert job not in emulator.state.uploads and report.status == "failed"
+    assert "\x00" not in (report.error or "") and "\x00" not in json.dumps(report.to_dict())
