@@ -2,14 +2,16 @@
 
 Transient failures (connection errors, time-outs, 408, 429, 500, 502, 503, 504) are retried
 with exponential backoff and full jitter, honouring Retry-After, bounded in attempts and in
-total time; a 5xx always waits at least half the exponential step, whatever Retry-After says.
-Any other 4xx is permanent: retrying a wrong job id for 15 minutes helps nobody. So are a
-redirect (never followed: the data goes to the configured URL or nowhere) and a certificate the
-client cannot verify. A chunk counts as uploaded only on a 2xx from the ingestion URL itself.
+total time; a 5xx or 429 always waits at least half the exponential step, whatever Retry-After
+says. Any other 4xx is permanent: retrying a wrong job id for 15 minutes helps nobody. So are a
+redirect (never followed: the data goes to the configured URL or nowhere), a certificate the
+client cannot verify, https to a port that speaks no TLS, and a 2xx HTML page (a portal or a
+proxy, not the service). A chunk counts as uploaded only on a 2xx from the ingestion URL itself.
 
 What the service says back is kept only in redacted form (`redact`): its known messages,
-codes and numbers stay; values of the chunk, e-mail addresses, dates, digits and quoted text are
-removed; the length is capped. Logs, reports and exceptions never see the raw body.
+codes and numbers stay; values of the chunk and every word of them (accents and case folded,
+after URL decoding), e-mail addresses, dates, digits and quoted text are removed; the length is
+capped. Logs, reports and exceptions never see the raw body.
 """
 
 from __future__ import annotations
