@@ -358,7 +358,12 @@ def test_utf16_without_bom_whose_first_rows_hold_cjk_is_read_as_utf16(emulator, 
 
 
 def test_a_utf16_header_read_as_something_else_is_never_echoed(emulator, job, make_client):
-    raw = "EmailAddress,EmployeeFirstName\r\nann@contoso.com,Ann\r\n".encode("utf-16-le")[1:]  # shifted by one byte
-    report = upload(job, make_client, raw)
-    assert job not in emulator.state.uploads and report.status == "failed"
-    assert "\x00" not in (report.error or "") and "\x00" not in json.dumps(report.to_dict())
+    rows = "".join(f"u{i}@contoso.com,2024-01-01T09:00:00Z,一二,1\r\n" for i in range(50))
+    for raw in (
+        ("EmailAddress,EffectiveDate,Remarks,Rating\r\n" + rows).encode("utf-16-le")[1:],  # shifted by one byte
+        b"Email\x00Address,EffectiveDate,Remarks,Rating\r\nu@contoso.com,2024-01-01T09:00:00Z,a,1\r\n",
+    ):
+        report = upload(job, make_client, raw)
+        assert job not in emulator.state.uploads and report.status == "failed"
+        shown = (report.error or "") + json.dumps(report.to_dict())
+        assert "\x00" not in shown and "\\u0000" not in shown and "Email" not in (report.error or "")
