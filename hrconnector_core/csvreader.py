@@ -242,7 +242,10 @@ class _FieldRuns:
         first = min(firsts)
         last = max(text.rfind(sep) for sep in seps)
         self._add(piece[:first])
-        if last - first > MAX_FIELD_CHARS:  # a long field may lie wholly inside this piece: look closely
+        # A field longer than the limit between two separators of this piece would span every unit
+        # from last-MAX-1 to first+MAX+1: one separator there rules it out, at the speed of find.
+        lo, hi = max(last - MAX_FIELD_CHARS - 1, first), min(first + MAX_FIELD_CHARS + 2, last + 1)
+        if last - first > MAX_FIELD_CHARS and (lo >= hi or all(text.find(sep, lo, hi) < 0 for sep in seps)):
             pattern: Any = self._bytes_seps if isinstance(piece, bytes) else self._text_seps
             previous = first
             for match in pattern.finditer(text, first + 1, last + 1):

@@ -367,3 +367,15 @@ def test_a_utf16_header_read_as_something_else_is_never_echoed(emulator, job, ma
         assert job not in emulator.state.uploads and report.status == "failed"
         shown = (report.error or "") + json.dumps(report.to_dict())
         assert "\x00" not in shown and "\\u0000" not in shown and "Email" not in (report.error or "")
+
+
+@pytest.mark.parametrize("length", [1_000_000, 1_000_001])
+def test_a_field_over_the_limit_wholly_inside_one_block_is_found_and_one_at_the_limit_is_not(length):
+    data = profiles(5)
+    data[2][3] = "x" * length  # row 4, well inside the first 1 MiB block, short rows on both sides
+    raw = text(data).replace(f'"{data[2][3]}"', data[2][3]).encode()
+    if length > 1_000_000:
+        with pytest.raises(InputFileError, match="a field in row 4 is longer than 1,000,000 characters"):
+            inspect_stream(io.BytesIO(raw))
+    else:
+        assert inspect_stream(io.BytesIO(raw)).format.encoding == "utf-8"
