@@ -7,8 +7,11 @@ endpoint can be overridden (for sovereign changes, proxies or the local emulator
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from .errors import ConfigurationError
 
@@ -85,20 +88,35 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# Characters no endpoint URL needs and parsers disagree on: a backslash (urlsplit and urllib3 split
+# `http://a\\@127.0.0.1` at different places), whitespace and control characters.
+_ODD = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+
 def check_endpoint(url: str, what: str, *, loopback_http: bool = True) -> str:
     """`url` without a trailing slash, if it is https (or http on a loopback address, for local tests).
 
     Plain http would carry the bearer token and the HR data in clear; redirects are never
-    followed, so the URL given is the one the data goes to.
+    followed, so the URL given is the one the data goes to. The URL is parsed as urllib3 (under
+    requests) parses it, so the host checked is the host connected to; anything parsers may
+    read differently (backslashes, whitespace, control characters) and user:password@ (a secret
+    in a setting, which requests would send as Basic auth) are refused. Messages never echo the URL.
     """
+    url = url.strip()
+    if _ODD.search(url):
+        raise InsecureEndpointError(f"the {what} must not contain backslashes, spaces or control characters")
     try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a port that is no number
-    except ValueError:
+        parts = parse_url(url)
+    except (LocationParseError, ValueError):
         raise InsecureEndpointError(f"the {what} is not a URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not host:
+    if parts.auth is not None or "@" in (parts.netloc or "") or "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+        raise InsecureEndpointError(
+            f"the {what} must not contain a user name or password (user:password@): give credentials "
+            "through their own settings"
+        )
+    scheme = (parts.scheme or "").lower()
+    host = (parts.host or "").strip("[]")
+    if scheme not in ("https", "http") or not host or not url.lower().startswith(scheme + "://"):
         raise InsecureEndpointError(f"the {what} must be an https:// URL with a host name")
     if scheme == "http" and not (loopback_http and _is_loopback(host)):
         allowed = "(http is accepted only for loopback addresses: localhost, 127.0.0.0/8, ::1)"
@@ -106,9 +124,9 @@ def check_endpoint(url: str, what: str, *, loopback_http: bool = True) -> str:
             f"the {what} must use https: plain http would send secrets and HR data in clear"
             + (f" {allowed}" if loopback_http else "")
         )
-    if parts.query or parts.fragment:
+    if parts.query is not None or parts.fragment is not None or "?" in url or "#" in url:
         raise InsecureEndpointError(f"the {what} must not carry a query or fragment")
-    return url.strip().rstrip("/")
+    return url.rstrip("/")
 
 
 def resolve_cloud(

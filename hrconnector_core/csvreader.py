@@ -39,6 +39,15 @@ class CsvFormat:
 
 
 DELIMITERS = (",", ";", "\t", "|")
+# The two columns a rejected-rows file (report.RejectedRowsWriter) puts first: set aside on reading.
+REJECTED_COLUMNS = ["RejectedRow", "RejectedReasons"]
+
+
+def is_rejected_rows_header(header: list[str]) -> bool:
+    """Whether a header is that of our rejected-rows file, dropped again."""
+    return [cell.strip().lstrip("\ufeff") for cell in header[:2]] == REJECTED_COLUMNS
+
+
 # Bytes Windows-1252 leaves undefined: a file holding them is no Windows-1252 text.
 _CP1252_UNDEFINED = re.compile(b"[\x81\x8d\x8f\x90\x9d]")
 _BLOCK = 1 << 20
@@ -51,8 +60,9 @@ class FileFacts:
     sha256: str
     size: int
     format: CsvFormat
-    # A field may start with the apostrophe the rejected-rows file puts before a formula
-    # (report.neutralise): a hint, checked row by row only when set.
+    # A rejected-rows file dropped again (header RejectedRow,RejectedReasons,...) whose fields may
+    # start with the apostrophe it puts before a formula (report.neutralise): checked row by row
+    # only when set. Any other file's leading apostrophes are data (an exported '+31 phone number).
     apostrophe_formulas: bool = False
     # "csv", or "xlsx": a ZIP archive, read as a workbook (xlsxreader) once its bytes are verified.
     kind: str = "csv"
@@ -121,12 +131,16 @@ def _encoding_from_head(head: bytes) -> str | None:
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    # UTF-16 without a byte-order mark: ASCII text with a NUL beside every character.
-    sample = head[:200]
+    # UTF-16 without a byte-order mark: a NUL beside every ASCII character (delimiters and line
+    # breaks at least, even in a header of CJK names), nearly always on the same side, over 4 KiB.
+    sample = head[: 4096 & ~1]
     if len(sample) >= 4:
-        if sample[1::2].count(0) > len(sample) // 4 and sample[0::2].count(0) == 0:
+        units = len(sample) // 2
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        # (a CJK character such as U+4E00 has a NUL byte too, on the other side: rarely)
+        if odd * 8 >= units and even * 8 <= odd:
             return "utf-16-le"
-        if sample[0::2].count(0) > len(sample) // 4 and sample[1::2].count(0) == 0:
+        if even * 8 >= units and odd * 8 <= even:
             return "utf-16-be"
     return None
 
@@ -173,11 +187,21 @@ _APOSTROPHE_BYTES = re.compile(_APOSTROPHE_FORMULA.encode()).search
 _APOSTROPHE_TEXT = re.compile(_APOSTROPHE_FORMULA).search
 
 
-def _utf8_census(data: bytes) -> tuple[int, int]:
-    """(valid multi-byte sequences, bytes outside any) in data that is not all valid UTF-8."""
-    valid = _UTF8_MULTIBYTE.findall(data)
+# A two-byte UTF-8 sequence that Windows-1252 text holds by coincidence reads there as a capital
+# letter (0xC3-0xDF: Ã..ß) followed by a symbol (0x80-0xBF: a right quote, ©, ¼...), as in
+# MÜLLER + right quote + S, or Ã©: at the
+# start of a word or after a capital. After a lower-case letter or another non-ASCII character,
+# it is a UTF-8 accented letter (José, Müller, Zoë): Windows-1252 puts no capital inside a word.
+_CP1252_COINCIDENCE = re.compile(b"(?<![a-z\x80-\xff])[\xc3-\xdf][\x80-\xbf]")
+
+
+def _utf8_census(data: bytes) -> tuple[int, int, int]:
+    """(valid multi-byte sequences, bytes outside any, sequences that are surely UTF-8, not a
+    Windows-1252 coincidence) in data that is not all valid UTF-8."""
+    valid = list(_UTF8_MULTIBYTE.finditer(data))
     non_ascii = len(data.translate(None, _ASCII))
-    return len(valid), non_ascii - sum(map(len, valid))
+    coincidences = sum(1 for m in valid if _CP1252_COINCIDENCE.match(data, m.start()))
+    return len(valid), non_ascii - sum(m.end() - m.start() for m in valid), len(valid) - coincidences
 
 
 class _QuoteScanner:
@@ -229,6 +253,81 @@ class _QuoteScanner:
         return self._base if self.open_field else None
 
 
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+class _FieldRuns:
+    """Finds a stretch longer than the csv field limit with no delimiter or line break: an
+    unquoted field (or one whose quote is mid-field, an ordinary character) that csv.reader would
+    refuse, so the first pass catches it before any row is sent. Offsets as in _QuoteScanner.
+
+    For bytes, the length in characters is counted as UTF-8 (continuation bytes excluded) and as
+    bytes (Windows-1252), the encoding being decided only at the end.
+    """
+
+    def __init__(self, delimiter: str, *, start: int = 0) -> None:
+        self._seps = (delimiter, "\r", "\n")
+        self._text_seps = re.compile("[" + re.escape(delimiter) + "\r\n]")
+        self._bytes_seps = re.compile(self._text_seps.pattern.encode())
+        self._base = start  # offset of the next unit fed
+        self._run_start = start
+        self._run_units = 0
+        self._run_chars = 0  # UTF-8 characters in the run (bytes only)
+        self.found: int | None = None  # where the first run over the limit in characters starts
+        self.found_units: int | None = None  # ... over the limit in units (bytes: Windows-1252 characters)
+
+    def _add(self, segment: str | bytes) -> None:
+        self._run_units += len(segment)
+        if isinstance(segment, bytes):
+            self._run_chars += len(segment.translate(None, _CONTINUATION)) if not segment.isascii() else len(segment)
+        else:
+            self._run_chars += len(segment)
+        if self._run_units > MAX_FIELD_CHARS and self.found_units is None:
+            self.found_units = self._run_start
+        if self._run_chars > MAX_FIELD_CHARS and self.found is None:
+            self.found = self._run_start
+
+    def _done(self) -> bool:
+        return self.found is not None
+
+    def feed(self, piece: str | bytes) -> None:
+        if self._done() or not piece:
+            self._base += len(piece)
+            return
+        seps: Any = [sep.encode() for sep in self._seps] if isinstance(piece, bytes) else self._seps
+        text: Any = piece
+        firsts = [i for i in (text.find(sep) for sep in seps) if i >= 0]
+        if not firsts:
+            self._add(piece)
+            self._base += len(piece)
+            return
+        first = min(firsts)
+        last = max(text.rfind(sep) for sep in seps)
+        self._add(piece[:first])
+        # A field longer than the limit between two separators of this piece would span every unit
+        # from last-MAX-1 to first+MAX+1: one separator there rules it out, at the speed of find.
+        lo, hi = max(last - MAX_FIELD_CHARS - 1, first), min(first + MAX_FIELD_CHARS + 2, last + 1)
+        if last - first > MAX_FIELD_CHARS and (lo >= hi or all(text.find(sep, lo, hi) < 0 for sep in seps)):
+            pattern: Any = self._bytes_seps if isinstance(piece, bytes) else self._text_seps
+            previous = first
+            for match in pattern.finditer(text, first + 1, last + 1):
+                if match.start() - previous - 1 > MAX_FIELD_CHARS:
+                    self._run_start, self._run_units, self._run_chars = self._base + previous + 1, 0, 0
+                    self._add(piece[previous + 1 : match.start()])
+                    if self._done():
+                        break
+                previous = match.start()
+        self._run_start, self._run_units, self._run_chars = self._base + last + 1, 0, 0
+        self._add(piece[last + 1 :])
+        self._base += len(piece)
+
+    def too_long_at(self, encoding: str) -> int | None:
+        """Where the first field longer than the limit starts, in the encoding decided."""
+        if encoding == "cp1252" and self.found_units is not None:
+            return self.found_units
+        return self.found
+
+
 def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None = None) -> FileFacts:
     """Hash the bytes, decide their encoding and delimiter, and prove the whole file decodes and
     parses as CSV, in one pass before any upload; `reopen` (or seeking) lets an error name rows.
@@ -247,11 +346,12 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
     bom_encoding: str | None = None
     decoder: codecs.IncrementalDecoder | None = None
     scanner: _QuoteScanner | None = None
+    runs: _FieldRuns | None = None
     utf8_ok = cp1252_ok = True
-    multibyte = invalid = 0
+    multibyte = invalid = genuine = 0  # genuine: multi-byte sequences no Windows-1252 text holds
     delimiter = ","
     decode_failed = utf16 = False
-    apostrophes = False
+    apostrophes = rejected_file = nul = False
     tail = b""  # the last bytes of the previous block, for a hint split between blocks
     sep_line = False
     while block := stream.read(_BLOCK):
@@ -266,13 +366,17 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             hint = _SEP_LINE(first_line)
             if hint is not None:  # Excel's delimiter hint: the header is on the next line
                 delimiter, sep_line = hint.group(1), True
+                lines = text.lstrip("\ufeff").splitlines()
+                header_line = lines[1] if len(lines) > 1 else ""
             else:
-                delimiter = sniff_delimiter(first_line)
+                delimiter, header_line = sniff_delimiter(first_line), first_line
+            rejected_file = is_rejected_rows_header(next(csv.reader([header_line], delimiter=delimiter), []))
             utf16 = bom_encoding is not None and bom_encoding.startswith("utf-16")
             decoder = codecs.getincrementaldecoder(bom_encoding or "utf-8")()
             # A UTF-8 BOM is no character: the first field starts after it.
             bom = len(codecs.BOM_UTF8) if bom_encoding == "utf-8-sig" else 0
             scanner = _QuoteScanner(delimiter, text=utf16, start=bom)
+            runs = _FieldRuns(delimiter, start=bom)
             block_view = block[bom:]
         else:
             block_view = block
@@ -287,47 +391,54 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
                     decode_failed = True
                 else:
                     scanner.feed(piece)
+                    runs.feed(piece)  # type: ignore[union-attr]
+                    nul = nul or "\x00" in piece
                     apostrophes = apostrophes or _APOSTROPHE_TEXT(piece) is not None
             continue
         if not apostrophes and b"'" in block_view:
             apostrophes = _APOSTROPHE_BYTES(tail + block_view) is not None
         tail = block_view[-3:]
+        nul = nul or b"\x00" in block_view
         # ASCII-compatible: quoting is followed over the bytes, whichever encoding wins.
         if scanner.open_field or b'"' in block_view:
             scanner.feed(block_view)
         else:
             scanner.skip(block_view)
+        runs.feed(block_view)  # type: ignore[union-attr]
         if block.isascii() and not decoder.getstate()[0]:
             continue  # valid in every candidate encoding; the common case, checked at C speed
         if utf8_ok:
             try:
                 decoder.decode(block)
-                multibyte += len(block.translate(None, _NOT_LEADS))  # lead bytes: one per character
+                leads = len(block.translate(None, _NOT_LEADS))  # lead bytes: one per character
+                multibyte, genuine = multibyte + leads, genuine + leads  # of a valid block: all UTF-8
             except UnicodeDecodeError:
                 utf8_ok = False
-                valid, bad = _utf8_census(block)
-                multibyte, invalid = multibyte + valid, invalid + bad
+                valid, bad, sure = _utf8_census(block)
+                multibyte, invalid, genuine = multibyte + valid, invalid + bad, genuine + sure
         else:
-            valid, bad = _utf8_census(block)
-            multibyte, invalid = multibyte + valid, invalid + bad
+            valid, bad, sure = _utf8_census(block)
+            multibyte, invalid, genuine = multibyte + valid, invalid + bad, genuine + sure
         if cp1252_ok and _CP1252_UNDEFINED.search(block):
             cp1252_ok = False
     if decoder is not None and not decode_failed:
         try:
             if utf16:
-                scanner.feed(decoder.decode(b"", final=True))  # type: ignore[union-attr]
+                rest = decoder.decode(b"", final=True)
+                scanner.feed(rest)  # type: ignore[union-attr]
+                runs.feed(rest)  # type: ignore[union-attr]
             elif utf8_ok:
                 decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             decode_failed = utf16
             if not utf16:  # the file ends inside a sequence whose lead byte was counted as valid
                 utf8_ok = False
-                multibyte, invalid = multibyte - 1, invalid + 1
+                multibyte, invalid, genuine = multibyte - 1, invalid + 1, max(genuine - 1, 0)
     encoding = bom_encoding
     if encoding is None:
         if utf8_ok:
             encoding = "utf-8"
-        elif multibyte * _CP1252_RATIO < invalid:  # Windows-1252 text; bytes it leaves undefined are errors
+        elif not genuine and multibyte * _CP1252_RATIO < invalid:  # Windows-1252; undefined bytes are errors
             encoding = "cp1252"
             decode_failed = not cp1252_ok
         else:
@@ -340,9 +451,11 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
         rows = _rows_where(stream, reopen, csv_format, None)
         where = f" in row(s) {rows}" if rows else ""
         if encoding == "utf-8" and bom_encoding is None and multibyte:
+            utf8_rows = _rows_where(stream, reopen, csv_format, None, kind="utf-8") if genuine else ""
+            mixed = f" (UTF-8 characters are in row(s) {utf8_rows}: the file mixes two encodings)" if utf8_rows else ""
             raise InputFileError(
-                f"the file is UTF-8 except for {invalid or 'some'} invalid byte(s){where}: fix those characters "
-                "(if the whole file is Windows-1252 text, save it again as UTF-8); nothing was sent"
+                f"the file is UTF-8 except for {invalid or 'some'} invalid byte(s){where}{mixed}: fix those "
+                "characters (if the whole file is Windows-1252 text, save it again as UTF-8); nothing was sent"
             )
         name = {"utf-8-sig": "UTF-8 (with BOM)", "utf-16": "UTF-16"}.get(encoding, encoding.upper())
         if encoding == "cp1252":
@@ -351,8 +464,25 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
                 f" (bytes Windows-1252 does not define{where}); nothing was sent"
             )
         raise InputFileError(f"the file is not valid {name} text{where}; nothing was sent")
+    if nul:
+        # The service takes no NUL character, and a header holding them (UTF-16 read as something
+        # else) is never shown: the rows are named, the file refused before anything is sent.
+        rows = _rows_where(stream, reopen, csv_format, None, utf16=utf16, kind="nul")
+        where = f" in row(s) {rows}" if rows else ""
+        raise InputFileError(
+            f"the file holds NUL characters{where}, which no HR value has (a UTF-16 file without its byte-order "
+            "mark? save it again as UTF-8); nothing was sent"
+        )
     assert scanner is not None or size == 0
     unclosed = scanner.unclosed_at() if scanner is not None else None
+    long_at = runs.too_long_at(encoding) if runs is not None else None
+    if long_at is not None and (unclosed is None or long_at < unclosed):
+        rows = _rows_where(stream, reopen, csv_format, long_at, utf16=utf16)
+        where = f"in row {rows}" if rows else "somewhere"
+        raise InputFileError(
+            f"the CSV cannot be parsed: a field {where} is longer than {MAX_FIELD_CHARS:,} characters "
+            "(a field that large is no HR value: check the delimiter and line breaks); nothing was sent"
+        )
     if unclosed is not None:
         rows = _rows_where(stream, reopen, csv_format, unclosed, utf16=utf16)
         where = f"in row {rows}" if rows else "somewhere"
@@ -360,7 +490,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             f"the CSV cannot be parsed: a quoted field that starts {where} is never closed (an unbalanced "
             f'quote "), or is longer than {MAX_FIELD_CHARS:,} characters; nothing was sent'
         )
-    return FileFacts(digest.hexdigest(), size, csv_format, apostrophes)
+    return FileFacts(digest.hexdigest(), size, csv_format, apostrophes and rejected_file)
 
 
 def _rows_where(
@@ -370,9 +500,11 @@ def _rows_where(
     offset: int | None,
     *,
     utf16: bool = False,
+    kind: str = "invalid",
 ) -> str:
-    """The spreadsheet rows of the bytes that do not decode (offset None), or of the row holding
-    `offset` (bytes, or characters for UTF-16), read again from the start; "" if it cannot be."""
+    """The spreadsheet rows of the bytes that do not decode (offset None; kind "utf-8": the rows
+    with characters that do), or of the row holding `offset` (bytes, or characters for UTF-16),
+    read again from the start; "" if it cannot be."""
     try:
         if reopen is not None:
             again = reopen()
@@ -391,6 +523,8 @@ def _rows_where(
             raw = cast(IO[bytes], _Limited(again, offset))
         buffered = io.BufferedReader(cast(io.RawIOBase, raw))
         text = io.TextIOWrapper(buffered, encoding=csv_format.encoding, errors="hrconnector-mark", newline="")
+        if again is stream:  # the caller's stream stays open for another look
+            stack.callback(lambda: text.detach().detach())
         lines: Iterator[str] = iter(text)
         if offset is not None:
             lines = _up_to(lines, offset if utf16 else None)
@@ -401,7 +535,14 @@ def _rows_where(
         try:
             for fields in reader:
                 row += 1
-                if offset is None and any(_MARK in f for f in fields):
+                if offset is None and any(
+                    (_MARK in f)
+                    if kind == "invalid"
+                    else ("\x00" in f)
+                    if kind == "nul"
+                    else not f.replace(_MARK, "").isascii()
+                    for f in fields
+                ):
                     found.append(row)
                     if len(found) > _ROWS_NAMED:
                         break
@@ -474,7 +615,11 @@ class CsvFile:
         if self.format.sep_line:
             self._next()
             self._row = 0  # Excel hides the sep= line: the header is row 1
-        self.header = self._read_header()
+        header = self._read_header()
+        # A rejected-rows file dropped again: its RejectedRow and RejectedReasons columns are our
+        # notes, never data for the service; the file's own columns follow them.
+        self._skip = len(REJECTED_COLUMNS) if is_rejected_rows_header(header) else 0
+        self.header = header[self._skip :]
         self.header_row = self._row
 
     def _error(self, exc: Exception) -> InputFileError:
@@ -508,11 +653,13 @@ class CsvFile:
     def records(self) -> Iterator[Record]:
         """Every row after the header, blank ones included (as empty field lists)."""
         row = self._row
+        skip = self._skip
         try:
             for fields in self._reader:
                 row += 1
-                yield row, fields
+                yield row, fields[skip:] if skip else fields
         except (UnicodeDecodeError, csv.Error) as exc:
+            self._row = row  # the error is in the row after the last one read
             raise self._error(exc) from exc
         finally:
             self._row = row

@@ -2,14 +2,16 @@
 
 Transient failures (connection errors, time-outs, 408, 429, 500, 502, 503, 504) are retried
 with exponential backoff and full jitter, honouring Retry-After, bounded in attempts and in
-total time; a 5xx always waits at least half the exponential step, whatever Retry-After says.
-Any other 4xx is permanent: retrying a wrong job id for 15 minutes helps nobody. So are a
-redirect (never followed: the data goes to the configured URL or nowhere) and a certificate the
-client cannot verify. A chunk counts as uploaded only on a 2xx from the ingestion URL itself.
+total time; a 5xx or 429 always waits at least half the exponential step, whatever Retry-After
+says. Any other 4xx is permanent: retrying a wrong job id for 15 minutes helps nobody. So are a
+redirect (never followed: the data goes to the configured URL or nowhere), a certificate the
+client cannot verify, https to a port that speaks no TLS, and a 2xx HTML page (a portal or a
+proxy, not the service). A chunk counts as uploaded only on a 2xx from the ingestion URL itself.
 
 What the service says back is kept only in redacted form (`redact`): its known messages,
-codes and numbers stay; values of the chunk, e-mail addresses, dates, digits and quoted text are
-removed; the length is capped. Logs, reports and exceptions never see the raw body.
+codes and numbers stay; values of the chunk and every word of them (accents and case folded,
+after URL decoding), e-mail addresses, dates, digits and quoted text are removed; the length is
+capped. Logs, reports and exceptions never see the raw body.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import email.utils
 import io
+import ipaddress
 import json
 import logging
 import random
@@ -24,10 +27,11 @@ import re
 import ssl
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import requests
 
@@ -94,13 +98,16 @@ def retry_after_seconds(value: str | None, *, now: float | None = None) -> float
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DIGITS.fullmatch(value):  # ASCII digits only: str.isdigit also takes '²', which float() refuses
+        return float(value[:12])  # a longer number is "forever" anyway, and stays a finite float
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, OverflowError, IndexError):  # not a date the header may carry
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 
 
 # The service's own answers (Microsoft's sample scripts and what the service was seen to send):
@@ -126,29 +133,80 @@ _DATA_LIKE = re.compile(
     r"|[^\s]*\d[^\s]*"  # anything with a digit: dates, numbers, postcodes, phone numbers
 )
 REDACTED = "<redacted>"
+_URL_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
+
+
+# Words that are the service's own vocabulary (its messages, usual JSON keys): never a reason to
+# redact, even when a row happens to hold the same word.
+_SERVICE_WORDS = (
+    "error errors message messages code status detail details reason request requests records record received "
+    "accepted rejected invalid bad file part token service unavailable many field fields row rows column columns "
+    "value values line lines type title trace traceid correlation job jobid appid"
+)
+_VOCABULARY = frozenset(
+    " ".join((*KNOWN_MESSAGES, _SERVICE_WORDS)).casefold().replace("'", " ").replace(".", " ").split()
+)
+_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits (any script)
+
+
+def _fold(text: str) -> str:
+    """A form that survives what a service or a proxy may do to an echoed value: compatibility
+    normalisation (NFKC), no accents (NFD forms and their composed twins meet), case folded."""
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 class _Values:
-    """The values (not the header) of a chunk, longest first, parsed only if free text needs them."""
+    """The values (not the header) of a chunk, longest first, and their words, parsed only if
+    free text needs them."""
 
     def __init__(self, data: bytes | None) -> None:
         self._data = data
         self._values: list[str] | None = None
+        self._words: frozenset[str] | None = None
+        self.header: list[str] = []
 
     def __iter__(self) -> Iterator[str]:
         if self._values is None:
             values: set[str] = set()
             if self._data:
                 rows = csv.reader(io.StringIO(self._data.decode("utf-8", "replace"), newline=""))
-                next(rows, None)
+                self.header = next(rows, [])
                 values = {value.strip() for row in rows for value in row}
             self._values = sorted((v for v in values if len(v) >= 2), key=len, reverse=True)
         return iter(self._values)
 
+    @property
+    def words(self) -> frozenset[str]:
+        """Every word of three letters or more in the chunk's values, folded; a surname, a city or
+        one line of an address is a value's word, and is redacted wherever it appears."""
+        if self._words is None:
+            values = list(self)
+            names = {_fold(w) for h in self.header for w in _WORD.findall(h)}
+            words = {_fold(w) for v in values for w in _WORD.findall(v)}
+            self._words = frozenset(
+                w for w in words if sum(c.isalpha() for c in w) >= 3 and w not in names and w not in _VOCABULARY
+            )
+        return self._words
+
     def __contains__(self, text: object) -> bool:
-        if not isinstance(text, str) or not self._data or text.encode() not in self._data:
-            return False  # not in the chunk's bytes at all: no need to parse them
-        return any(text == v for v in self)
+        if not isinstance(text, str) or not self._data:
+            return False
+        return any(_fold(w) in self.words for w in _WORD.findall(text)) or (
+            text.encode() in self._data and any(text == v for v in self)
+        )
+
+
+def _scrub_words(text: str, values: _Values) -> str:
+    """Every word that is a word of the chunk's values (folded) replaced; known messages kept."""
+    if not values._data:
+        return text
+    pieces = re.split("(" + "|".join(re.escape(m) for m in KNOWN_MESSAGES) + ")", text)
+    words = values.words
+    return "".join(
+        piece if i % 2 else _WORD.sub(lambda m: REDACTED if _fold(m.group()) in words else m.group(), piece)
+        for i, piece in enumerate(pieces)
+    )
 
 
 def _scrub(text: str, values: _Values) -> str:
@@ -187,33 +245,66 @@ def redact(text: str | None, chunk_data: bytes | None = None) -> str:
     if not text:
         return ""
     values = _Values(chunk_data)
-    raw = text[:_MAX_SCANNED_CHARS]
+    # What a service echoes may come composed or decomposed (NFD), URL-encoded ('+' for spaces),
+    # with its lines joined or broken: matched on normalised words, after URL decoding.
+    raw = unicodedata.normalize("NFC", text[:_MAX_SCANNED_CHARS])
+    if _URL_ENCODED.search(raw):
+        raw = unicodedata.normalize("NFC", unquote_plus(raw))
     try:
         parsed = json.loads(raw)
     except ValueError:
         result = _scrub(raw, values)
     else:
         result = json.dumps(_redact_json(parsed, values), ensure_ascii=False)
+    result = _scrub_words(result, values)
     result = re.sub(rf"(?:{re.escape(REDACTED)}[\s,;:|]*){{2,}}", REDACTED + " ", result).strip()
     truncated = len(text) > _MAX_SCANNED_CHARS or len(result) > MAX_BODY_CHARS
     return result[:MAX_BODY_CHARS] + ("...(truncated)" if truncated else "")
 
 
 def _text(response: requests.Response) -> str:
-    """The start of a body as text, without requests' charset guessing over all of it."""
+    """The start of a body as text: UTF-8 first, whatever the charset says (a text/plain body
+    without charset is ISO-8859-1 to requests, which turns an echoed UTF-8 name into mojibake that
+    matches no value), then the declared charset, with replacement characters at worst."""
     raw = response.content[: _MAX_SCANNED_CHARS * 4 + 1]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
     try:
         return raw.decode(response.encoding or "utf-8", "replace")
     except LookupError:  # a charset Python does not know
         return raw.decode("utf-8", "replace")
 
 
-def _location(value: str | None) -> str:
-    """Where a redirect pointed: scheme, host and path only (a query may carry anything)."""
+def _reason(response: requests.Response) -> str:
+    """The reason phrase, read as UTF-8 when its bytes are (http.client reads it as ISO-8859-1)."""
+    reason = response.reason or ""
+    try:
+        return reason.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return reason
+
+
+def _location(value: str | None, chunk_data: bytes | None = None) -> str:
+    """Where a redirect pointed: scheme and host only (a path or query may carry anything, even a
+    value the service echoed), the host redacted like any answer; "(relative)" for a bare path."""
     if not value:
         return "(no Location)"
-    parts = urlsplit(value)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.netloc else parts.path or "?"
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable Location)"
+    if not host:
+        return "(a relative Location on the same host)"
+    scheme = parts.scheme if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}", parts.scheme) else "?"
+    try:
+        ipaddress.ip_address(host)  # an address carries no row value
+    except ValueError:
+        host = redact(host, chunk_data)
+    return f"{scheme}://{host}{port}"
 
 
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
@@ -229,6 +320,34 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
             return current
         todo.extend([*current.args, getattr(current, "reason", None), current.__cause__, current.__context__])
     return None
+
+
+def _protocol_mismatch(exc: BaseException) -> bool:
+    """Whether a requests exception is a TLS handshake with something that is no TLS server:
+    retrying will not change what listens on that port."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError) and getattr(current, "reason", None) in _NOT_TLS:
+            return True
+        todo.extend([*current.args, getattr(current, "reason", None), current.__cause__, current.__context__])
+    return False
+
+
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"})
+
+
+def _is_html(response: requests.Response) -> bool:
+    """A web page rather than an API answer: declared text/html, or a body that starts like one."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type in ("text/html", "application/xhtml+xml"):
+        return True
+    start = response.content[:512].lstrip().lower()
+    return start.startswith((b"<!doctype html", b"<html"))
 
 
 class IngestionClient:
@@ -294,9 +413,29 @@ class IngestionClient:
             retry_after: float | None = None
             try:
                 response = self._post(chunk, token)
+            except UnicodeDecodeError:
+                # requests reads a redirect's Location as UTF-8 even when not following it: a Location
+                # in another encoding is still a redirect, and no answer from the ingestion service.
+                attempts.append(Attempt(number, None, _ms(clock, t0), "UnreadableRedirect"))
+                raise UploadError(
+                    f"the service answered chunk {chunk.index} ({rows}) with a redirect whose Location is not "
+                    "readable; redirects are not followed (the data goes to the configured ingestion URL only): "
+                    "check --ingestion-url / HR_INGESTION_URL",
+                    reason="unreadable redirect",
+                    permanent=True,
+                    attempts=attempts,
+                ) from None
             except requests.RequestException as exc:
                 attempt = Attempt(number, None, _ms(clock, t0), f"{type(exc).__name__}")
                 attempts.append(attempt)
+                if _protocol_mismatch(exc):
+                    raise UploadError(
+                        f"chunk {chunk.index} ({rows}) was not sent: {_location(self._url)} does not speak TLS "
+                        "(https to a plain-http port?); not retried",
+                        reason="TLS protocol mismatch",
+                        permanent=True,
+                        attempts=attempts,
+                    ) from None
                 if _certificate_error(exc) is not None:
                     # Not a passing fault: the endpoint is not who it claims to be (or our trust is wrong).
                     raise UploadError(
@@ -315,17 +454,29 @@ class IngestionClient:
                 status: int | None = None
             else:
                 status = response.status_code
-                reason = redact(response.reason, chunk.data)
+                reason = redact(_reason(response), chunk.data)
                 body = redact(_text(response), chunk.data)
                 attempt = Attempt(number, status, _ms(clock, t0))
                 attempts.append(attempt)
+                if 200 <= status < 300 and _is_html(response):
+                    # A captive portal or a proxy's page: the rows went nowhere they count.
+                    raise UploadError(
+                        f"chunk {chunk.index} ({rows}) was not accepted: HTTP {status} with an HTML page is not "
+                        "the ingestion service's answer (a proxy or a sign-in portal?): check the network path "
+                        "and --ingestion-url / HR_INGESTION_URL; not retried",
+                        status=status,
+                        reason="an HTML page, not the ingestion service",
+                        body=body,
+                        permanent=True,
+                        attempts=attempts,
+                    )
                 if 200 <= status < 300:
                     return UploadResult(status, body, attempts)
                 # A reason phrase that repeats the body (one answer said twice) is shown once.
                 shown_reason = "" if body and reason and reason.strip() == body.strip() else reason
                 status_text = f"HTTP {status} {shown_reason}".rstrip()
                 if 300 <= status < 400:
-                    where = _location(response.headers.get("Location"))
+                    where = _location(response.headers.get("Location"), chunk.data)
                     raise UploadError(
                         f"the service answered chunk {chunk.index} ({rows}) with a redirect: {status_text} to "
                         f"{where}; redirects are not followed (the data goes to the configured ingestion URL "
@@ -356,17 +507,16 @@ class IngestionClient:
                 attempt.retry_after_s = retry_after
                 # The service knows best how long it needs (up to our budget); else our own backoff.
                 wait = policy.backoff(number, self._rng) if retry_after is None else retry_after
-                if status >= 500:
+                if status >= 500 or status == 429:  # Retry-After: 0 or a past date: still not back-to-back
                     wait = max(wait, policy.server_error_floor(number))
             elapsed = clock() - started
             over_budget = elapsed + wait > policy.max_total
             if number >= policy.max_attempts or over_budget:
-                asked = (
-                    f"; the service asked to wait {retry_after:.0f} s, past the chunk's time budget "
-                    f"of {policy.max_total:.0f} s"
-                    if retry_after is not None and over_budget
-                    else ""
-                )
+                asked = ""
+                if retry_after is not None:
+                    asked = f"; the service asked to wait {retry_after:.0f} s"
+                    if elapsed + retry_after > policy.max_total:
+                        asked += f", past the chunk's time budget of {policy.max_total:.0f} s"
                 raise UploadError(
                     f"chunk {chunk.index} ({rows}) was not accepted after {number} attempts in {elapsed:.0f} s; "
                     f"last answer: {status_text}" + (f": {body}" if body else "") + asked,

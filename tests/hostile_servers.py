@@ -66,23 +66,28 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, host: str, responder: Responder, context: ssl.SSLContext) -> None:
+    def __init__(self, host: str, responder: Responder, context: ssl.SSLContext | None) -> None:
         super().__init__((host, 0), _Handler)
         self.responder = responder
         self.received: list[Received] = []
         self.lock = threading.Lock()
-        self.socket = context.wrap_socket(self.socket, server_side=True)
+        if context is not None:
+            self.socket = context.wrap_socket(self.socket, server_side=True)
 
 
 class HostileServer:
     """One HTTPS server; `url` is its base, `received` every request it got."""
 
-    def __init__(self, responder: Responder, *, host: str = "127.0.0.1", ca: trustme.CA | None = None) -> None:
+    def __init__(
+        self, responder: Responder, *, host: str = "127.0.0.1", ca: trustme.CA | None = None, tls: bool = True
+    ) -> None:
         self.ca = ca or trustme.CA(organization_name="hostile test CA")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ca.issue_cert(host, "localhost").configure_cert(context)
+        context: ssl.SSLContext | None = None
+        if tls:  # tls=False: a plain-http listener, where a request must never arrive
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ca.issue_cert(host, "localhost").configure_cert(context)
         self._server = _Server(host, responder, context)
-        self.url = f"https://{host}:{self._server.server_address[1]}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

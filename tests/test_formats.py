@@ -178,9 +178,13 @@ def test_encoding_is_decided_over_the_whole_file_across_block_boundaries():
 
     block = 1 << 20
     header = b"EmailAddress,EffectiveDate\r\n"
-    split_char = header + b"a" * (block - len(header) - 1) + "é".encode() + b"\r\n" + b"b" * 10
+
+    def a(n: int) -> bytes:  # n bytes of short fields (one field over 1,000,000 characters is refused)
+        return (b"a," * n)[:n]
+
+    split_char = header + a(block - len(header) - 1) + "é".encode() + b"\r\n" + b"b" * 10
     assert inspect_stream(io.BytesIO(split_char)).format.encoding == "utf-8"
-    late_cp1252 = header + b"a" * (2 * block) + "é".encode("cp1252")
+    late_cp1252 = header + a(2 * block) + "é".encode("cp1252")
     assert inspect_stream(io.BytesIO(late_cp1252)).format.encoding == "cp1252"
-    truncated_utf8 = header + b"a" * (block - len(header) - 1) + "é".encode()[:1]
+    truncated_utf8 = header + a(block - len(header) - 1) + "é".encode()[:1]
     assert inspect_stream(io.BytesIO(truncated_utf8)).format.encoding == "cp1252"

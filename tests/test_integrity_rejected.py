@@ -50,8 +50,8 @@ def test_neutralise_rule():
 def test_a_neutralised_file_dropped_again_is_reported_not_uploaded_with_a_stray_apostrophe(
     tmp_path, emulator, job, make_client
 ):
-    """The admin fixes the e-mail addresses in the rejected-rows file, deletes its two first
-    columns and drops it again, forgetting the apostrophes we added."""
+    """The admin fixes the e-mail addresses in the rejected-rows file and drops it again as it is,
+    its RejectedRow and RejectedReasons columns and our apostrophes still in."""
     data = [[f"bad{i}", "2024-01-01T00:00:00Z", remark, "1"] for i, remark in enumerate([*HOSTILE, "-12", "plain"])]
     rejected = tmp_path / "rejected.csv"
     run_upload(
@@ -62,16 +62,33 @@ def test_a_neutralised_file_dropped_again_is_reported_not_uploaded_with_a_stray_
         rejected_rows=RejectedRowsWriter(rejected),
     )
     with rejected.open(encoding="utf-8", newline="") as handle:
-        fixed = [[f"user{i}@contoso.com", *row[3:]] for i, row in enumerate(list(csv.reader(handle))[1:])]
-    fixed.append(["quote@contoso.com", "2024-01-01T00:00:00Z", "'Tis an apostrophe of the data's own", "1"])
-    report = run_upload(
-        LocalFileSource(write_csv(tmp_path / "again.csv", HEADER, fixed)),
-        UploadOptions(job_id=job),
-        client=make_client(job),
-        store=None,
+        header, *rows = csv.reader(handle)
+    assert header[:2] == ["RejectedRow", "RejectedReasons"]
+    fixed = [[row[0], row[1], f"user{i}@contoso.com", *row[3:]] for i, row in enumerate(rows)]
+    fixed.append(
+        ["99", "a note", "quote@contoso.com", "2024-01-01T00:00:00Z", "'Tis an apostrophe of the data's own", "1"]
     )
-    assert emulator.state.rows(job) == fixed[len(HOSTILE) :]  # "-12", "plain" and the data's own apostrophe
+    again = tmp_path / "again.csv"
+    with again.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([header, *fixed])
+    report = run_upload(LocalFileSource(again), UploadOptions(job_id=job), client=make_client(job), store=None)
+    # "-12", "plain" and the data's own apostrophe arrive, without our two columns
+    assert emulator.state.rows(job) == [row[2:] for row in fixed[len(HOSTILE) :]]
+    assert emulator.state.uploads[job][0].header == HEADER
     assert report.rows.rejected == len(HOSTILE)
     assert [(i.row, i.code) for i in report.issues] == [(r, "neutralised-formula") for r in range(2, 2 + len(HOSTILE))]
     assert "field 3 starts with the apostrophe" in report.issues[0].message
     assert report.rows.balanced and report.status == "partial"
+
+
+def test_an_original_export_with_a_leading_apostrophe_is_uploaded_as_it_is(tmp_path, emulator, job, make_client):
+    """Only our rejected-rows file carries our apostrophes: elsewhere a leading apostrophe is data."""
+    data = [[f"user{i}@contoso.com", "2024-01-01T00:00:00Z", "'+31 20 123 4567", "1"] for i in range(3)]
+    report = run_upload(
+        LocalFileSource(write_csv(tmp_path / "hr.csv", HEADER, data)),
+        UploadOptions(job_id=job),
+        client=make_client(job),
+        store=None,
+    )
+    assert report.status == "succeeded" and report.rows.rejected == 0
+    assert emulator.state.rows(job) == data
