@@ -10,9 +10,6 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
-
 from .errors import ConfigurationError
 
 # The ingestion resource (token audience) used by the current sample script (since 2025-03).
@@ -102,6 +99,9 @@ def check_endpoint(url: str, what: str, *, loopback_http: bool = True) -> str:
     read differently (backslashes, whitespace, control characters) and user:password@ (a secret
     in a setting, which requests would send as Basic auth) are refused. Messages never echo the URL.
     """
+    from urllib3.exceptions import LocationParseError  # here: validate and --dry-run start without urllib3
+    from urllib3.util import parse_url
+
     url = url.strip()
     if _ODD.search(url):
         raise InsecureEndpointError(f"the {what} must not contain backslashes, spaces or control characters")

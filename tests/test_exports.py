@@ -59,8 +59,9 @@ def test_sep_line_windows_1252_semicolons_round_trip(tmp_path, emulator, job, ma
     again.write_bytes(buffer.getvalue().encode("cp1252"))
     second = run_upload(LocalFileSource(again), UploadOptions(job_id=job), client=make_client(job), store=None)
     assert second.status == "succeeded", (second.error, [(i.row, i.code) for i in second.issues])
-    # (the two leading columns go along as unmapped columns, as they always have)
-    assert [r[2:] for r in emulator.state.rows(job)[1:]] == [
+    # The two leading columns are our notes: set aside, never sent.
+    assert all(upload.header == HEADER for upload in emulator.state.uploads[job])
+    assert emulator.state.rows(job)[1:] == [
         ["ren\u00e9e@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00"],
         ["m\u00fcller@contoso.com", "2019-04-25T00:00:00", "2019-04-29T00:00:00"],
     ]

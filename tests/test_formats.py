@@ -113,13 +113,11 @@ cells = st.sampled_from(
 
 
 # What a file-level error may say: a clear reason, never a Python exception escaping as text.
-FILE_ERRORS = (
-    "the file is empty",
-    "the file has a header but no data rows",
+FILE_ERRORS = (  # every file-level error the first pass or the header check can give
+    "the file ",  # empty, not valid text, UTF-8 except some bytes, mixed encodings, NUL characters, a PDF...
     "the file's encoding is not readable",
-    "the file is not valid",
     "the CSV cannot be parsed",
-    "the file is UTF-8 except for",
+    "the workbook",
     "required column(s) missing",
     "the header names these columns more than once",
     "the first row looks like data, not a header",
