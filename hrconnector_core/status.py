@@ -148,7 +148,7 @@ def _failed_files(container: ContainerClient) -> list[FailedFile]:
     for name in sorted(files):
         report = _read_json(container, f"{name}.report.json") or {}
         problem = report.pop(_UNREADABLE, None)
-        rows = report.get("rows") if isinstance(report.get("rows"), dict) else {}
+        rows: dict[str, Any] = report["rows"] if isinstance(report.get("rows"), dict) else {}
         error = report.get("error") if isinstance(report.get("error"), str) else None
         if problem:
             reason = f"its report {problem}"

@@ -125,7 +125,9 @@ def _put(env: FunctionEnv, container: str, name: str, data: bytes) -> None:
     env.service.blobs.get_blob_client(container, name).upload_blob(data, overwrite=True)
 
 
-def _status_cli(emulator, env: FunctionEnv, *extra: str, encoding: str | None = None) -> subprocess.CompletedProcess:
+def _status_cli(
+    emulator, env: FunctionEnv, *extra: str, encoding: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
     variables = cli_env(emulator) | env.env | ({"PYTHONIOENCODING": encoding} if encoding else {})
     return subprocess.run(cli_command(*status_args(env, *extra)), env=variables, capture_output=True, timeout=120,
                           check=False)  # fmt: skip
