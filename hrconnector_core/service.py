@@ -397,7 +397,12 @@ class HRConnectorService:
         def change(data: dict[str, Any]) -> bool:
             data["last_file"] = last_file
             data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
-            if profile_file:
+            if profile_file and not rows.uploaded and (data.get("profile") or {}).get("blob"):
+                # Nothing new reached the service: this content was sent before (the same export
+                # again, or an older one re-dropped). The file refreshed from stays the one whose
+                # values the service got last, so a refresh never brings older values back.
+                data["profile"]["exported_at"] = now
+            elif profile_file:
                 previous = data.get("profile") or {}
                 uploaded_at = now if rows.uploaded else previous.get("uploaded_at")
                 # A refresh of the previous file that finished while this one uploaded may have

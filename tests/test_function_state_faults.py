@@ -147,3 +147,21 @@ def test_a_refresh_that_lands_after_a_newer_export_refreshes_again_from_the_newe
     assert "Surgeon" in str(last.rows) and "Nurse" not in str(last.rows)  # the newest values landed last
     state = env.service.connector_states.read("connectors/main.json")
     assert state is not None and state[0]["profile"]["refreshes"] == 1
+
+
+# -- P6: an older profile export dropped again -------------------------------------------------------
+def test_an_older_profile_export_dropped_again_does_not_become_the_file_refreshed_from(emulator, function_env) -> None:
+    env = function_env
+    name = "main/emp.csv"
+    for role in ("Nurse", "Surgeon", "Nurse"):  # the last: the older export dropped again
+        env.drop(name, profile_csv(role))
+        invoke(env, name)
+    uploads = emulator.state.uploads[env.job]
+    assert len(uploads) == 2  # the re-drop sent nothing: its content was accepted before
+    profile = env.service.connector_states.read("connectors/main.json")[0]["profile"]
+    assert profile["blob"].startswith("main/") and env.service.processed.get_blob_client(profile["blob"]).exists()
+
+    summary, error = timer(env, days=15)
+    assert error is None and summary is not None and summary.refreshed == ["main"]
+    last = emulator.state.uploads[env.job][-1]
+    assert len(emulator.state.uploads[env.job]) == 3 and "Surgeon" in str(last.rows) and "Nurse" not in str(last.rows)
