@@ -113,16 +113,29 @@ class JsonBlobs:
             where = f"{self.container.container_name}/{name}"
             raise DamagedStateError(f"{where} is unreadable ({type(exc).__name__})", etag) from None
 
-    def write(self, name: str, data: dict[str, Any], *, etag: str | None, lease: BlobLeaseClient | None = None) -> str:
+    def write(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        etag: str | None,
+        lease: BlobLeaseClient | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
         """Create (etag None: only if absent) or replace (only at `etag`); returns the new ETag."""
         body = json.dumps(data, indent=1).encode()
         blob = self.container.get_blob_client(name)
         try:
             if etag is None:
-                result = blob.upload_blob(body, overwrite=False, lease=lease)
+                result = blob.upload_blob(body, overwrite=False, lease=lease, metadata=metadata)
             else:
                 result = blob.upload_blob(
-                    body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease
+                    body,
+                    overwrite=True,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    lease=lease,
+                    metadata=metadata,
                 )
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise StateConflictError(f"{self.container.container_name}/{name} was changed by another run") from exc
@@ -183,7 +196,7 @@ class BlobCheckpointStore:
         except HttpResponseError as exc:
             if exc.status_code == 409:  # LeaseAlreadyPresent
                 self.busy = True
-                raise CheckpointLockedError(
+                raise ContentBusyError(
                     "another run is uploading the same content to this job; nothing was sent by this run"
                 ) from None
             raise StorageError(f"cannot lease {where}: {type(exc).__name__}") from exc
@@ -298,11 +311,23 @@ class FileStateStore:
                     states.append(found[0])
         return states
 
+    def unfinished(self, older_than: Any) -> list[tuple[str, str]]:
+        """(name, etag) of versions whose state says they are not finished and that no run holds,
+        last written before `older_than`: from the listing alone (the status is in the metadata)."""
+        found = []
+        for item in self._blobs.container.list_blobs(name_starts_with="files/", include=["metadata"]):
+            status = (item.metadata or {}).get("status")
+            if status is None or status in FINISHED or item.lease.state == "leased" or item.last_modified > older_than:
+                continue
+            blob, _, version = item.name[len("files/") :].rpartition("/")
+            found.append((blob, version.removesuffix(".json")))
+        return found
+
     def claim(self, blob: str, etag: str) -> FileClaim | None:
         """The state, leased to this run; None when another run holds it."""
         name = self.name(blob, etag)
         with contextlib.suppress(StateConflictError):  # it exists: an earlier or a concurrent delivery
-            self._blobs.write(name, asdict(FileState(blob, etag)), etag=None)
+            self._blobs.write(name, asdict(FileState(blob, etag)), etag=None, metadata={"status": "received"})
         try:
             lease = self._blobs.container.get_blob_client(name).acquire_lease(lease_duration=self.lease_seconds)
         except HttpResponseError as exc:
@@ -326,6 +351,14 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 class LeaseLostError(StorageError):
     """This run no longer holds the lease on the file's state: another run may own the file."""
+
+    quiet = True  # not this run's failure: logged at WARNING (see pipeline._level)
+
+
+class ContentBusyError(CheckpointLockedError):
+    """Another run holds the lock of this content and job: this run sends nothing and waits."""
+
+    quiet = True
 
 
 def is_transient(exc: AzureError) -> bool:
@@ -424,7 +457,13 @@ class FileClaim(KeptLease):
 
     def save(self) -> None:
         try:
-            self._etag = self._blobs.write(self._name, asdict(self.state), etag=self._etag, lease=self._lease)
+            self._etag = self._blobs.write(
+                self._name,
+                asdict(self.state),
+                etag=self._etag,
+                lease=self._lease,
+                metadata={"status": self.state.status},
+            )
         except StateConflictError as exc:
             self.lost = True
             raise LeaseLostError(f"the state of {self.state.blob} was taken over by another run") from exc

@@ -92,7 +92,7 @@ class ScheduleError(HRConnectorError):
 class Outcome:
     """What one invocation did with one blob."""
 
-    status: str  # processed | failed | already-done | busy | lost | gone | ignored
+    status: str  # processed | failed | already-done | busy | lost | gone | ignored | replaced
     blob: str
     destination: str | None = None
     report: dict[str, Any] | None = None
@@ -464,7 +464,9 @@ class HRConnectorService:
     def _sweep(self, now: datetime, summary: ScheduleSummary) -> None:
         """Files no event processed: older than a few minutes, with no finished state."""
         cutoff = now - timedelta(minutes=self.settings.sweep_after_minutes)
+        present = set()
         for item in self.incoming.list_blobs():
+            present.add((item.name, bare_etag(item.etag)))
             if not item.name.lower().endswith(".csv") or item.last_modified > cutoff:
                 continue
             try:
@@ -483,6 +485,28 @@ class HRConnectorService:
                 summary.failures.append(str(exc))
             except AzureError as exc:
                 summary.failures.append(f"sweep: {item.name}: {type(exc).__name__}")
+        for name, etag in self.files.unfinished(cutoff):
+            if (name, etag) not in present:
+                self._close_replaced(name, etag, summary)
+
+    def _close_replaced(self, name: str, etag: str, summary: ScheduleSummary) -> None:
+        """A version left unfinished (its run lost its lease, or it waited for another run of the
+        same content) whose bytes were then replaced or deleted: nothing can be read or copied any
+        more, so its state is closed with a note; the newer version has its own state and event."""
+        claim = self.files.claim(name, etag)
+        if claim is None:
+            return
+        with claim, log_context(file=name):
+            state = claim.state
+            if state.finished:
+                return
+            state.status, state.finished_at = "failed", _iso(self.clock())
+            state.error = state.error or "this version was replaced or deleted before it was finished"
+            state.note = ("the file was replaced or deleted before this version was finished; the checkpoint "
+                          "keeps what the service accepted, and the newer version is handled on its own")  # fmt: skip
+            claim.save()
+            log.warning("a version left unfinished was replaced or deleted; its state is closed")
+            summary.swept.append(Outcome("replaced", name))
 
     def _refresh_profiles(self, now: datetime, summary: ScheduleSummary) -> None:
         """Employee profile data expires after 30 days: re-upload the latest file in time."""

@@ -4,6 +4,7 @@ blob function against Azurite and the emulator; uploads are held at the network 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from hrconnector_core.settings import Settings
 from . import network_edge
 from .conftest import FunctionEnv
 from .csvdata import HEADER, csv_bytes, rows
-from .test_function_leases import Invocation, invoke, listing
+from .test_function_leases import Invocation, invoke, lapse_leases, listing
 
 NAME = "main/same.csv"
 
@@ -99,3 +100,38 @@ def test_two_names_with_the_same_bytes_at_once_send_each_row_once(emulator, chun
     assert sent(emulator, env) == got  # still each row once
     incoming, processed, failed = listing(env)
     assert incoming == [] and failed == [] and len(processed) == 4  # two copies, two reports
+
+
+def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(emulator, chunked, edge, caplog) -> None:
+    """A run loses its lease (a storage outage: here the real Break Lease calls) and stops quietly;
+    the name is then overwritten. The old version cannot be read any more: the sweep closes its state
+    with a note instead of leaving it `processing` for ever, and sends nothing for it."""
+    env = chunked
+    env.drop(NAME, csv_bytes(HEADER, rows(60)))
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    first = Invocation(env, NAME)
+    paused.wait_reached()
+    lapse_leases(env, NAME)
+    paused.release()
+    first.join()
+    assert first.error is None
+    lost = [r for r in caplog.records if "this run stops and leaves the file" in r.getMessage()]
+    assert lost and all(r.levelno == logging.WARNING for r in lost)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("hrconnector_core")]
+    (old,) = env.service.files.history(NAME)
+    assert old.status == "processing"
+
+    env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))  # the HR system replaces the file
+    invoke(env, NAME)
+    before = emulator.state.rows(env.job)
+    assert len(before) == 30 + 10  # 3 chunks of the old version, then the new one
+
+    summary = sweep(env)
+    assert summary.failures == [] and [(o.status, o.blob) for o in summary.swept] == [("replaced", NAME)]
+    assert emulator.state.rows(env.job) == before
+    states = {s.etag: s for s in env.service.files.history(NAME)}
+    assert states[old.etag].status == "failed" and states[old.etag].note
+    assert all(s.finished for s in states.values())
+    incoming, processed, failed = listing(env)
+    assert incoming == [] and failed == [] and len(processed) == 2  # the new version and its report
+    assert sweep(env).swept == []  # closed once
