@@ -165,3 +165,32 @@ def test_an_older_profile_export_dropped_again_does_not_become_the_file_refreshe
     assert error is None and summary is not None and summary.refreshed == ["main"]
     last = emulator.state.uploads[env.job][-1]
     assert len(emulator.state.uploads[env.job]) == 3 and "Surgeon" in str(last.rows) and "Nurse" not in str(last.rows)
+
+
+def test_a_newer_export_uploading_while_a_refresh_finishes_is_refreshed_at_the_next_timer(
+    emulator, function_env, edge
+) -> None:
+    """The newer export's rows are on the wire while the refresh of the older one completes (and
+    re-checks: still the older one recorded): the older rows may land last, so the newer file is
+    recorded as due and the next timer run refreshes it."""
+    env = function_env
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse"))
+    invoke(env, name)
+    held = edge.pause(network_edge.is_upload, nth=1)  # the newer export's upload
+    env.drop(name, profile_csv("Surgeon"))
+    newer = threading.Thread(target=invoke, args=(env, name), name="newer-export")
+    newer.start()
+    held.wait_reached()
+    summary, error = timer(env, days=15)  # the refresh of the Nurse export completes meanwhile
+    assert error is None and summary is not None and summary.refreshed == ["main"]
+    held.release()
+    newer.join(60)
+    assert not newer.is_alive()
+    profile = env.service.connector_states.read("connectors/main.json")[0]["profile"]
+    assert profile["uploaded_at"] is None  # due at once
+
+    summary, error = timer(env, days=15.5)
+    assert error is None and summary is not None and summary.refreshed == ["main"]
+    last = emulator.state.uploads[env.job][-1]
+    assert "Surgeon" in str(last.rows) and "Nurse" not in str(last.rows)
