@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -29,7 +29,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
-from .checkpoint import Checkpoint, CheckpointKey, parse_checkpoint
+from .checkpoint import Checkpoint, CheckpointKey, CheckpointLockedError, parse_checkpoint
 from .credentials import function_identity
 from .errors import InputFileError, StorageError
 from .settings import StorageSettings
@@ -99,23 +99,43 @@ class JsonBlobs:
     def __init__(self, container: ContainerClient) -> None:
         self.container = container
 
-    def read(self, name: str, parse: Callable[[bytes], Any] = json.loads) -> tuple[Any, str] | None:
+    def read(self, name: str, parse: Callable[[bytes], Any] | None = None) -> tuple[Any, str] | None:
+        """The document and its ETag; None when absent. DamagedStateError (with the ETag) when
+        it is not what `parse` (default: a JSON object) accepts, so each caller decides."""
         try:
             downloader = self.container.get_blob_client(name).download_blob()
-            return parse(downloader.readall()), downloader.properties.etag
+            raw, etag = downloader.readall(), downloader.properties.etag
         except ResourceNotFoundError:
             return None
+        try:
+            return (parse or json_object)(raw), etag
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            where = f"{self.container.container_name}/{name}"
+            raise DamagedStateError(f"{where} is unreadable ({type(exc).__name__})", etag) from None
 
-    def write(self, name: str, data: dict[str, Any], *, etag: str | None, lease: BlobLeaseClient | None = None) -> str:
+    def write(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        etag: str | None,
+        lease: BlobLeaseClient | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
         """Create (etag None: only if absent) or replace (only at `etag`); returns the new ETag."""
         body = json.dumps(data, indent=1).encode()
         blob = self.container.get_blob_client(name)
         try:
             if etag is None:
-                result = blob.upload_blob(body, overwrite=False, lease=lease)
+                result = blob.upload_blob(body, overwrite=False, lease=lease, metadata=metadata)
             else:
                 result = blob.upload_blob(
-                    body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease
+                    body,
+                    overwrite=True,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    lease=lease,
+                    metadata=metadata,
                 )
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise StateConflictError(f"{self.container.container_name}/{name} was changed by another run") from exc
@@ -128,6 +148,21 @@ class JsonBlobs:
         return str(result["etag"])
 
 
+def json_object(raw: bytes) -> dict[str, Any]:
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise TypeError("not a JSON object")
+    return data
+
+
+class DamagedStateError(StorageError):
+    """A state document that is not valid JSON of the expected shape (edited by hand, or garbled)."""
+
+    def __init__(self, message: str, etag: str) -> None:
+        super().__init__(message)
+        self.etag = etag
+
+
 class StateConflictError(StorageError):
     """Another run wrote the same state or checkpoint first."""
 
@@ -138,11 +173,40 @@ class BlobCheckpointStore:
     A save that meets another writer's version raises StateConflictError and sets `conflict`:
     another run owns the file now, and this one must stop (see service)."""
 
-    def __init__(self, container: ContainerClient, prefix: str = "checkpoints/") -> None:
+    def __init__(self, container: ContainerClient, prefix: str = "checkpoints/", *, lease_seconds: int = 60) -> None:
         self._blobs = JsonBlobs(container)
         self._prefix = prefix
         self._etags: dict[str, str] = {}
+        self._lease_seconds = lease_seconds
         self.conflict = False
+        self.busy = False  # another run held the content's lock: this one sent nothing
+        self.held: ContentLock | None = None
+
+    @contextlib.contextmanager
+    def lock(self, key: CheckpointKey) -> Iterator[ContentLock]:
+        """Lease `locks/<id>` (created if absent) for the run; CheckpointLockedError (and `busy`)
+        when another run of the same content and job holds it."""
+        name = f"locks/{key.id}"
+        blob = self._blobs.container.get_blob_client(name)
+        where = f"{self._blobs.container.container_name}/{name}"
+        with contextlib.suppress(ResourceExistsError):
+            blob.upload_blob(b"", overwrite=False)
+        try:
+            lease = blob.acquire_lease(lease_duration=self._lease_seconds)
+        except HttpResponseError as exc:
+            if exc.status_code == 409:  # LeaseAlreadyPresent
+                self.busy = True
+                raise ContentBusyError(
+                    "another run is uploading the same content to this job; nothing was sent by this run"
+                ) from None
+            raise StorageError(f"cannot lease {where}: {type(exc).__name__}") from exc
+        except AzureError as exc:
+            raise StorageError(f"cannot lease {where}: {type(exc).__name__}") from exc
+        held = self.held = ContentLock(where, lease, self._lease_seconds, f"{where} (this content's lock)")
+        try:
+            yield held
+        finally:
+            held.release()
 
     def _name(self, key: CheckpointKey) -> str:
         return f"{self._prefix}{key.id}.json"
@@ -183,7 +247,7 @@ class FileState:
     blob: str
     etag: str
     connector: str | None = None
-    status: str = "received"  # received -> processing -> processed | failed
+    status: str = "received"  # received -> processing (-> waiting: same content busy) -> processed | failed
     runs: int = 0
     run_id: str | None = None
     destination: str | None = None  # chosen once, so a rerun overwrites rather than duplicates
@@ -201,7 +265,19 @@ class FileState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileState:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        state = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        texts = (state.blob, state.etag, state.status)
+        if (
+            not all(isinstance(v, str) for v in texts)
+            or not isinstance(state.runs, int)
+            or not isinstance(state.rows, dict)
+        ):
+            raise TypeError("a field has the wrong type")
+        return state
+
+    @classmethod
+    def parse(cls, raw: bytes) -> FileState:
+        return cls.from_dict(json_object(raw))
 
 
 class FileStateStore:
@@ -216,34 +292,55 @@ class FileStateStore:
         return f"files/{blob}/{bare_etag(etag)}.json"
 
     def get(self, blob: str, etag: str) -> FileState | None:
-        found = self._blobs.read(self.name(blob, etag))
-        return FileState.from_dict(found[0]) if found else None
+        """DamagedStateError when the state is unreadable."""
+        found = self._blobs.read(self.name(blob, etag), FileState.parse)
+        return found[0] if found else None
 
     def history(self, blob: str) -> list[FileState]:
-        """Every version of `blob` seen so far."""
+        """Every readable version of `blob` seen so far (an unreadable one is logged and skipped)."""
         prefix = f"files/{blob}/"
         states = []
         for item in self._blobs.container.list_blobs(name_starts_with=prefix):
             if "/" not in item.name[len(prefix) :]:
-                found = self._blobs.read(item.name)
+                try:
+                    found = self._blobs.read(item.name, FileState.parse)
+                except DamagedStateError as exc:
+                    log.warning("%s; skipped", exc)
+                    continue
                 if found:
-                    states.append(FileState.from_dict(found[0]))
+                    states.append(found[0])
         return states
+
+    def unfinished(self, older_than: Any) -> list[tuple[str, str]]:
+        """(name, etag) of versions whose state says they are not finished and that no run holds,
+        last written before `older_than`: from the listing alone (the status is in the metadata)."""
+        found = []
+        for item in self._blobs.container.list_blobs(name_starts_with="files/", include=["metadata"]):
+            status = (item.metadata or {}).get("status")
+            if status is None or status in FINISHED or item.lease.state == "leased" or item.last_modified > older_than:
+                continue
+            blob, _, version = item.name[len("files/") :].rpartition("/")
+            found.append((blob, version.removesuffix(".json")))
+        return found
 
     def claim(self, blob: str, etag: str) -> FileClaim | None:
         """The state, leased to this run; None when another run holds it."""
         name = self.name(blob, etag)
         with contextlib.suppress(StateConflictError):  # it exists: an earlier or a concurrent delivery
-            self._blobs.write(name, asdict(FileState(blob, etag)), etag=None)
+            self._blobs.write(name, asdict(FileState(blob, etag)), etag=None, metadata={"status": "received"})
         try:
             lease = self._blobs.container.get_blob_client(name).acquire_lease(lease_duration=self.lease_seconds)
         except HttpResponseError as exc:
             if exc.status_code == 409:  # LeaseAlreadyPresent
                 return None
             raise StorageError(f"cannot lease the state of {blob}: {type(exc).__name__}") from exc
-        found = self._blobs.read(name)
+        try:
+            found = self._blobs.read(name, FileState.parse)
+        except DamagedStateError as exc:  # a fresh state under the lease; the service fails the file with this reason
+            damaged = FileState(blob, etag, error=f"the file's processing state {exc}; it was reset")
+            return FileClaim(self._blobs, name, lease, damaged, exc.etag, self.lease_seconds, damaged=str(exc))
         assert found is not None
-        return FileClaim(self._blobs, name, lease, FileState.from_dict(found[0]), found[1], self.lease_seconds)
+        return FileClaim(self._blobs, name, lease, found[0], found[1], self.lease_seconds)
 
 
 # Renewals per lease period: a renewal that fails transiently is retried until the lease would lapse.
@@ -255,6 +352,14 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 class LeaseLostError(StorageError):
     """This run no longer holds the lease on the file's state: another run may own the file."""
 
+    quiet = True  # not this run's failure: logged at WARNING (see pipeline._level)
+
+
+class ContentBusyError(CheckpointLockedError):
+    """Another run holds the lock of this content and job: this run sends nothing and waits."""
+
+    quiet = True
+
 
 def is_transient(exc: AzureError) -> bool:
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
@@ -262,8 +367,8 @@ def is_transient(exc: AzureError) -> bool:
     return isinstance(exc, HttpResponseError) and exc.status_code in TRANSIENT_STATUS
 
 
-class FileClaim:
-    """A leased file state: kept alive in the background, saved only under the lease and ETag.
+class KeptLease:
+    """A blob lease kept alive in the background until released.
 
     `check()` renews the lease on the spot; the service calls it before each chunk and before it
     moves or deletes anything, so a run that lost the lease stops there. Transient errors while
@@ -271,15 +376,11 @@ class FileClaim:
     broken, expired and taken, or gone) or that deadline counts as lost.
     """
 
-    def __init__(
-        self, blobs: JsonBlobs, name: str, lease: BlobLeaseClient, state: FileState, etag: str, lease_seconds: int
-    ) -> None:
-        self._blobs = blobs
+    def __init__(self, name: str, lease: BlobLeaseClient, lease_seconds: int, what: str) -> None:
         self._name = name
         self._lease = lease
         self._lease_seconds = lease_seconds
-        self.state = state
-        self._etag = etag
+        self._what = what
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._renewed_at = time.monotonic()
@@ -323,14 +424,7 @@ class FileClaim:
     def check(self) -> None:
         """Raise LeaseLostError unless this run still holds the lease (renewed on the spot)."""
         if not self._renew():
-            raise LeaseLostError(f"the lease on the state of {self.state.blob} was lost; another run owns the file")
-
-    def save(self) -> None:
-        try:
-            self._etag = self._blobs.write(self._name, asdict(self.state), etag=self._etag, lease=self._lease)
-        except StateConflictError as exc:
-            self.lost = True
-            raise LeaseLostError(f"the state of {self.state.blob} was taken over by another run") from exc
+            raise LeaseLostError(f"the lease on {self._what} was lost; another run owns the file")
 
     def release(self) -> None:
         self._stop.set()
@@ -340,11 +434,57 @@ class FileClaim:
         with contextlib.suppress(AzureError):  # expired already: it freed itself
             self._lease.release()
 
+
+class FileClaim(KeptLease):
+    """A leased file state: kept alive in the background, saved only under the lease and ETag."""
+
+    def __init__(
+        self,
+        blobs: JsonBlobs,
+        name: str,
+        lease: BlobLeaseClient,
+        state: FileState,
+        etag: str,
+        lease_seconds: int,
+        *,
+        damaged: str | None = None,
+    ) -> None:
+        self._blobs = blobs
+        self.state = state
+        self._etag = etag
+        self.damaged = damaged  # the stored state was unreadable: why
+        super().__init__(name, lease, lease_seconds, f"the state of {state.blob}")
+
+    def save(self) -> None:
+        try:
+            self._etag = self._blobs.write(
+                self._name,
+                asdict(self.state),
+                etag=self._etag,
+                lease=self._lease,
+                metadata={"status": self.state.status},
+            )
+        except StateConflictError as exc:
+            self.lost = True
+            raise LeaseLostError(f"the state of {self.state.blob} was taken over by another run") from exc
+
     def __enter__(self) -> FileClaim:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class ContentLock(KeptLease):
+    """The lease on `locks/<checkpoint id>`: one run per file content and job at a time, whatever
+    the file's name or version (the checkpoint is keyed by content, the file state by name)."""
+
+    @property
+    def path(self) -> str:  # named in the pipeline's message if the lock is lost mid-run
+        return self._name
+
+    def intact(self) -> bool:
+        return not self.lost
 
 
 # -- moving files -------------------------------------------------------------------------------

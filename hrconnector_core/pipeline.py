@@ -284,10 +284,10 @@ def run_upload(
         _run(source, options, client, store, report, progress, expect_sha256=expect_sha256)
     except CheckpointLockedError as exc:
         report.error, report.not_run = str(exc), True
-        log.error("%s: %s", source.name, exc, extra={"run_error": True})
+        log.log(_level(exc), "%s: %s", source.name, exc, extra={"run_error": True})
     except HRConnectorError as exc:
         report.error = str(exc)
-        log.error("%s: %s", source.name, exc, extra={"run_error": True})
+        log.log(_level(exc), "%s: %s", source.name, exc, extra={"run_error": True})
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by the CLI: still report
         interrupted = exc
         report.error = (
@@ -304,6 +304,11 @@ def run_upload(
     if interrupted is not None:
         raise RunInterrupted(report, getattr(interrupted, "reason", "Ctrl-C")) from interrupted
     return report
+
+
+def _level(exc: HRConnectorError) -> int:
+    """A run that stopped because another run owns the file (`quiet`) is not a failure: WARNING."""
+    return logging.WARNING if getattr(exc, "quiet", False) else logging.ERROR
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -29,12 +29,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
 
 from .blobstore import (
     BlobCheckpointStore,
     BlobSource,
+    DamagedStateError,
     FileClaim,
     FileState,
     FileStateStore,
@@ -74,6 +75,8 @@ PROFILE_ALERT_DAYS = 20
 PROFILE_ALERT = "profile-not-refreshed"
 # The service deletes employee-profile records not refreshed within this many days.
 PROFILE_EXPIRY_DAYS = 30
+# What a garbled state document or a storage error raises: one timer step records it, the rest run.
+STEP_ERRORS = (AzureError, HRConnectorError, KeyError, TypeError, ValueError)
 # A connector with an expected cadence whose last file is older: the timer logs this dimension.
 EXPORT_ALERT = "export-overdue"
 
@@ -90,7 +93,7 @@ class ScheduleError(HRConnectorError):
 class Outcome:
     """What one invocation did with one blob."""
 
-    status: str  # processed | failed | already-done | busy | lost | gone | ignored
+    status: str  # processed | failed | already-done | busy | lost | gone | ignored | replaced
     blob: str
     destination: str | None = None
     report: dict[str, Any] | None = None
@@ -223,7 +226,7 @@ class HRConnectorService:
         run_id = uuid.uuid4().hex[:12]
         now = self.clock()
         connector: Connector | None = None
-        relative, route_error = state.blob, None
+        relative, route_error = state.blob, claim.damaged and state.error
         try:
             connector, relative = self.settings.route(state.blob)
         except HRConnectorError as exc:
@@ -240,15 +243,29 @@ class HRConnectorService:
         with log_context(connector=state.connector, run=run_id), tempfile.TemporaryDirectory() as tmp:
             log.info("processing (attempt %d)", state.runs)
             rejected_path = Path(tmp) / "rejected.csv"
-            checkpoints = BlobCheckpointStore(self.state)
-            if connector is None:
-                report = RunReport(file_name=relative, job_id="", error=route_error)
+            checkpoints = BlobCheckpointStore(self.state, lease_seconds=self.settings.lease_seconds)
+            if connector is None or route_error:
+                job = connector.job_id if connector else ""
+                report = RunReport(file_name=relative, job_id=job, error=route_error)
             else:
                 rejected = RejectedRowsWriter(rejected_path)
                 report = self._upload(blob, state.etag, relative, connector, rejected, claim, checkpoints)
             if checkpoints.conflict:
                 raise LeaseLostError(f"the checkpoint of {state.blob} was written by another run, which owns the file")
+            if checkpoints.busy:
+                return self._wait_for_other_run(claim)
             return self._finish(blob, props, claim, report, rejected_path)
+
+    def _wait_for_other_run(self, claim: FileClaim) -> Outcome:
+        """Another run (another name, or another version of this name, with the same bytes) is
+        uploading this content: this run sent nothing. The file stays in incoming, unfinished,
+        so the timer's sweep processes it once that run is done (it then sends only what is left)."""
+        state = claim.state
+        state.status = "waiting"
+        state.note = "another run was uploading the same content; the timer's sweep finishes this file"
+        claim.save()
+        log.warning("another run is uploading the same content; nothing sent, the sweep finishes this file")
+        return Outcome("busy", state.blob)
 
     def _upload(
         self,
@@ -263,6 +280,8 @@ class HRConnectorService:
         def still_ours() -> None:  # before every chunk: stop as soon as another run owns the file
             if checkpoints.conflict:
                 raise LeaseLostError("the checkpoint was written by another run, which owns the file")
+            if checkpoints.held is not None:
+                checkpoints.held.check()
             claim.check()
 
         options = upload_options(connector)
@@ -328,7 +347,16 @@ class HRConnectorService:
 
     # -- employee profile: keep the latest file alive ----------------------------------------
     def _connector_state(self, name: str) -> tuple[dict[str, Any], str | None]:
-        found = self.connector_states.read(f"connectors/{name}.json")
+        """The connector's document; an unreadable one is started afresh (every field is rebuilt
+        by the next file), with a warning: the next write replaces it at its ETag."""
+        try:
+            found = self.connector_states.read(f"connectors/{name}.json")
+        except DamagedStateError as exc:
+            log.warning("%s; starting it afresh (the next file rebuilds it)", exc)
+            return {}, exc.etag
+        if found and not all(isinstance(found[0].get(k) or {}, dict) for k in ("profile", "last_file")):
+            log.warning("hr-state connectors/%s.json has fields of the wrong type; starting it afresh", name)
+            return {}, found[1]
         return found if found else ({}, None)
 
     def _update_connector(self, connector: str, change: Callable[[dict[str, Any]], bool]) -> None:
@@ -370,12 +398,22 @@ class HRConnectorService:
         def change(data: dict[str, Any]) -> bool:
             data["last_file"] = last_file
             data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
-            if profile_file:
+            if profile_file and not rows.uploaded and (data.get("profile") or {}).get("blob"):
+                # Nothing new reached the service: this content was sent before (the same export
+                # again, or an older one re-dropped). The file refreshed from stays the one whose
+                # values the service got last, so a refresh never brings older values back.
+                data["profile"]["exported_at"] = now
+            elif profile_file:
                 previous = data.get("profile") or {}
+                uploaded_at = now if rows.uploaded else previous.get("uploaded_at")
+                # A refresh of the previous file that finished while this one uploaded may have
+                # landed after it: then this file is due for a refresh at the next timer.
+                if str(previous.get("refreshed_at") or "") >= str(state.started_at or "~"):
+                    uploaded_at = None
                 data["profile"] = {
                     "blob": state.destination,
                     "exported_at": now,
-                    "uploaded_at": now if rows.uploaded else previous.get("uploaded_at"),
+                    "uploaded_at": uploaded_at,
                     "refreshes": previous.get("refreshes", 0),
                 }
             return True
@@ -385,10 +423,13 @@ class HRConnectorService:
         except (StorageError, AzureError) as exc:  # the file is done; the timer's view is a day late at worst
             log.error("could not record the connector's last file: %s", exc)
 
-    def _remember_refresh(self, connector: str, now: datetime) -> None:
+    def _remember_refresh(self, connector: str, now: datetime, refreshed: str) -> None:
         def change(data: dict[str, Any]) -> bool:
             profile = data.setdefault("profile", {})
-            profile.update(uploaded_at=_iso(now), refreshes=profile.get("refreshes", 0) + 1)
+            if profile.get("blob") not in (None, refreshed):
+                return False  # a newer file was recorded meanwhile: its own upload counts
+            profile.update(uploaded_at=_iso(now), refreshes=profile.get("refreshes", 0) + 1,
+                           refreshed_at=_iso(self.clock()))  # fmt: skip
             return True
 
         self._update_connector(connector, change)
@@ -400,10 +441,14 @@ class HRConnectorService:
         now = now or self.clock()
         summary = ScheduleSummary()
         with log_context(run="timer-" + uuid.uuid4().hex[:8]):
-            self._sweep(now, summary)
-            self._refresh_profiles(now, summary)
-            self._check_exports(now, summary)
-            self._retention(now, summary)
+            for step in (self._sweep, self._refresh_profiles, self._check_exports, self._retention):
+                try:
+                    step(now, summary)
+                except STEP_ERRORS as exc:  # the other steps still run
+                    what = step.__name__.strip("_").replace("_", " ")
+                    why = exc if isinstance(exc, HRConnectorError) else type(exc).__name__
+                    summary.failures.append(f"{what}: {why}")
+                    log.error("%s failed: %s", what, summary.failures[-1])
             log.info(
                 "schedule: %d missed file(s) processed, %d profile(s) refreshed, %d export(s) overdue, "
                 "%d old blob(s) deleted, %d failure(s)",
@@ -420,10 +465,18 @@ class HRConnectorService:
     def _sweep(self, now: datetime, summary: ScheduleSummary) -> None:
         """Files no event processed: older than a few minutes, with no finished state."""
         cutoff = now - timedelta(minutes=self.settings.sweep_after_minutes)
+        present = set()
         for item in self.incoming.list_blobs():
+            present.add((item.name, bare_etag(item.etag)))
             if not item.name.lower().endswith(INPUT_SUFFIXES) or item.last_modified > cutoff:
                 continue
-            state = self.files.get(item.name, item.etag)
+            try:
+                state = self.files.get(item.name, item.etag)
+            except DamagedStateError:
+                state = None  # processing it fails it with the reason
+            except AzureError as exc:
+                summary.failures.append(f"sweep: cannot read the state of {item.name}: {type(exc).__name__}")
+                continue
             if state is not None and state.finished:
                 continue
             log.warning("no event processed %s; processing it now", item.name)
@@ -431,57 +484,106 @@ class HRConnectorService:
                 summary.swept.append(self.process(self.incoming.get_blob_client(item.name)))
             except HRConnectorError as exc:
                 summary.failures.append(str(exc))
+            except AzureError as exc:
+                summary.failures.append(f"sweep: {item.name}: {type(exc).__name__}")
+        for name, etag in self.files.unfinished(cutoff):
+            if (name, etag) not in present:
+                self._close_replaced(name, etag, summary)
+
+    def _close_replaced(self, name: str, etag: str, summary: ScheduleSummary) -> None:
+        """A version left unfinished (its run lost its lease, or it waited for another run of the
+        same content) whose bytes were then replaced or deleted: nothing can be read or copied any
+        more, so its state is closed with a note; the newer version has its own state and event."""
+        claim = self.files.claim(name, etag)
+        if claim is None:
+            return
+        with claim, log_context(file=name):
+            state = claim.state
+            if state.finished:
+                return
+            state.status, state.finished_at = "failed", _iso(self.clock())
+            state.error = state.error or "this version was replaced or deleted before it was finished"
+            state.note = ("the file was replaced or deleted before this version was finished; the checkpoint "
+                          "keeps what the service accepted, and the newer version is handled on its own")  # fmt: skip
+            claim.save()
+            log.warning("a version left unfinished was replaced or deleted; its state is closed")
+            summary.swept.append(Outcome("replaced", name))
 
     def _refresh_profiles(self, now: datetime, summary: ScheduleSummary) -> None:
         """Employee profile data expires after 30 days: re-upload the latest file in time."""
         for connector in self.settings.connectors.values():
-            profile = self._connector_state(connector.name)[0].get("profile")
-            if not profile:
-                continue
-            with log_context(connector=connector.name, file=profile["blob"]):
-                age = now - datetime.fromisoformat(profile["exported_at"])
-                if age > timedelta(days=self.settings.profile_stale_days):
-                    summary.stale_exports.append(connector.name)
-                    log.warning(
-                        "the latest employee-profile file is %d days old: is the HR system still exporting?",
-                        age.days, extra=dimensions(profile_age_days=age.days),
-                    )  # fmt: skip
-                # Never accepted (an export whose rows were all sent before it was recorded): due now.
-                uploaded_at = profile.get("uploaded_at")
-                never = timedelta(days=PROFILE_EXPIRY_DAYS)
-                since = now - datetime.fromisoformat(uploaded_at) if uploaded_at else never
-                if since < timedelta(days=self.settings.profile_refresh_days):
-                    continue
-                try:
-                    self._refresh(connector, profile, now, summary)
-                except HRConnectorError as exc:
-                    summary.failures.append(f"profile refresh of connector {connector.name!r}: {exc}")
-                    # The infrastructure's alert rule looks for this dimension.
-                    overdue = since >= timedelta(days=PROFILE_ALERT_DAYS)
-                    alert = dimensions(alert=PROFILE_ALERT, profile_days=since.days) if overdue else None
-                    log.error("profile refresh failed (last upload %d days ago): %s", since.days, exc, extra=alert)
+            try:
+                profile = self._connector_state(connector.name)[0].get("profile")
+                if profile:
+                    self._refresh_profile(connector, profile, now, summary)
+            except STEP_ERRORS as exc:  # the next connector still runs
+                why = exc if isinstance(exc, HRConnectorError) else type(exc).__name__
+                summary.failures.append(f"profile refresh of connector {connector.name!r}: {why}")
+                log.error("profile refresh of connector %r failed: %s", connector.name, why,
+                          extra=dimensions(alert=PROFILE_ALERT))  # fmt: skip
+
+    def _refresh_profile(
+        self, connector: Connector, profile: dict[str, Any], now: datetime, summary: ScheduleSummary
+    ) -> None:
+        with log_context(connector=connector.name, file=profile["blob"]):
+            age = now - datetime.fromisoformat(profile["exported_at"])
+            if age > timedelta(days=self.settings.profile_stale_days):
+                summary.stale_exports.append(connector.name)
+                log.warning(
+                    "the latest employee-profile file is %d days old: is the HR system still exporting?",
+                    age.days, extra=dimensions(profile_age_days=age.days),
+                )  # fmt: skip
+            # Never accepted (an export whose rows were all sent before it was recorded): due now.
+            uploaded_at = profile.get("uploaded_at")
+            never = timedelta(days=PROFILE_EXPIRY_DAYS)
+            since = now - datetime.fromisoformat(uploaded_at) if uploaded_at else never
+            if since < timedelta(days=self.settings.profile_refresh_days):
+                return
+            try:
+                self._refresh(connector, profile, now, summary)
+            except (HRConnectorError, AzureError) as exc:
+                why = exc if isinstance(exc, HRConnectorError) else f"storage error ({type(exc).__name__})"
+                summary.failures.append(f"profile refresh of connector {connector.name!r}: {why}")
+                # The infrastructure's alert rule looks for this dimension.
+                overdue = since >= timedelta(days=PROFILE_ALERT_DAYS)
+                alert = dimensions(alert=PROFILE_ALERT, profile_days=since.days) if overdue else None
+                log.error("profile refresh failed (last upload %d days ago): %s", since.days, why, extra=alert)
 
     def _refresh(self, connector: Connector, profile: dict[str, Any], now: datetime, summary: ScheduleSummary) -> None:
-        blob = self.processed.get_blob_client(profile["blob"])
-        file_name = relative_name(profile["blob"])
+        """Re-upload the connector's latest profile file. A newer export may be processed while
+        this one is on the wire and land before it: so the refresh re-reads which file is latest
+        afterwards and, if it changed, refreshes again from that one (the newest values land last)."""
+        for _ in range(3):
+            self._refresh_file(connector, profile["blob"], now)
+            latest = self._connector_state(connector.name)[0].get("profile") or {}
+            if latest.get("blob") in (None, profile["blob"]):
+                break
+            log.warning("a newer employee-profile file arrived during the refresh; refreshing from it")
+            profile = latest
+        else:
+            raise HRConnectorError("newer employee-profile files kept arriving during the refresh")
+        self._remember_refresh(connector.name, now, profile["blob"])
+        summary.refreshed.append(connector.name)
+
+    def _refresh_file(self, connector: Connector, destination: str, now: datetime) -> None:
+        blob = self.processed.get_blob_client(destination)
+        file_name = relative_name(destination)
         try:
             etag = blob.get_blob_properties().etag
         except ResourceNotFoundError:
-            gone = f"{self.processed.container_name}/{profile['blob']}"
+            gone = f"{self.processed.container_name}/{destination}"
             raise StorageError(f"{gone} is gone; drop a new export") from None
         report = run_upload(
             BlobSource(blob, etag, file_name),
             upload_options(connector, force=True),  # the same rows again, on purpose
             client=self.client(connector, file_name),
-            store=BlobCheckpointStore(self.state),
+            store=BlobCheckpointStore(self.state, lease_seconds=self.settings.lease_seconds),
         )
         stamp = f"{now:%Y%m%dT%H%M%SZ}"
         write_text(self.reports, f"{connector.name}/{stamp}/refresh-{file_name}.report.json",
                    report.to_json(), "application/json")  # fmt: skip
         if report.error or report.rows.not_uploaded or not report.rows.uploaded:
             raise HRConnectorError(report.error or "no row was accepted")
-        self._remember_refresh(connector.name, now)
-        summary.refreshed.append(connector.name)
         log.info("employee profile re-uploaded: %d rows", report.rows.uploaded)
 
     def _check_exports(self, now: datetime, summary: ScheduleSummary) -> None:
@@ -514,7 +616,8 @@ class HRConnectorService:
             profile = self._connector_state(connector.name)[0].get("profile")
             if profile:
                 keep.update({profile["blob"], f"{profile['blob']}.report.json"})
-        targets = [(self.processed, None), (self.reports, None), (self.state, "files/"), (self.state, "checkpoints/")]
+        targets = [(self.processed, None), (self.reports, None), (self.state, "files/"), (self.state, "checkpoints/"),
+                   (self.state, "locks/")]  # fmt: skip
         for container, prefix in targets:
             for item in container.list_blobs(name_starts_with=prefix):
                 if item.last_modified >= cutoff or (container is self.processed and item.name in keep):
@@ -522,6 +625,12 @@ class HRConnectorService:
                 try:
                     container.delete_blob(item.name)
                 except ResourceNotFoundError:
+                    continue
+                except HttpResponseError as exc:
+                    if exc.status_code in (409, 412) and item.name.startswith("locks/"):
+                        continue  # a content lock leased by a running upload
+                    summary.failures.append(f"retention: cannot delete {container.container_name}/{item.name}: "
+                                            f"{type(exc).__name__}")  # fmt: skip
                     continue
                 except AzureError as exc:
                     summary.failures.append(f"retention: cannot delete {container.container_name}/{item.name}: "

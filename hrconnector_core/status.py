@@ -8,6 +8,7 @@ container. Never a CSV, so never an HR value. Exit 1 when anything needs attenti
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -27,6 +28,8 @@ PROFILE_EXPIRY_DAYS = 30
 PROFILE_ATTENTION_DAYS = 20
 
 EXIT_OK, EXIT_ATTENTION, EXIT_USAGE = 0, 1, 2
+# The table lists this many failed files; --json lists them all.
+FAILED_SHOWN = 20
 
 
 @dataclass
@@ -80,7 +83,17 @@ def collect(blobs: BlobServiceClient, containers: Containers, *, now: datetime |
     connectors: dict[str, ConnectorStatus] = {}
     for item in state.list_blobs(name_starts_with="connectors/"):
         name = item.name[len("connectors/") :].removesuffix(".json")
-        connectors[name] = _connector(name, _read_json(state, item.name) or {}, now)
+        data = _read_json(state, item.name)
+        problem = None if data is None else data.pop(_UNREADABLE, None)
+        try:
+            connectors[name] = _connector(name, data or {}, now)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            connectors[name] = ConnectorStatus(name)
+            problem = problem or "has fields of the wrong type"
+        if problem:
+            connectors[name].attention.append(
+                f"{containers.state}/{item.name} {problem}; the Function starts it afresh with the next file"
+            )
     for failed in _failed_files(blobs.get_container_client(containers.failed)):
         connector = connectors.setdefault(failed.connector, ConnectorStatus(failed.connector))
         connector.failed_files.append(failed)
@@ -129,20 +142,30 @@ def _failed_files(container: ContainerClient) -> list[FailedFile]:
     """Files in the failed container, each with the reason its report gives."""
     names = {b.name for b in container.list_blobs()}
     found = []
-    for name in sorted(n for n in names if not n.endswith(".report.json")):
+    # A report without its file: the file was replaced or deleted before it could be copied.
+    files = {n for n in names if not n.endswith(".report.json")}
+    files |= {n.removesuffix(".report.json") for n in names if n.endswith(".report.json")}
+    for name in sorted(files):
         report = _read_json(container, f"{name}.report.json") or {}
-        rows = report.get("rows") or {}
+        problem = report.pop(_UNREADABLE, None)
+        rows: dict[str, Any] = report["rows"] if isinstance(report.get("rows"), dict) else {}
+        error = report.get("error") if isinstance(report.get("error"), str) else None
+        if problem:
+            reason = f"its report {problem}"
+        else:
+            reason = error or ("some rows were not uploaded" if report else "no report found")
+        if name not in names:
+            reason = f"{reason} (only the report is kept: the file was replaced or deleted before it was copied)"
         connector = name.split("/", 1)[0] if "/" in name else ""
-        found.append(
-            FailedFile(
-                connector,
-                name,
-                report.get("error") or ("some rows were not uploaded" if report else "no report found"),
-                rows.get("uploaded"),
-                rows.get("not_uploaded"),
-            )
-        )
+        found.append(FailedFile(connector, name, reason, _int(rows.get("uploaded")), _int(rows.get("not_uploaded"))))
     return found
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+_UNREADABLE = "\0unreadable"  # a key no JSON document of ours has: why the document could not be read
 
 
 def _read_json(container: ContainerClient, name: str) -> dict[str, Any] | None:
@@ -153,8 +176,8 @@ def _read_json(container: ContainerClient, name: str) -> dict[str, Any] | None:
     except ResourceNotFoundError:
         return None
     except ValueError:
-        return {"error": f"{name} is not valid JSON"}
-    return data if isinstance(data, dict) else None
+        return {_UNREADABLE: "is not valid JSON"}
+    return data if isinstance(data, dict) else {_UNREADABLE: "is not a JSON object"}
 
 
 def _iso(moment: datetime) -> str:
@@ -183,7 +206,10 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace, *, out: TextIO | None = None, now: datetime | None = None) -> int:
     from azure.core.exceptions import AzureError
 
-    out = out or sys.stdout
+    if out is None:
+        out = sys.stdout
+        if isinstance(out, io.TextIOWrapper):  # a name the console's code page cannot show: escaped, not a crash
+            out.reconfigure(errors="backslashreplace")
     containers = Containers(state=args.state_container, failed=args.failed_container)
     try:
         result = collect(_client(args), containers, now=now)
@@ -239,7 +265,9 @@ def render(status: Status) -> str:
     failed = [f for c in status.connectors for f in c.failed_files]
     if failed:
         lines += ["", "files waiting in the failed container:"]
-        lines += [f"  {f.file}: {f.reason}" for f in failed]
+        lines += [f"  {f.file}: {f.reason}" for f in failed[:FAILED_SHOWN]]
+        if len(failed) > FAILED_SHOWN:
+            lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more (--json lists them all)")
     lines += ["", "needs attention:" if status.attention else "nothing needs attention"]
     lines += [f"  {a}" for a in status.attention]
     return "\n".join(lines) + "\n"

@@ -204,10 +204,13 @@ def _checkpointed(env: FunctionEnv) -> dict[str, int]:
 
 
 def _break_the_dead_runs_lease(env: FunctionEnv, name: str, etag: str) -> None:
-    """What the lease's lapse would do, without waiting for it: the real Break Lease call."""
+    """What the lapse of the dead run's leases (its file state's and its content lock's) would do,
+    without waiting for it: the real Break Lease calls."""
     state_blob = env.service.state.get_blob_client(env.service.files.name(name, etag))
     assert state_blob.get_blob_properties().lease.state == "leased"
     BlobLeaseClient(state_blob).break_lease(lease_break_period=0)
+    for lock in env.service.state.list_blobs(name_starts_with="locks/"):
+        BlobLeaseClient(env.service.state.get_blob_client(lock.name)).break_lease(lease_break_period=0)
 
 
 @pytest.mark.slow

@@ -69,6 +69,14 @@ def state_blob(env: FunctionEnv, name: str = NAME) -> Any:
     return env.service.state.get_blob_client(env.service.files.name(name, etag))
 
 
+def lapse_leases(env: FunctionEnv, name: str = NAME) -> None:
+    """What the lapse of a stuck run's leases (its file state's and its content lock's) would do,
+    without waiting for it: the real Break Lease calls."""
+    BlobLeaseClient(state_blob(env, name)).break_lease(lease_break_period=0)
+    for lock in env.service.state.list_blobs(name_starts_with="locks/"):
+        BlobLeaseClient(env.service.state.get_blob_client(lock.name)).break_lease(lease_break_period=0)
+
+
 def uploads(emulator: Any, env: FunctionEnv) -> int:
     return len(emulator.state.uploads.get(env.job, []))
 
@@ -179,7 +187,7 @@ def test_a_run_taken_over_mid_file_leaves_the_moving_to_the_new_owner(emulator, 
     paused = edge.pause(network_edge.is_upload, nth=3)
     first = Invocation(env)
     paused.wait_reached()
-    BlobLeaseClient(state_blob(env)).break_lease(lease_break_period=0)
+    lapse_leases(env)
     invoke(env)  # the second run: chunks 2-5, the move, the report
     incoming, processed, failed = listing(env)
     assert incoming == [] and len(processed) == 2 and failed == []

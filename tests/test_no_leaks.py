@@ -171,7 +171,8 @@ def test_the_function_logs_context_on_every_record_and_no_secret_token_or_hr_val
         c.get_blob_client(b.name) for c in (service.processed, service.reports, service.state)
         for b in c.list_blobs() if not b.name.endswith(".csv")
     ]  # fmt: skip
-    assert len(documents) == 5  # two reports, the file's state, the checkpoint, the connector's state
+    # two reports, the file's state, the checkpoint, the connector's state, the content lock (empty)
+    assert len(documents) == 6
     stored = "\n".join(d.download_blob().readall().decode() for d in documents)
     assert_absent(logged + stored, secrets)
 

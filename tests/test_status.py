@@ -118,3 +118,65 @@ def test_a_missing_connection_string_is_a_usage_error(function_env, emulator) ->
     result = subprocess.run(cli_command("status", "--connection-string-env", "HR_NOT_SET"), env=cli_env(emulator),
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 2 and "HR_NOT_SET is not set" in result.stderr
+
+
+# -- odd state: an unreadable connector document, report-only failures, names, many files -----------
+def _put(env: FunctionEnv, container: str, name: str, data: bytes) -> None:
+    env.service.blobs.get_blob_client(container, name).upload_blob(data, overwrite=True)
+
+
+def _status_cli(
+    emulator, env: FunctionEnv, *extra: str, encoding: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    variables = cli_env(emulator) | env.env | ({"PYTHONIOENCODING": encoding} if encoding else {})
+    return subprocess.run(cli_command(*status_args(env, *extra)), env=variables, capture_output=True, timeout=120,
+                          check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [(b"{garbled", "is not valid JSON"), (b"[1, 2]", "is not a JSON object"),
+     (json.dumps({"last_file": "x", "profile": []}).encode(), "has fields of the wrong type"),
+     (json.dumps({"last_file": {"at": "yesterday"}, "expected_every_hours": 24}).encode(),
+      "has fields of the wrong type")],
+)  # fmt: skip
+def test_an_unreadable_connector_document_needs_attention(emulator, function_env, document, problem) -> None:
+    env = function_env
+    _put(env, env.settings.containers.state, "connectors/main.json", document)
+    result = _status_cli(emulator, env)
+    out = result.stdout.decode()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr.decode()
+    assert f"connectors/main.json {problem}" in out and "nothing needs attention" not in out
+
+
+def test_report_only_failures_and_names_the_console_cannot_show(emulator, function_env) -> None:
+    env = function_env
+    failed = env.settings.containers.failed
+    report = {"error": "the service rejected chunk 0", "rows": {"uploaded": 0, "not_uploaded": 5}}
+    _put(env, failed, "main/20261121T000000Z-aaaa0000/gone.csv.report.json", json.dumps(report).encode())
+    name = "main/20261121T000000Z-bbbb0000/Gehälter_従業員.csv"
+    _put(env, failed, name, b"EmailAddress\nsecret.value@contoso.com\n")
+    _put(env, failed, f"{name}.report.json", json.dumps({"error": "failed", "rows": "many"}).encode())
+    result = _status_cli(emulator, env, encoding="cp1252")  # a Windows console or redirect
+    out = result.stdout.decode("cp1252")
+    assert result.returncode == 1, result.stderr
+    assert "main/20261121T000000Z-aaaa0000/gone.csv: the service rejected chunk 0 (only the report is kept" in out
+    assert "Geh\xe4lter_\\u5f93\\u696d\\u54e1.csv: failed" in out
+    assert "2 file(s) waiting" in out and "secret.value" not in out
+
+    status = json.loads(_status_cli(emulator, env, "--json").stdout)
+    files = [f["file"] for c in status["connectors"] for f in c["failed_files"]]
+    assert files == ["main/20261121T000000Z-aaaa0000/gone.csv", name]
+
+
+def test_many_failed_files_are_summarised_in_the_table(emulator, function_env) -> None:
+    env = function_env
+    failed = env.settings.containers.failed
+    for i in range(25):
+        _put(env, failed, f"main/20261121T000000Z-{i:08x}/file{i}.csv.report.json", b'{"error": "refused"}')
+    out = _status_cli(emulator, env).stdout.decode()
+    assert out.count(": refused") == 20
+    assert "... and 5 more (--json lists them all)" in out and "25 file(s) waiting" in out
+    status = json.loads(_status_cli(emulator, env, "--json").stdout)
+    assert len(status["connectors"][0]["failed_files"]) == 25
