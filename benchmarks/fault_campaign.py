@@ -12,6 +12,8 @@ rows, a BOM or not, CRLF or LF), a chunk size and a concurrency, service faults 
 - function: the registered blob function (as the host calls it) against Azurite, with duplicate and
   late deliveries, several concurrent invokers, the timer sweep at the same time, a lease broken
   while a run holds it, and lost answers.
+- function-kill (`--paths function-kill`): the same, after a worker process running the function
+  was killed with SIGKILL at a random moment (its lease then lapses: broken, as its expiry would).
 
 Accepted-then-lost answers are injected at the requests transport (the rows reach the emulator, the
 client sees a dropped connection), in the CLI process through a small start-up wrapper, in the
@@ -100,7 +102,7 @@ def make_file(rng: random.Random, name: str, tag: str) -> FileSpec:
 @dataclass
 class History:
     seed: int
-    path: str  # cli | function
+    path: str  # cli | function | function-kill
     records_per_call: int
     max_concurrency: int
     files: list[FileSpec] = field(default_factory=list)
@@ -417,7 +419,13 @@ def function_env(rig: Rig, job: str, h: History) -> dict[str, str]:
 
 
 def run_function_history(
-    rig: Rig, h: History, rng: random.Random, *, files: int | None = None, lease_breaks: bool = True
+    rig: Rig,
+    h: History,
+    rng: random.Random,
+    *,
+    files: int | None = None,
+    lease_breaks: bool = True,
+    kill_worker: bool = False,
 ) -> float:
     """Returns the seconds the invokers took (for files per minute)."""
     from azure.core.exceptions import HttpResponseError
@@ -482,6 +490,8 @@ def run_function_history(
                         continue
             time.sleep(0.005)
 
+    if kill_worker:
+        kill_a_worker(rig, h, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
     started = time.monotonic()
     threads = [threading.Thread(target=invoker, name=f"invoker-{i}") for i in range(invokers)]
     if sweep:
@@ -533,6 +543,40 @@ def run_function_history(
     return took
 
 
+WORKER = """
+import sys
+from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS
+from hrconnector_core import ingestion
+ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
+from hrconnector_core.emulator.host import invoke_blob_trigger
+invoke_blob_trigger(*sys.argv[1:])
+"""
+
+
+def kill_a_worker(rig: Rig, h: History, job: str, incoming: str, name: str, rng: random.Random) -> None:
+    """A Function worker process (the registered function, as the host calls it) killed with
+    SIGKILL at a random moment of its run; its lease stays until it lapses."""
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WORKER, BLOB_FUNCTION, incoming, name],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    target = rng.randint(0, 4)
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        if len(rig.emulator.state.uploads.get(job, [])) >= target:
+            break
+        time.sleep(0.002)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        h.faults["kill"] += 1
+    out, err = proc.communicate(timeout=60)
+    h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
+
+
 def _swallow(errors: list[str], fn: Any, *args: Any) -> None:
     try:
         fn(*args)
@@ -561,7 +605,7 @@ def run_history(
         if path == "cli":
             run_cli_history(rig, h, rng)
         else:
-            run_function_history(rig, h, rng, lease_breaks=lease_breaks)
+            run_function_history(rig, h, rng, lease_breaks=lease_breaks, kill_worker=path == "function-kill")
     except Exception as exc:
         h.errors.append(f"the history raised {type(exc).__name__}: {exc}")
     finally:
@@ -591,7 +635,7 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
         ("histories", str(len(results))),
         (
             "  cli / function",
-            f"{sum(h.path == 'cli' for h, _ in results)} / {sum(h.path == 'function' for h, _ in results)}",
+            f"{sum(h.path == 'cli' for h, _ in results)} / {sum(h.path.startswith('function') for h, _ in results)}",
         ),
         ("files", str(sum(len(h.files) for h, _ in results))),
         ("valid rows expected", str(sum(len(f.valid) for h, _ in results for f in h.files))),
@@ -637,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = tuple(args.paths.split(","))
     results: list[tuple[History, Verdict]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        rig = Rig(Path(tmp), function="function" in paths or args.load > 0)
+        rig = Rig(Path(tmp), function=any(p.startswith("function") for p in paths) or args.load > 0)
         try:
             started = time.monotonic()
             for seed in parse_seeds(args.seeds) if args.seeds else []:

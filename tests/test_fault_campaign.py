@@ -110,18 +110,21 @@ def test_a_failing_history_prints_its_seed_and_replay_command() -> None:
 
 # -- the fixed-seed slice ---------------------------------------------------------------------------
 SLICE = range(0, 10)  # 5 CLI histories (kills, reruns, lost answers) + 5 Function histories
+KILLED_WORKERS = (2, 6)  # Function worker processes killed with SIGKILL (files without invalid rows)
 
 
 @pytest.mark.slow
 def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     try:
-        # Broken leases are left out here: a known finding (rejected rows' reasons lost when the
-        # lease goes after the last chunk) makes them fail; the campaign keeps them.
+        # Broken leases are left out here, and killed workers get files without invalid rows: a
+        # known finding (the reasons of rejected rows are lost when the run that rejected them
+        # loses its lease or dies after its last chunk) makes those fail; the campaign keeps them.
         results = [run_history(rig, seed, lease_breaks=False) for seed in SLICE]
+        results += [run_history(rig, seed, paths=("function-kill",)) for seed in KILLED_WORKERS]
     finally:
         rig.close()
     assert [(h.seed, v.problems) for h, v in results if not v.ok] == []
     faults = sum((h.faults for h, _ in results), start=History(0, "", 1, 1).faults)
-    assert faults["kill"] >= 2 and faults["duplicate-delivery"] >= 2  # the slice does inject faults
+    assert faults["kill"] >= 4 and faults["duplicate-delivery"] >= 2  # the slice does inject faults
     assert sum(len(f.valid) for h, _ in results for f in h.files) > 100
