@@ -273,6 +273,7 @@ class LostAnswers:
         self.rate = 0.0
         self.rng = random.Random(0)
         self.lost = 0
+        self.ledger: str | None = None
         self._lock = threading.Lock()
         self._original: Any = None
 
@@ -290,6 +291,9 @@ class LostAnswers:
                     lose = response.status_code == 200 and edge.rng.random() < edge.rate
                     edge.lost += lose
                 if lose:
+                    if edge.ledger is not None:  # written at once: a process killed later still counts it
+                        with open(edge.ledger, "a") as handle:
+                            handle.write("lost\n")
                     response.close()
                     raise requests.ConnectionError("campaign: the answer was lost after the service accepted")
             return response
@@ -310,9 +314,7 @@ from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS, LostAnswers
 from hrconnector_core import ingestion
 ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
 edge = LostAnswers(); edge.rate = float(os.environ["CAMPAIGN_LOST_RATE"])
-edge.rng.seed(int(os.environ["CAMPAIGN_SEED"])); edge.install()
-import atexit
-atexit.register(lambda: sys.stderr.write(f"CAMPAIGN_LOST={edge.lost}\\n"))
+edge.rng.seed(int(os.environ["CAMPAIGN_SEED"])); edge.ledger = os.environ["CAMPAIGN_LOST_FILE"]; edge.install()
 from hrconnector_core.cli import main
 sys.argv = ["hrconnector", *sys.argv[1:]]
 raise SystemExit(main())
@@ -343,6 +345,7 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
         "REQUESTS_CA_BUNDLE": str(rig.emulator.ca_path),
         "PYTHONPATH": str(REPO),
         "CAMPAIGN_LOST_RATE": str(lost_rate),
+        "CAMPAIGN_LOST_FILE": str(tmp / "lost.txt"),
     }
     report_path = tmp / "report.json"
     for attempt in range(12):
@@ -365,9 +368,6 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
                 h.faults["kill"] += 1
         out, err = proc.communicate(timeout=120)
         h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
-        for line in err.decode(errors="replace").splitlines():
-            if line.startswith("CAMPAIGN_LOST="):
-                h.faults["lost-response"] += int(line.split("=")[1])
         if report_path.exists():
             h.reports.setdefault(spec.name, []).append(json.loads(report_path.read_text()))
         if attempt < kills and proc.returncode != -signal.SIGKILL:
@@ -378,6 +378,8 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
             h.faults["rerun-after-failure"] += 1
     else:
         h.errors.append("the CLI never succeeded")
+    if (tmp / "lost.txt").exists():
+        h.faults["lost-response"] += len((tmp / "lost.txt").read_text().split())
     rig.calm()
     time.sleep(0.01)
     h.received = [u.rows for u in rig.emulator.state.uploads.get(job, [])]
