@@ -51,7 +51,6 @@ REPO = Path(__file__).resolve().parent.parent
 TENANT = "5f1c0e3a-0000-4000-8000-0000000000aa"
 APP_ID = "9d6a2c77-0000-4000-8000-0000000000bb"
 SECRET = "campaign-s3cr3t~" + uuid.uuid4().hex
-IDENTITY = "e2e2e2e2-0000-4000-8000-0000000000e2"
 HEADER = ["EmailAddress", "EffectiveDate", "Remarks", "Rating"]
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
@@ -196,7 +195,10 @@ class Rig:
         self.workdir = workdir
         state = EmulatorState()
         state.register_app(TENANT, APP_ID, SECRET)
-        state.register_managed_identity(IDENTITY, TENANT)
+        # The Function's identity: its own client id per rig, since the product keeps one credential
+        # per client id for the process's life (a test session must not get this rig's).
+        self.identity = "ca000000-0000-4000-8000-" + uuid.uuid4().hex[:12]
+        state.register_managed_identity(self.identity, TENANT)
         self.emulator = Emulator(state=state, ca_path=workdir / "ca.pem", data_dir=workdir / "data")
         self.emulator.__enter__()
         os.environ["REQUESTS_CA_BUNDLE"] = str(self.emulator.ca_path)
@@ -409,7 +411,7 @@ def function_env(rig: Rig, job: str, h: History) -> dict[str, str]:
     rig.emulator.state.set_secret(secret_name, SECRET)
     env = local_settings(
         rig.azurite.connection_string, rig.emulator, connector="main", job_id=job, tenant_id=TENANT,
-        app_id=APP_ID, identity=IDENTITY, secret_name=secret_name,
+        app_id=APP_ID, identity=rig.identity, secret_name=secret_name,
     ) | {
         "HR_INCOMING_CONTAINER": f"in-{suffix}", "HR_PROCESSED_CONTAINER": f"processed-{suffix}",
         "HR_REPORTS_CONTAINER": f"reports-{suffix}", "HR_FAILED_CONTAINER": f"failed-{suffix}",
