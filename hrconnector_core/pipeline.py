@@ -389,7 +389,10 @@ def _run(
         checkpoint = _load(source, options, store, found)
         if checkpoint is not None and checkpoint.finished:
             if _accepted_rows(checkpoint) > 0:
-                _already_uploaded(source, report, checkpoint)
+                listed = bool(checkpoint.rows.get("rejected")) and _list_rejected_again(
+                    source, options, report, facts, blocks, checkpoint
+                )
+                _already_uploaded(source, report, checkpoint, rejected_listed=listed)
                 return
             # Nothing of this content reached the service (every row was rejected): nothing can
             # arrive twice, so it is read again under today's mapping and policy.
@@ -566,7 +569,7 @@ def _load(
     return checkpoint
 
 
-def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint) -> None:
+def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint, *, rejected_listed: bool) -> None:
     """A file content uploaded in full to this job is not read again, whatever the settings now."""
     rows = checkpoint.rows or {"in": sum(checkpoint.completed.values()), "uploaded": sum(checkpoint.completed.values())}
     report.rows.rows_in = rows.get("in", 0)
@@ -583,12 +586,34 @@ def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint)
         note = (
             f"this file's content was uploaded to this job on {checkpoint.finished_at}: "
             f"{rows.get('uploaded', 0)} row(s) accepted, {rejected} row(s) rejected then and never sent. "
-            "Nothing was sent now: the same content is not read again. To send the rejected rows, fix them "
-            "(the --rejected file of that run lists them) and upload a file holding only those rows; "
+            "Nothing was sent now. To send the rejected rows, fix them "
+            f"({'listed again in this report' if rejected_listed else 'the rejected rows of that run list them'}) "
+            "and upload a file holding only those rows; "
             "--force sends every row again (the accepted rows arrive twice)"
         )
     report.notes.append(note)
     log.info("%s: %s", source.name, note)
+
+
+def _list_rejected_again(
+    source: Source, options: UploadOptions, report: RunReport, facts: FileFacts, blocks: _Blocks, checkpoint: Checkpoint
+) -> bool:
+    """The rows an earlier run rejected, listed again with their reasons (issues, rejected-rows
+    file) by a validation-only pass: that run may have died before it wrote them (a Function run
+    that lost its lease after its last chunk). Only under the rules that run used; nothing is sent."""
+    with open_rows(source, facts, blocks, sheet=options.sheet) as (csv_file, _), _fewer_collections():
+        mapping = options.mapping if options.mapping is not None else default_mapping(csv_file.header)
+        if checkpoint_key(facts, options, mapping).plan != checkpoint.key.plan:
+            return False  # other rules now: they would list other rows
+        if report.rejected_rows is not None:
+            report.rejected_rows.header = csv_file.header
+            report.rejected_rows.csv_format = csv_file.format
+        listing = RunReport(file_name=source.name, job_id=options.job_id, rejected_rows=report.rejected_rows)
+        for _ in RowValidator(csv_file.header, mapping).validate_rows(_records(csv_file, facts, listing), listing):
+            pass
+    report.issues, report.issue_counts = listing.issues, listing.issue_counts
+    report.header, report.mapping = csv_file.header, mapping.to_dict()
+    return True
 
 
 def _check_resumable(checkpoint: Checkpoint, key: CheckpointKey) -> None:

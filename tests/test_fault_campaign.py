@@ -132,7 +132,6 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
 
 
 # -- the campaign's finding, pinned down --------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="open finding of the fault campaign (seeds 33, 41, 81, ...): see README")
 def test_rejected_rows_keep_their_reasons_when_the_run_loses_its_lease_after_its_last_chunk(
     emulator, function_env, monkeypatch
 ) -> None:

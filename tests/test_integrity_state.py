@@ -529,3 +529,30 @@ def test_cli_mapping_infer_on_a_file_without_a_header_names_no_value(tmp_path, e
     assert result.returncode == 1
     assert "looks like data, not a header" in result.stderr and "Traceback" not in result.stderr
     assert data[0][0] not in result.stdout + result.stderr
+
+
+def test_a_rerun_of_content_uploaded_with_rejected_rows_lists_them_again_and_sends_nothing(
+    tmp_path, emulator, job, make_client
+):
+    """The rows an earlier run rejected are listed again (issues and the rejected-rows file) by a
+    rerun that finds the content uploaded: that run may have died before it wrote them."""
+    from hrconnector_core.report import RejectedRowsWriter
+
+    data = rows(6)
+    data[2][0] = "not-an-email"
+    path = write_csv(tmp_path / "hr.csv", HEADER, data)
+    store = LocalCheckpointStore(tmp_path / "state")
+    first = run_upload(LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=store)
+    assert (first.rows.uploaded, first.rows.rejected) == (5, 1)
+
+    again = tmp_path / "again.rejected.csv"
+    second = run_upload(
+        LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=store,
+        rejected_rows=RejectedRowsWriter(again),
+    )  # fmt: skip
+    assert sorted(emulator.state.rows(job)) == sorted(data[:2] + data[3:])  # nothing sent twice
+    assert (second.rows.previously_uploaded, second.rows.rejected, second.rows.uploaded) == (5, 1, 0)
+    assert [(i.row, i.code) for i in second.issues] == [(4, "invalid-email")]
+    written = again.read_text(encoding="utf-8").splitlines()
+    assert len(written) == 2 and written[1].startswith("4,") and "not-an-email" in written[1]
+    assert "listed again in this report" in second.notes[-1]
