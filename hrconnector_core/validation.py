@@ -67,7 +67,7 @@ _EMAIL = re.compile(_EMAIL_PATTERN, re.ASCII).fullmatch
 # offset, Z, or nothing. Ranges are in the pattern so that one match decides, except for days
 # 29-31 of short months.
 _ISO = re.compile(
-    r"\d{4}-(?:0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,7})?"
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,7})?"
     r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
     re.ASCII,
 ).fullmatch
@@ -86,7 +86,8 @@ _FILLED = rf"(?=[^{_CONTROL}]*(?u:[^\s{_CONTROL}]))"
 _DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
 _FAST_KIND = {
     Kind.EMAIL: _EMAIL_PATTERN,
-    Kind.DATE: rf"\d{{4}}-{_DAY}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,7}})?(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
+    Kind.DATE: rf"(?!0000)\d{{4}}-{_DAY}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,7}})?"
+    r"(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?",
 }
 _LOOKALIKES = (
     (re.compile(r"\d{4}-\d{2}-\d{2}"), "a date without a time: add T00:00:00"),
@@ -203,7 +204,8 @@ class RowValidator:
         counts = Counter(names)  # linear: a 100,000-column header must not take minutes
         duplicates = sorted({h for h, n in zip(header, names, strict=True) if n and counts[n] > 1})
         if duplicates:
-            raise InputFileError(f"the header names these columns more than once: {', '.join(duplicates)}")
+            more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+            raise InputFileError(f"the header names these columns more than once: {', '.join(duplicates[:10])}{more}")
         self._index = {n: i for i, n in enumerate(names) if n}
         self._fast_path = fast_path
         self._plans: dict[str, _ScenarioPlan] = {}
@@ -269,6 +271,9 @@ class RowValidator:
     ) -> Callable[[str], re.Match[str] | None] | None:
         if not self._fast_path or any(c.date_format for c in checks):
             return None  # converted dates need the detailed path
+        positions = [c.position for c in checks]
+        if len(set(positions)) < len(positions) or self._scenario_index in positions:
+            return None  # one column read by two checks: one pattern piece cannot hold both
         pieces: list[str | None] = [None] * self.width  # None: a column no check reads
         if self._scenario_index is not None:
             # Only values found in _plan_by_raw reach this pattern, and only printable ones are

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hrconnector_core.csvreader import Record
+from hrconnector_core.mapping import Mapping
 from hrconnector_core.pipeline import default_mapping
 from hrconnector_core.schema import SCENARIOS, Kind
 from hrconnector_core.validation import SEP, Issue, RowSink, RowValidator, _before_iso, _before_parsed
@@ -267,3 +269,29 @@ def test_the_date_order_examples():
     assert _before_iso("2024-05-01T00:00:00Z", "2024-05-01T00:00:00.1Z") is True  # 'Z' sorts after '.'
     assert _before_iso("2024-05-01T05:29:00+05:30", "2024-05-01T00:00:00Z") is True  # parsed: 23:59 UTC
     assert _before_iso("2024-05-01T00:00:00.1234567Z", "2024-05-01T00:00:00.1234568Z") is True  # 7 digits
+
+
+# -- from the adversarial review: cases the generators did not reach ------------------------------
+def _both(header: list[str], record: list[str], mapping: Mapping | None = None) -> list[list[str]]:
+    """The issue codes of one row, fast path and detailed checks (they must agree)."""
+    mapping = mapping or default_mapping(header)
+    codes_seen = []
+    for fast in (True, False):
+        sink = Recorder()
+        rows = list(RowValidator(header, mapping, fast_path=fast).validate_rows([(2, record)], sink))
+        rejected = [issue.code for event in sink.events if event[0] == "rejected" for issue in event[3]]  # type: ignore[attr-defined]
+        codes_seen.append(["valid"] if rows else rejected)
+    return codes_seen
+
+
+@pytest.mark.parametrize("day", ["28", "31"])
+def test_year_0000_is_no_date_on_either_path(day: str) -> None:
+    fast, detailed = _both(["EmailAddress", "EffectiveDate"], ["a@b.co", f"0000-01-{day}T00:00:00Z"])
+    assert fast == detailed == ["invalid-date"]
+
+
+def test_one_column_mapped_to_two_fields_keeps_both_checks() -> None:
+    columns = {"EmailAddress": "Mail", "EffectiveDate": "When", "Remarks": "Mail"}
+    mapping = Mapping.from_dict({"scenarios": [{"scenario": "performance_review", "columns": columns}]})
+    fast, detailed = _both(["Mail", "When"], ["not-an-email", "2024-01-01T00:00:00Z"], mapping)
+    assert fast == detailed == ["invalid-email"]
