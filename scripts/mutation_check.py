@@ -60,6 +60,7 @@ V = "tests/test_validation.py::"
 I = "tests/test_ingestion.py::"  # noqa: E741 - a prefix, like the others
 LEAKS = "tests/test_no_leaks.py"
 IS = "tests/test_integrity_state.py::"
+G = "tests/test_mutation_guards.py::"  # tests written for mutations that survived
 
 MUTATIONS: list[Mutation] = [
     # -- service: the ten the audit found surviving (four here) ---------------------------------
@@ -185,7 +186,8 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "downloader = self.blob.download_blob(etag=self.etag, match_condition=MatchConditions.IfNotModified)",
         "downloader = self.blob.download_blob()",
-        FUNCTION,
+        # The Function's tests do not see it: the block digests catch a change mid-read anyway.
+        (G + "test_a_replaced_file_is_not_read_at_its_new_version", *FUNCTION),
         "a file replaced mid-run is uploaded as a mix of two versions",
     ),
     Mutation(
@@ -193,7 +195,7 @@ MUTATIONS: list[Mutation] = [
         "hrconnector_core/blobstore.py",
         "blob.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified)",
         "blob.delete_blob()",
-        FUNCTION,
+        (G + "test_a_replaced_file_is_not_deleted_by_the_run_of_its_old_version", *FUNCTION),
         "a new version dropped during a run is deleted unprocessed",
     ),
     Mutation(
