@@ -48,3 +48,25 @@ def test_a_replaced_file_is_not_deleted_by_the_run_of_its_old_version(container:
     assert blob.download_blob().readall() == NEW
     assert delete_if_unchanged(blob, new_etag) is True
     assert not blob.exists()
+
+
+def test_the_function_app_registers_once_under_the_module_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation "emulator host: registration not thread-safe": `app.get_functions()` may run only
+    once per app, so a concurrent first caller must find the registration lock held and wait.
+    Checked from inside the registration itself (no threads, no timing)."""
+    import function_app
+    from hrconnector_core.emulator import host
+
+    functions = list(host.registered_functions().values())  # the real registration, done once
+    calls: list[bool] = []
+
+    def get_functions() -> list[object]:
+        calls.append(host._registration_lock.locked())  # a second caller would block here
+        return functions
+
+    monkeypatch.setattr(host, "_registered", None)
+    monkeypatch.setattr(function_app.app, "get_functions", get_functions)
+    first = host.registered_functions()
+    assert host.registered_functions() is first
+    assert calls == [True]
+    assert set(first) == {str(f.get_function_name()) for f in functions}
