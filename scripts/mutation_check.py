@@ -77,8 +77,8 @@ MUTATIONS: list[Mutation] = [
         # The service asks the claim before every chunk and before it writes or moves anything;
         # since issue 11 the "lost" test lives in FileClaim.check, so the bug is that it never says so.
         "hrconnector_core/blobstore.py",
-        '        if not self._renew():\n            raise LeaseLostError(f"the lease on the state of',
-        '        if not self._renew() and False:\n            raise LeaseLostError(f"the lease on the state of',
+        '        if not self._renew():\n            raise LeaseLostError(f"the lease on {self._what}',
+        '        if not self._renew() and False:\n            raise LeaseLostError(f"the lease on {self._what}',
         FUNCTION,
         "a paused run finishes a file another run has taken over",
     ),
@@ -163,8 +163,9 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "blobstore: state and checkpoints written without their ETag condition",
         "hrconnector_core/blobstore.py",
-        "body, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease",
-        "body, overwrite=True, lease=lease",
+        "                    etag=etag,\n                    match_condition=MatchConditions.IfNotModified,\n"
+        "                    lease=lease,\n                    metadata=metadata,",
+        "                    lease=lease,\n                    metadata=metadata,",
         FUNCTION,
         "a run that lost its lease overwrites the newer run's checkpoint",
     ),
@@ -201,8 +202,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "blobstore: a new state overwrites an existing one",
         "hrconnector_core/blobstore.py",
-        "result = blob.upload_blob(body, overwrite=False, lease=lease)",
-        "result = blob.upload_blob(body, overwrite=True, lease=lease)",
+        "result = blob.upload_blob(body, overwrite=False, lease=lease, metadata=metadata)",
+        "result = blob.upload_blob(body, overwrite=True, lease=lease, metadata=metadata)",
         FUNCTION,
         "a redelivered event resets a finished file's state and processes it again",
     ),
@@ -265,17 +266,17 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "pipeline: the checkpoint key ignores the chunk size",
         "hrconnector_core/pipeline.py",
-        "return CheckpointKey(facts.sha256, options.job_id, options.records_per_call, plan)",
-        "return CheckpointKey(facts.sha256, options.job_id, 0, plan)",
+        "return CheckpointKey(content_id(facts, options), options.job_id, options.records_per_call, plan)",
+        "return CheckpointKey(content_id(facts, options), options.job_id, 0, plan)",
         ("tests/test_checkpoint_plan.py",),
         "a rerun with another chunk size skips chunks by the old plan's indexes: rows lost",
     ),
     Mutation(
         "pipeline: the end of each chunk logged at DEBUG (an HR value leak)",
         "hrconnector_core/pipeline.py",
-        '        log.info(\n            "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",\n',
+        '        chunk_log.info(\n            "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",\n',
         '        log.debug("chunk %d ends with %r", chunk.index, chunk.data[-30:])\n'
-        '        log.info(\n            "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",\n',
+        '        chunk_log.info(\n            "chunk %d uploaded: rows %d-%d, %d records, %d attempt(s)",\n',
         (LEAKS,),
         "remarks, ratings or names in Application Insights",
     ),
@@ -502,8 +503,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "validation: a bad date quoted in its message (leak)",
         "hrconnector_core/validation.py",
-        'message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed)}"',
-        'message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed)}: {trimmed}"',
+        'message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed, check.column)}"',
+        'message = f"not ISO 8601 ({DATE_FORMAT_HINT}){date_hint(trimmed, check.column)}: {trimmed}"',
         (LEAKS, V + "test_other_date_formats_fail_with_a_hint_and_without_the_value"),
     ),
     # -- csvreader -----------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -113,6 +115,15 @@ def cli_env(emulator: Emulator) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"HR_TEST_SECRET": SECRET, "REQUESTS_CA_BUNDLE": str(emulator.ca_path), "PYTHONPATH": str(REPO)})
     return env
+
+
+def start_cli(emulator: Emulator, *args: str) -> subprocess.Popen[str]:
+    """The CLI as a running process. Ctrl-C is restored to Python's default in it: a test run
+    started in the background (`cmd &`) hands its children an ignored SIGINT, which Python keeps."""
+    return subprocess.Popen(
+        cli_command(*args), env=cli_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
+    )  # fmt: skip
 
 
 # -- the Function: Azurite, the function's managed identity, its settings ---------------------------

@@ -32,7 +32,7 @@ from hrconnector_core.pipeline import (
 )
 from hrconnector_core.service import FileFailedError
 
-from .conftest import cli_command, cli_env, upload_args
+from .conftest import cli_command, cli_env, start_cli, upload_args
 from .csvdata import HEADER, csv_bytes, rows, write_csv
 from .test_integrity_state import BLOCK, ChangingSource, FaultyDisk, UploadGate, partial_upload, rows_within_first_block
 
@@ -53,12 +53,6 @@ def run_cli(emulator, *args: str, timeout: float = 120) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
         preexec_fn=_limit_memory,
-    )
-
-
-def start_cli(emulator, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cli_command(*args), env=cli_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 

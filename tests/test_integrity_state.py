@@ -31,7 +31,7 @@ from hrconnector_core.pipeline import (
     run_upload,
 )
 
-from .conftest import cli_command, cli_env, upload_args
+from .conftest import cli_command, cli_env, start_cli, upload_args
 from .csvdata import HEADER, csv_bytes, rows, write_csv
 
 BLOCK = 1 << 20  # the pipeline's hash block
@@ -39,12 +39,6 @@ BLOCK = 1 << 20  # the pipeline's hash block
 
 def run_cli(emulator, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cli_command(*args), env=cli_env(emulator), capture_output=True, text=True, timeout=120)
-
-
-def start_cli(emulator, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cli_command(*args), env=cli_env(emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def counted(data: list[list[str]]) -> Counter[tuple[str, ...]]:
