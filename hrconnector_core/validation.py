@@ -79,10 +79,13 @@ _ISO = re.compile(
 # other control character either (the scenario column's piece is reached only with a value known
 # to be printable). February 29th and anything unusual take the detailed path.
 SEP = "\x1f"
-_ANY = f"[^{_CONTROL}]*"
+# Text may hold line breaks and tabs (a remark typed over several lines arrives quoted, whole):
+# text pieces exclude every other control character, SEP included.
+_TEXT_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_ANY = f"[^{_TEXT_CONTROL}]*"
 _BLANK = " *"  # what str.isspace() calls blank, without control characters
 # A required text value: at least one character that is neither a control nor (Unicode) white space.
-_FILLED = rf"(?=[^{_CONTROL}]*(?u:[^\s{_CONTROL}]))"
+_FILLED = rf"(?=[^{_TEXT_CONTROL}]*(?u:[^\s{_CONTROL}]))"
 _DAY = r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
 _FAST_KIND = {
     Kind.EMAIL: _EMAIL_PATTERN,
@@ -285,7 +288,7 @@ class RowValidator:
             if check.kind in _FAST_KIND:
                 piece = _FAST_KIND[check.kind]
             elif check.max_length is not None:
-                piece = f"[^{_CONTROL}]{{0,{check.max_length}}}"
+                piece = f"[^{_TEXT_CONTROL}]{{0,{check.max_length}}}"
             else:
                 piece = _ANY
             if check.required:
