@@ -460,8 +460,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "validation: length limit one too long on the fast path",
         "hrconnector_core/validation.py",
-        'piece = f"[^{_CONTROL}]{{0,{check.max_length}}}"',
-        'piece = f"[^{_CONTROL}]{{0,{check.max_length + 1}}}"',
+        'piece = f"[^{_TEXT_CONTROL}]{{0,{check.max_length}}}"',
+        'piece = f"[^{_TEXT_CONTROL}]{{0,{check.max_length + 1}}}"',
         (V + "test_length_limits", "tests/test_validation_fastpath.py"),
     ),
     Mutation(
