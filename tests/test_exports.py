@@ -301,3 +301,30 @@ def test_log_lines_never_land_on_the_progress_bars_line():
     assert lines[0].startswith("\r[##########") and "50.0% read" in lines[0]
     assert lines[1] == "WARNING chunk 2 attempt 1: HTTP 503; retrying in 1.0 s"  # a line of its own
     assert lines[2].startswith("\r[####################] 100.0% read") and lines[3] == ""
+
+
+def test_unknown_scenario_message_lists_the_configured_values(tmp_path, emulator, job, make_client):
+    """The values an admin can type in the scenario column, as the mapping file writes them (not
+    the scenarios' titles, which a row may not hold)."""
+    from hrconnector_core.mapping import load_mapping
+
+    mapping_path = tmp_path / "mapping.json"
+    mapping_path.write_text(
+        '{"scenario_column": "Kind", "scenarios": [{"scenario": "resignation", "value": "LEAVER", "columns": '
+        '{"EmailAddress": "Mail", "ResignationDate": "Notice", "LastWorkingDate": "Last"}}]}'
+    )
+    path = tmp_path / "hr.csv"
+    path.write_text(
+        "Kind,Mail,Notice,Last\r\nleaver,a@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00\r\n"
+        "Resignation,b@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00\r\n"
+    )
+    report = run_upload(
+        LocalFileSource(path),
+        UploadOptions(job_id=job, mapping=load_mapping(mapping_path)),
+        client=make_client(job),
+        store=None,
+    )
+    assert emulator.state.rows(job) == [["LEAVER", "a@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00"]]
+    [issue] = report.issues
+    assert (issue.row, issue.code) == (3, "unknown-scenario")
+    assert issue.message == "the scenario value is not a mapped scenario value (mapped: 'LEAVER')"

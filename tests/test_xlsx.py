@@ -320,3 +320,143 @@ def test_openpyxl_is_loaded_only_for_workbooks(tmp_path):
     xlsx_run = subprocess.run([sys.executable, "-c", script, str(book)], capture_output=True, text=True, check=True,
                               cwd=REPO)  # fmt: skip
     assert xlsx_run.stdout.split() == ["planned", "True"]
+
+
+# -- from the adversarial review of issue 13 ----------------------------------------------------
+
+
+def test_formulas_without_a_saved_result_are_set_aside_not_skipped(tmp_path, emulator, job, make_client):
+    """openpyxl (and some tools) save formulas without their results: such a row was read as a
+    blank line and lost. It is set aside, naming the cell; a formula with a saved result is sent."""
+    path = tmp_path / "formulas.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    sheet.append(["a@contoso.com", dt.datetime(2019, 4, 23), "=B2+6"])  # row 2: one formula cell
+    sheet.append(['=LOWER("B@CONTOSO.COM")', "=DATE(2019,4,23)", "=DATE(2019,4,29)"])  # row 3: all formulas
+    sheet.append(["c@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)])
+    book.save(path)
+    rejected = RejectedRowsWriter(tmp_path / "rejected.csv")
+    report = run_upload(
+        LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=None, rejected_rows=rejected
+    )
+    assert emulator.state.rows(job) == [["c@contoso.com", "2019-04-23T00:00:00", "2019-04-29T00:00:00"]]
+    assert report.rows.rows_in == 3 and report.rows.rejected == 2
+    issues = [(i.row, i.column, i.code) for i in report.issues]
+    assert issues == [
+        (2, "LastWorkingDate", "formula-without-result"),
+        (3, "EmailAddress", "formula-without-result"),
+        (3, "ResignationDate", "formula-without-result"),
+        (3, "LastWorkingDate", "formula-without-result"),
+    ]
+    assert report.issues[0].message.startswith("cell C2 (column C (LastWorkingDate)) holds a formula without a saved")
+    assert "needs a value" not in " ".join(i.message for i in report.issues)
+    assert "\x00" not in (tmp_path / "rejected.csv").read_text(encoding="utf-8-sig")
+
+
+def test_a_formula_in_the_header_row_is_a_file_error(tmp_path, job):
+    path = tmp_path / "hdr.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["EmailAddress", '="Resignation"&"Date"', "LastWorkingDate"])
+    book.active.append(["a@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)])
+    book.save(path)
+    report = upload(path, job, None, dry_run=True)
+    assert report.status == "failed" and "header cell B1 holds a formula without a saved result" in report.error
+
+
+def _inline_cell_workbook(path: Path, text_bytes: bytes) -> Path:
+    """A workbook whose row 3 holds one inline string (as the review's bomb did)."""
+    base = workbook(path.with_suffix(".base.xlsx"), {"HR": [HEADER, ["a@contoso.com", dt.datetime(2019, 4, 23),
+                                                                       dt.datetime(2019, 4, 29)]]})  # fmt: skip
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                cell = b'<row r="3"><c r="A3" t="inlineStr"><is><t>' + text_bytes + b"</t></is></c></row>"
+                data = data.replace(b"</sheetData>", cell + b"</sheetData>")
+            out.writestr(item.filename, data)
+    return path
+
+
+def test_a_zip_bomb_workbook_is_refused_before_parsing(tmp_path, job):
+    path = _inline_cell_workbook(tmp_path / "bomb.xlsx", b"A" * (64 << 20))
+    assert path.stat().st_size < 1 << 20  # small on disk
+    report = upload(path, job, None, dry_run=True)
+    assert report.status == "failed"
+    assert report.error.endswith(
+        "as a zip bomb does; open it in Excel and save it again, or save it as CSV; nothing was sent"
+    )
+
+
+def test_a_cell_over_the_field_limit_is_refused_while_streaming(tmp_path, job):
+    from hrconnector_core.csvreader import MAX_FIELD_CHARS
+
+    # Just over the limit (exact check on the text) and far over it (the byte cap while parsing).
+    for n in (MAX_FIELD_CHARS + 1, 12 * MAX_FIELD_CHARS):
+        path = _inline_cell_workbook(tmp_path / f"long{n}.xlsx", b"A" * n)
+        report = upload(path, job, None, dry_run=True)
+        assert report.status == "failed"
+        assert f"longer than {MAX_FIELD_CHARS:,} characters" in report.error, report.error
+        assert "AAAA" not in report.error
+
+
+def test_hidden_sheets_are_not_the_default_and_sheet_names_match_case_insensitively(
+    tmp_path, emulator, job, make_client
+):
+    path = tmp_path / "hidden.xlsx"
+    book = openpyxl.Workbook()
+    lookup = book.active
+    lookup.title = "Lookup"
+    lookup.append(["code", "name"])
+    lookup.append(["x", "y"])
+    lookup.sheet_state = "hidden"
+    hr = book.create_sheet("HR")
+    hr.append(HEADER)
+    hr.append(["a@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)])
+    book.active = 1
+    book.save(path)
+    report = upload(path, job, make_client(job))
+    assert report.status == "succeeded", report.error
+    assert emulator.state.rows(job) == [["a@contoso.com", "2019-04-23T00:00:00", "2019-04-29T00:00:00"]]
+    assert "read sheet 'HR' of the workbook" in report.notes
+    report = upload(path, "job-2", None, dry_run=True, sheet="hr")
+    assert report.status == "planned", report.error
+    assert "read sheet 'HR' of the workbook" in report.notes
+
+
+@pytest.mark.parametrize("name", ["~$hr.xlsx", "renamed.xlsx"])
+def test_a_file_named_xlsx_that_is_no_workbook(tmp_path, job, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x05alice" + b" " * 48 + b"\x05\x00" + "alice".encode("utf-16-le") + b"\x00" * 100
+                     if name.startswith("~$") else b"EmailAddress,ResignationDate\r\n")  # fmt: skip
+    report = upload(path, job, None, dry_run=True)
+    assert report.status == "failed"
+    assert report.error.startswith("the file is named .xlsx but is not a workbook")
+
+
+def test_empty_columns_left_of_the_table_and_unnamed_columns(tmp_path, emulator, job, make_client):
+    path = tmp_path / "lead.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for i, name in enumerate(HEADER):
+        sheet.cell(row=3, column=3 + i, value=name)
+    for r, email in ((4, "a@contoso.com"), (5, "b@contoso.com")):
+        sheet.cell(row=r, column=3, value=email)
+        sheet.cell(row=r, column=4, value=dt.datetime(2019, 4, 23))
+        sheet.cell(row=r, column=5, value=dt.datetime(2019, 4, 29))
+    sheet["A5"] = "note"  # a value left of the table: the row is set aside, not cut short
+    book.save(path)
+    report = upload(path, job, make_client(job))
+    assert emulator.state.uploads[job][0].header == HEADER
+    assert emulator.state.rows(job) == [["a@contoso.com", "2019-04-23T00:00:00", "2019-04-29T00:00:00"]]
+    assert [(i.row, i.code) for i in report.issues] == [(5, "value-outside-table")]
+    # A column without a name in the middle of the header: refused before anything is sent.
+    gap = workbook(tmp_path / "gap.xlsx", {"HR": [["EmailAddress", None, "ResignationDate", "LastWorkingDate"],
+                                                  ["a@contoso.com", "x", dt.datetime(2019, 4, 23),
+                                                   dt.datetime(2019, 4, 29)]]})  # fmt: skip
+    csv_gap = tmp_path / "gap.csv"
+    csv_gap.write_text("EmailAddress,,ResignationDate,LastWorkingDate\r\na@contoso.com,x,2019-04-23,2019-04-29\r\n")
+    for bad in (gap, csv_gap):
+        report = upload(bad, "job-gap", None, dry_run=True)
+        assert report.status == "failed"
+        assert report.error.startswith("the file has a header cell without a name, column(s) 2:"), report.error
