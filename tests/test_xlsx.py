@@ -264,12 +264,17 @@ def test_the_function_processes_a_workbook_dropped_into_azurite(tmp_path, emulat
         },
     )
     data = path.read_bytes()
+    # Excel's owner file beside an open workbook: no input, left where it is, never reported.
+    lock = b"\x05alice" + b" " * 48 + b"\x05\x00" + "alice".encode("utf-16-le") + b"\x00" * 100
+    env.drop("main/~$leavers.xlsx", lock)
+    invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/~$leavers.xlsx")
     env.drop("main/leavers.xlsx", data)
     invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/leavers.xlsx")
     assert emulator.state.rows(env.job) == [["a@contoso.com", "2019-04-23T15:18:02", "2019-04-30T00:00:00"]]
     names = env.settings.containers
     listing = env.listing()
-    assert listing[names.incoming] == []
+    assert listing[names.incoming] == ["main/~$leavers.xlsx"]
+    assert not [n for n in listing[names.reports] + listing[names.processed] if "~$" in n]
     moved = [n for n in listing[names.processed] if n.endswith("/leavers.xlsx")]  # rejects: reported aside
     assert len(moved) == 1
     assert env.service.processed.get_blob_client(moved[0]).download_blob().readall() == data
@@ -282,6 +287,11 @@ def test_the_function_processes_a_workbook_dropped_into_azurite(tmp_path, emulat
     assert blob.startswith(codecs.BOM_UTF8)
     back = list(csv.reader(io.StringIO(blob.decode("utf-8-sig"), newline="")))
     assert back[1][0] == "3" and back[1][2] == "jos\u00e9@contoso"
+    # The timer's sweep of files no event processed leaves the lock file alone too.
+    summary = env.service.run_schedule(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+    assert [o.status for o in summary.swept] == ["ignored"]
+    assert env.listing()[names.incoming] == ["main/~$leavers.xlsx"]
+    assert not [n for n in env.listing()[names.failed] if "~$" in n]
 
 
 def test_many_distinct_texts_read_back_from_the_disk_table(tmp_path, job):
