@@ -9,7 +9,8 @@ Cells become the text an admin would type in a CSV: dates and times in ISO 8601 
 documentation writes them (yyyy-mm-ddThh:mm:ss; a date alone is midnight), whole numbers
 without a decimal part (123456, not 123456.0), other numbers to Excel's 15 significant digits
 without float noise, booleans as TRUE/FALSE. Rows are numbered as Excel shows them; empty rows
-and cells after the last value are not rows or fields at all.
+and cells after the last value are not rows or fields at all. A time cell reads like a datetime's
+time part (09:30:15, or 09:30:15.500 with a fraction).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def cell_text(value: Any) -> str:
         return value.isoformat(timespec="seconds" if not value.microsecond else "milliseconds")
     if isinstance(value, dt.date):
         return f"{value.isoformat()}T00:00:00"
-    if isinstance(value, dt.time):
-        return value.isoformat()
+    if isinstance(value, dt.time):  # as a datetime's time part: milliseconds only when there are any
+        return value.isoformat(timespec="seconds" if not value.microsecond else "milliseconds")
     if isinstance(value, dt.timedelta):
         return str(value)
     if isinstance(value, int):

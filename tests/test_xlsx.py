@@ -40,13 +40,22 @@ def typed_rows() -> list[list[object]]:
         ["a@contoso.com", dt.datetime(2019, 4, 23, 15, 18, 2), dt.date(2019, 4, 29), 123456, 4.0, 0.1 + 0.2, True,
          dt.time(9, 30)],
         ["b@contoso.com", dt.datetime(2019, 4, 24), dt.datetime(2019, 4, 30, 8, 0), 123456.0, 1234567.891, 1e-7,
-         False, None],
+         False, dt.time(9, 30, 15, 500000)],
     ]  # fmt: skip
 
 
 EXPECTED_TYPED = [
     ["a@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00", "123456", "4", "0.3", "TRUE", "09:30:00"],
-    ["b@contoso.com", "2019-04-24T00:00:00", "2019-04-30T08:00:00", "123456", "1234567.891", "0.0000001", "FALSE", ""],
+    [
+        "b@contoso.com",
+        "2019-04-24T00:00:00",
+        "2019-04-30T08:00:00",
+        "123456",
+        "1234567.891",
+        "0.0000001",
+        "FALSE",
+        "09:30:15.500",
+    ],  # a time as a datetime's time part: milliseconds, not microseconds
 ]
 
 
