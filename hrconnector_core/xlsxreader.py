@@ -127,8 +127,8 @@ class _CappedXml:
     ElementTree a text whole, so one 400 MB cell would be 400 MB (and more) in memory. The count
     restarts at each end marker; after `stop` (the end of <sheetData>) nothing is counted."""
 
-    def __init__(self, raw: IO[bytes], markers: tuple[bytes, ...], stop: bytes | None, what: str) -> None:
-        self._raw, self._markers, self._stop, self._what = raw, markers, stop, what
+    def __init__(self, raw: IO[bytes], markers: tuple[bytes, ...], stop: bytes | None, what: str, after: str) -> None:
+        self._raw, self._markers, self._stop, self._what, self._after = raw, markers, stop, what, after
         self._run = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -142,7 +142,7 @@ class _CappedXml:
             if self._run > _MAX_CELL_BYTES:
                 raise InputFileError(
                     f"the workbook's {self._what} holds a text longer than {MAX_FIELD_CHARS:,} characters "
-                    "(Excel's own limit is 32,767); nothing was sent"
+                    f"(Excel's own limit is 32,767); {self._after}"
                 )
         return data
 
@@ -156,7 +156,8 @@ def _rows_dropped(source: Any) -> Iterator[tuple[str, Any]]:
 
     parents: list[Any] = []
     formula_cell: Any = None
-    capped = _CappedXml(source, (b"</c>", b"</row>"), b"</sheetData>", "sheet")
+    # Rows are sent while the sheet is read: the rows before the long cell may have been sent.
+    capped = _CappedXml(source, (b"</c>", b"</row>"), b"</sheetData>", "sheet", "nothing more was read")
     # The parser openpyxl itself uses (no defusedxml here): expat >= 2.4.1 caps entity expansion
     # (billion laughs) and ElementTree never fetches external entities.
     for event, element in iterparse(capped, events=("start", "end")):  # noqa: S314
@@ -201,7 +202,9 @@ def _load_workbook(stream: IO[bytes], strings: _DiskStrings) -> Any:
             part = self.package.find(SHARED_STRINGS)
             if part is not None:
                 with self.archive.open(part.PartName[1:]) as src:
-                    for _, node in iterparse(_CappedXml(src, (b"</si>",), None, "shared-strings table")):
+                    for _, node in iterparse(
+                        _CappedXml(src, (b"</si>",), None, "shared-strings table", "nothing was sent")
+                    ):
                         if node.tag == tag:
                             strings.append(Text.from_tree(node).content.replace("x005F_", ""))
                             node.clear()

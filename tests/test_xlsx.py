@@ -383,8 +383,9 @@ def test_a_formula_in_the_header_row_is_a_file_error(tmp_path, job):
     assert report.status == "failed" and "header cell B1 holds a formula without a saved result" in report.error
 
 
-def _inline_cell_workbook(path: Path, text_bytes: bytes) -> Path:
-    """A workbook whose row 3 holds one inline string (as the review's bomb did)."""
+def _inline_cell_workbook(path: Path, text_bytes: bytes, shared: bytes | None = None) -> Path:
+    """A workbook whose row 3 holds one inline string (as the review's bomb did), or with `shared`
+    one text of a shared-strings table (openpyxl writes none: its texts are inline)."""
     base = workbook(path.with_suffix(".base.xlsx"), {"HR": [HEADER, ["a@contoso.com", dt.datetime(2019, 4, 23),
                                                                        dt.datetime(2019, 4, 29)]]})  # fmt: skip
     with zipfile.ZipFile(base) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
@@ -392,8 +393,21 @@ def _inline_cell_workbook(path: Path, text_bytes: bytes) -> Path:
             data = src.read(item.filename)
             if item.filename == "xl/worksheets/sheet1.xml":
                 cell = b'<row r="3"><c r="A3" t="inlineStr"><is><t>' + text_bytes + b"</t></is></c></row>"
+                if shared is not None:
+                    cell = b'<row r="3"><c r="A3" t="s"><v>0</v></c></row>'
                 data = data.replace(b"</sheetData>", cell + b"</sheetData>")
+            elif shared is not None and item.filename == "[Content_Types].xml":
+                part = b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+                part += b'officedocument.spreadsheetml.sharedStrings+xml"/>'
+                data = data.replace(b"</Types>", part + b"</Types>")
+            elif shared is not None and item.filename == "xl/_rels/workbook.xml.rels":
+                rel = b'<Relationship Id="rIdS" Target="sharedStrings.xml" Type="http://schemas.openxmlformats.org/'
+                rel += b'officeDocument/2006/relationships/sharedStrings"/>'
+                data = data.replace(b"</Relationships>", rel + b"</Relationships>")
             out.writestr(item.filename, data)
+        if shared is not None:
+            table = b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1">'
+            out.writestr("xl/sharedStrings.xml", table + b"<si><t>" + shared + b"</t></si></sst>")
     return path
 
 
@@ -417,6 +431,13 @@ def test_a_cell_over_the_field_limit_is_refused_while_streaming(tmp_path, job):
         assert report.status == "failed"
         assert f"longer than {MAX_FIELD_CHARS:,} characters" in report.error, report.error
         assert "AAAA" not in report.error
+    # A text in the shared-strings table (as Excel writes texts), read when the workbook is opened.
+    path = _inline_cell_workbook(tmp_path / "shared.xlsx", b"", shared=b"B" * (12 * MAX_FIELD_CHARS))
+    report = upload(path, job, None, dry_run=True)
+    assert report.error == (
+        f"the workbook's shared-strings table holds a text longer than {MAX_FIELD_CHARS:,} characters "
+        "(Excel's own limit is 32,767); nothing was sent"
+    )
 
 
 def test_hidden_sheets_are_not_the_default_and_sheet_names_match_case_insensitively(
