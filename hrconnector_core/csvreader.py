@@ -622,6 +622,10 @@ class CsvFile:
         # notes, never data for the service; the file's own columns follow them.
         self._skip = len(REJECTED_COLUMNS) if is_rejected_rows_header(header) else 0
         self.header = header[self._skip :]
+        # Empty cells after the last name (a trailing delimiter) are no columns, as in a workbook:
+        # a row's fields there are checked as extra fields (empty: dropped; a value: set aside).
+        while self.header and not self.header[-1].strip():
+            self.header.pop()
         self.header_row = self._row
 
     def _error(self, exc: Exception) -> InputFileError:

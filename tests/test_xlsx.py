@@ -496,6 +496,16 @@ def test_empty_columns_left_of_the_table_and_unnamed_columns(tmp_path, emulator,
                                                    dt.datetime(2019, 4, 29)]]})  # fmt: skip
     csv_gap = tmp_path / "gap.csv"
     csv_gap.write_text("EmailAddress,,ResignationDate,LastWorkingDate\r\na@contoso.com,x,2019-04-23,2019-04-29\r\n")
+    # Empty cells after the last name (a trailing delimiter on every line) are no column: a row
+    # with a value there is set aside, the others are sent without it.
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text(
+        "EmailAddress,ResignationDate,LastWorkingDate,\r\na@contoso.com,2019-04-23T00:00:00,2019-04-29T00:00:00,\r\n"
+        "b@contoso.com,2019-04-23T00:00:00,2019-04-29T00:00:00,x\r\n"
+    )
+    report = upload(trailing, "job-trailing", None, dry_run=True)
+    assert report.header == HEADER and report.rows.planned == 1
+    assert [(i.row, i.code) for i in report.issues] == [(2, "extra-empty-fields"), (3, "too-many-fields")]
     for bad in (gap, csv_gap):
         report = upload(bad, "job-gap", None, dry_run=True)
         assert report.status == "failed"
