@@ -48,7 +48,9 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 EXIT_CODES = """exit codes:
   0  every row uploaded (or planned, with --dry-run), or already uploaded by an earlier run
   1  anything not uploaded: a bad file, rejected rows, a failed upload (see the report)
-  2  usage or configuration errors (arguments, credential, mapping file)"""
+  2  usage or configuration errors (arguments, credential, mapping file)
+  130  stopped by Ctrl-C; 143 stopped by SIGTERM (the report is written, the checkpoint keeps
+       what the service accepted: run again to send the rest)"""
 
 
 def _version() -> str:

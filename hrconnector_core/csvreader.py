@@ -68,7 +68,9 @@ class FileFacts:
     kind: str = "csv"
 
 
-_SEP_LINE = re.compile(r"sep=([^\r\n])\s*", re.IGNORECASE).fullmatch
+# Excel's `sep=;` line; also quoted ("sep=;", as some tools write it) and padded with the
+# delimiter to the sheet's width (sep=;;;, as Excel saves it back).
+_SEP_LINE = re.compile(r'("?)sep=([^\r\n"])\1(?:\2*)\s*', re.IGNORECASE).fullmatch
 _ZIP = (b"PK\x03\x04", b"PK\x05\x06")
 _CFB = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE compound file: .xls, .doc, encrypted .xlsx
 _ENCRYPTED = "EncryptionInfo".encode("utf-16-le")
@@ -365,7 +367,7 @@ def inspect_stream(stream: IO[bytes], *, reopen: Callable[[], IO[bytes]] | None 
             first_line = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
             hint = _SEP_LINE(first_line)
             if hint is not None:  # Excel's delimiter hint: the header is on the next line
-                delimiter, sep_line = hint.group(1), True
+                delimiter, sep_line = hint.group(2), True
                 lines = text.lstrip("\ufeff").splitlines()
                 header_line = lines[1] if len(lines) > 1 else ""
             else:
@@ -620,6 +622,10 @@ class CsvFile:
         # notes, never data for the service; the file's own columns follow them.
         self._skip = len(REJECTED_COLUMNS) if is_rejected_rows_header(header) else 0
         self.header = header[self._skip :]
+        # Empty cells after the last name (a trailing delimiter) are no columns, as in a workbook:
+        # a row's fields there are checked as extra fields (empty: dropped; a value: set aside).
+        while self.header and not self.header[-1].strip():
+            self.header.pop()
         self.header_row = self._row
 
     def _error(self, exc: Exception) -> InputFileError:

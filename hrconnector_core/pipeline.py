@@ -200,8 +200,8 @@ def _first_sheet_as_default(source: Source, facts: FileFacts, blocks: _Blocks, o
     not sent twice under two names (costs one more read of the workbook, only with --sheet)."""
     with open_rows(source, facts, blocks, sheet=options.sheet) as (rows, _):
         assert isinstance(rows, WorkbookFile)
-        first = rows.first_sheet
-    return replace(options, sheet=None) if options.sheet == first else options
+        first, found = rows.first_sheet, rows.sheet
+    return replace(options, sheet=None if found == first else found)
 
 
 def content_id(facts: FileFacts, options: UploadOptions) -> str:
@@ -212,10 +212,22 @@ def content_id(facts: FileFacts, options: UploadOptions) -> str:
 
 
 def _inspect(source: Source) -> tuple[FileFacts, _Blocks]:
+    named_xlsx = source.name.lower().endswith((".xlsx", ".xlsm"))
+    not_workbook = InputFileError(
+        "the file is named .xlsx but is not a workbook (an Excel lock file ~$name.xlsx, or another kind of "
+        "file renamed); nothing was sent"
+    )
     with source.open() as stream:
         hasher = _BlockHasher(stream)
-        facts = inspect_stream(io.BufferedReader(hasher, buffer_size=_HASH_BLOCK), reopen=source.open)
+        buffered = io.BufferedReader(hasher, buffer_size=_HASH_BLOCK)
+        # A zip is a workbook (or says what it is); an OLE file is an encrypted workbook or an .xls.
+        if named_xlsx and not buffered.peek(8)[:8].startswith((b"PK\x03\x04", b"PK\x05\x06", _OLE)):
+            raise not_workbook
+        facts = inspect_stream(buffered, reopen=source.open)
         return facts, hasher.blocks()
+
+
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
 class Policy(str, Enum):
@@ -640,6 +652,8 @@ def _records(
 ) -> Iterator[Record]:
     """The file's records; cells our rejected-rows file neutralised are set aside, not sent."""
     records = csv_file.records() if records is None else records
+    if isinstance(csv_file, WorkbookFile):
+        records = csv_file.set_aside(records, report)
     return reject_neutralised(records, report) if facts.apostrophe_formulas else records
 
 
@@ -697,7 +711,14 @@ _DATA_LIKE = re.compile(
 
 def check_header(header: list[str]) -> None:
     """A file without a header would show its first record as column names: in messages, logs
-    and the report. Refuse it, naming only column positions."""
+    and the report. Refuse it, naming only column positions. A column without a name cannot be
+    mapped or sent (the service would get an empty column name): refused too."""
+    unnamed = [str(n) for n, cell in enumerate(header, 1) if not cell.strip()]
+    if unnamed:
+        raise InputFileError(
+            f"the file has a header cell without a name, column(s) {', '.join(unnamed[:10])}: name each column "
+            "that holds data, or delete the empty column; nothing was sent"
+        )
     positions = [str(n) for n, cell in enumerate(header, 1) if _DATA_LIKE.search(cell)]
     if positions:
         raise InputFileError(

@@ -198,7 +198,7 @@ class HRConnectorService:
         """Handle the blob an event named; safe to call any number of times, from any instance."""
         name = blob.blob_name
         with log_context(file=name):
-            if not name.lower().endswith(INPUT_SUFFIXES):
+            if not name.lower().endswith(INPUT_SUFFIXES) or name.rpartition("/")[2].startswith("~$"):
                 log.warning("not a .csv or .xlsx file; left where it is")
                 return Outcome("ignored", name)
             try:

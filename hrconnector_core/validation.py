@@ -212,6 +212,7 @@ class RowValidator:
         self._index = {n: i for i, n in enumerate(names) if n}
         self._fast_path = fast_path
         self._plans: dict[str, _ScenarioPlan] = {}
+        self._values: list[str] = []  # the mapping's scenario values as configured (for messages)
         self._single: _ScenarioPlan | None = None
         self._scenario_index: int | None = None
         if mapping is not None:
@@ -268,6 +269,7 @@ class RowValidator:
                 self._single = plan
             else:
                 self._plans[sm.value.strip().casefold()] = plan
+                self._values.append(sm.value)
 
     def _fast_pattern(
         self, checks: tuple[_FieldCheck, ...], foreign: tuple[tuple[int, str], ...]
@@ -403,7 +405,7 @@ class RowValidator:
             plan = self._plans.get(raw.strip().casefold())
             if plan is None:
                 self._unknown_scenario_rows += 1
-                known = ", ".join(repr(p.title) for p in self._plans.values())
+                known = ", ".join(map(repr, self._values))
                 what = "is empty" if not raw.strip() else "is not a mapped scenario value"
                 return Issue(
                     row,

@@ -9,7 +9,8 @@ Cells become the text an admin would type in a CSV: dates and times in ISO 8601 
 documentation writes them (yyyy-mm-ddThh:mm:ss; a date alone is midnight), whole numbers
 without a decimal part (123456, not 123456.0), other numbers to Excel's 15 significant digits
 without float noise, booleans as TRUE/FALSE. Rows are numbered as Excel shows them; empty rows
-and cells after the last value are not rows or fields at all.
+and cells after the last value are not rows or fields at all. A time cell reads like a datetime's
+time part (09:30:15, or 09:30:15.500 with a fraction).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import IO, Any
 
-from .csvreader import CsvFormat, Record
+from .csvreader import MAX_FIELD_CHARS, CsvFormat, Record
 from .errors import InputFileError
+from .validation import Issue, Severity
 
 # What the rejected rows of a workbook are written as: CSV that Excel opens with its accents.
 WORKBOOK_REJECTS_FORMAT = CsvFormat("utf-8-sig", ",")
@@ -41,8 +43,8 @@ def cell_text(value: Any) -> str:
         return value.isoformat(timespec="seconds" if not value.microsecond else "milliseconds")
     if isinstance(value, dt.date):
         return f"{value.isoformat()}T00:00:00"
-    if isinstance(value, dt.time):
-        return value.isoformat()
+    if isinstance(value, dt.time):  # as a datetime's time part: milliseconds only when there are any
+        return value.isoformat(timespec="seconds" if not value.microsecond else "milliseconds")
     if isinstance(value, dt.timedelta):
         return str(value)
     if isinstance(value, int):
@@ -106,26 +108,79 @@ class _DiskStrings:
         self._ends.close()
 
 
+# Excel's limit for a cell is 32,767 characters; a cell's XML may hold a text up to the CSV limit
+# (each character at most 10 bytes as a character reference) and little else.
+_MAX_CELL_BYTES = 10 * MAX_FIELD_CHARS + (1 << 20)
+# A workbook's parts, uncompressed: far beyond a million-row sheet (about 300 MB), short of a bomb.
+MAX_UNCOMPRESSED = 4 << 30
+# Deflate reaches about 1000:1 only on repeated bytes; real sheets compress 10 to 50 times.
+_MAX_RATIO, _RATIO_FLOOR = 400, 16 << 20
+
+_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_ROW_TAG, _CELL_TAG, _F_TAG, _V_TAG = f"{_NS}row", f"{_NS}c", f"{_NS}f", f"{_NS}v"
+# What a formula cell without a saved result reads as: NUL never occurs in XML text.
+NO_RESULT = "\x00formula without a saved result"
+
+
+class _CappedXml:
+    """A part's XML with a cap on the bytes of any one cell (or shared string): expat hands
+    ElementTree a text whole, so one 400 MB cell would be 400 MB (and more) in memory. The count
+    restarts at each end marker; after `stop` (the end of <sheetData>) nothing is counted."""
+
+    def __init__(self, raw: IO[bytes], markers: tuple[bytes, ...], stop: bytes | None, what: str, after: str) -> None:
+        self._raw, self._markers, self._stop, self._what, self._after = raw, markers, stop, what, after
+        self._run = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size if size and size > 0 else 1 << 16)
+        if self._markers:
+            if self._stop is not None and data.find(self._stop) >= 0:
+                self._markers = ()
+                return data
+            end = max(data.rfind(m) for m in self._markers)
+            self._run = self._run + len(data) if end < 0 else len(data) - end
+            if self._run > _MAX_CELL_BYTES:
+                raise InputFileError(
+                    f"the workbook's {self._what} holds a text longer than {MAX_FIELD_CHARS:,} characters "
+                    f"(Excel's own limit is 32,767); {self._after}"
+                )
+        return data
+
+
 def _rows_dropped(source: Any) -> Iterator[tuple[str, Any]]:
     """ElementTree's iterparse as openpyxl's sheet parser uses it, except that each <row> is taken
     out of the tree once the parser has had it: openpyxl clears a row but leaves the empty element
-    in <sheetData>, about 90 bytes a row that would add up over a million rows."""
+    in <sheetData>, about 90 bytes a row that would add up over a million rows. A formula cell
+    without a saved result (openpyxl and some tools write none) reads as NO_RESULT, not empty."""
     from xml.etree.ElementTree import iterparse
 
     parents: list[Any] = []
+    formula_cell: Any = None
+    # Rows are sent while the sheet is read: the rows before the long cell may have been sent.
+    capped = _CappedXml(source, (b"</c>", b"</row>"), b"</sheetData>", "sheet", "nothing more was read")
     # The parser openpyxl itself uses (no defusedxml here): expat >= 2.4.1 caps entity expansion
     # (billion laughs) and ElementTree never fetches external entities.
-    for event, element in iterparse(source, events=("start", "end")):  # noqa: S314
+    for event, element in iterparse(capped, events=("start", "end")):  # noqa: S314
         if event == "start":
             parents.append(element)
             continue
         parents.pop()
+        tag = element.tag
+        if tag == _F_TAG:
+            formula_cell = parents[-1] if parents else None
+        elif element is formula_cell:
+            formula_cell = None
+            value = element.find(_V_TAG)
+            # Excel saves an empty text result as t="str" with an empty <v>: that is a result.
+            if value is None or (not value.text and element.get("t") != "str"):
+                element.set("t", "str")
+                if value is None:
+                    value = element.makeelement(_V_TAG, {})
+                    element.append(value)
+                value.text = NO_RESULT
         yield event, element
-        if parents and element.tag == _ROW_TAG:
+        if parents and tag == _ROW_TAG:
             parents[-1].remove(element)  # the only child left: the rows before it are gone
-
-
-_ROW_TAG = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}row"
 
 
 def _load_workbook(stream: IO[bytes], strings: _DiskStrings) -> Any:
@@ -147,7 +202,9 @@ def _load_workbook(stream: IO[bytes], strings: _DiskStrings) -> Any:
             part = self.package.find(SHARED_STRINGS)
             if part is not None:
                 with self.archive.open(part.PartName[1:]) as src:
-                    for _, node in iterparse(src):
+                    for _, node in iterparse(
+                        _CappedXml(src, (b"</si>",), None, "shared-strings table", "nothing was sent")
+                    ):
                         if node.tag == tag:
                             strings.append(Text.from_tree(node).content.replace("x005F_", ""))
                             node.clear()
@@ -157,6 +214,12 @@ def _load_workbook(stream: IO[bytes], strings: _DiskStrings) -> Any:
     reader = Reader(stream, read_only=True, data_only=True, keep_links=False)
     reader.read()
     return reader.wb
+
+
+def _casefold_match(name: str, names: list[str]) -> str | None:
+    """The sheet --sheet names, as Excel matches sheet names: case-insensitively."""
+    folded = name.strip().casefold()
+    return next((n for n in names if n.casefold() == folded), None)
 
 
 def _kind_of_zip(names: set[str]) -> str | None:
@@ -184,7 +247,8 @@ class WorkbookFile:
     def __init__(self, stream: IO[bytes], *, sheet: str | None = None) -> None:
         try:
             with zipfile.ZipFile(stream) as archive:
-                problem = _kind_of_zip(set(archive.namelist()))
+                members = archive.infolist()
+                problem = _kind_of_zip({m.filename for m in members})
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise InputFileError(
                 "the file starts like a ZIP archive (an .xlsx workbook is one) but cannot be read as one: "
@@ -192,11 +256,23 @@ class WorkbookFile:
             ) from None
         if problem is not None:
             raise InputFileError(f"the file is {problem}; nothing was sent")
+        # Sizes a zip declares are the sizes zipfile will read (it stops and fails past them).
+        if sum(m.file_size for m in members) > MAX_UNCOMPRESSED or any(
+            m.file_size > _RATIO_FLOOR and m.file_size > _MAX_RATIO * max(m.compress_size, 1) for m in members
+        ):
+            raise InputFileError(
+                "the workbook unpacks to far more than its size on disk (over "
+                f"{MAX_UNCOMPRESSED >> 30} GiB, or a part over {_MAX_RATIO} times its packed size), as a "
+                "zip bomb does; open it in Excel and save it again, or save it as CSV; nothing was sent"
+            )
         stream.seek(0)
         self._strings = _DiskStrings()
         self._book: Any = None
         try:
             self._book = _load_workbook(stream, self._strings)
+        except InputFileError:
+            self.close()
+            raise
         except Exception as exc:  # openpyxl raises many kinds; its messages may quote content
             self.close()
             raise InputFileError(
@@ -204,14 +280,16 @@ class WorkbookFile:
                 ".xlsx or CSV; nothing was sent"
             ) from None
         names = [ws.title for ws in self._book.worksheets]
+        # Hidden sheets are lookup tables and the like: the default is the first one Excel shows.
+        visible = [ws.title for ws in self._book.worksheets if getattr(ws, "sheet_state", "visible") == "visible"]
         if not names:
             self.close()
             raise InputFileError("the workbook has no worksheet (only charts); nothing was sent")
-        self.first_sheet = names[0]
+        self.first_sheet = visible[0] if visible else names[0]
         if sheet is None:
-            self.sheet = names[0]
-        elif sheet in names:
-            self.sheet = sheet
+            self.sheet = self.first_sheet
+        elif (found := sheet if sheet in names else _casefold_match(sheet, names)) is not None:
+            self.sheet = found
         else:
             self.close()
             raise InputFileError(
@@ -224,6 +302,8 @@ class WorkbookFile:
         self._rows: Iterator[tuple[Any, ...]] = iter(worksheet.iter_rows(values_only=True))
         self._row = 0
         self._last_value_row = 0
+        self._lead = 0  # empty columns left of the header: not part of the table
+        self._problems: dict[int, list[Issue]] = {}  # row -> why it is set aside (see set_aside)
         self.header = self._read_header()
         self.header_row = self._row
         self._last_value_row = self._row
@@ -233,6 +313,8 @@ class WorkbookFile:
             values = next(self._rows)
         except StopIteration:
             return None
+        except InputFileError:
+            raise
         except Exception as exc:  # a damaged sheet part
             raise InputFileError(
                 f"the workbook's sheet {self.sheet!r} cannot be read near row {self._row + 1} "
@@ -242,7 +324,43 @@ class WorkbookFile:
         fields = [cell_text(v) for v in values]
         while fields and not fields[-1].strip():
             fields.pop()
-        return fields
+        if sum(map(len, fields)) > MAX_FIELD_CHARS and any(len(f) > MAX_FIELD_CHARS for f in fields):
+            raise InputFileError(
+                f"the workbook's sheet {self.sheet!r} has a cell longer than {MAX_FIELD_CHARS:,} characters in "
+                f"row {self._row}; nothing more was read"
+            )
+        lead = self._lead
+        if lead and any(f.strip() for f in fields[:lead]):
+            self._problem(
+                "value-outside-table",
+                [i for i in range(lead) if fields[i].strip()],
+                "holds a value left of the table (the header starts further right): move it into a named column",
+            )
+        if NO_RESULT in fields:
+            self._problem(
+                "formula-without-result",
+                [i for i, f in enumerate(fields) if f == NO_RESULT],
+                "holds a formula without a saved result: open the workbook in Excel and save it, or paste values",
+            )
+            fields = ["" if f == NO_RESULT else f for f in fields]
+        return fields[lead:] if lead else fields
+
+    def _problem(self, code: str, columns: list[int], what: str) -> None:
+        from openpyxl.utils import get_column_letter
+
+        header = getattr(self, "header", None)
+        for i in columns:
+            letter = get_column_letter(i + 1)
+            if header is None:  # the header row itself: nothing can be sent without it
+                self.close()
+                raise InputFileError(
+                    f"the workbook's sheet {self.sheet!r}: header cell {letter}{self._row} {what}; nothing was sent"
+                )
+            name = header[i - self._lead] if 0 <= i - self._lead < len(header) else None
+            column = f"column {letter}" + (f" ({name})" if name else "")
+            self._problems.setdefault(self._row, []).append(
+                Issue(self._row, name, code, f"cell {letter}{self._row} ({column}) {what}", Severity.ERROR)
+            )
 
     def _read_header(self) -> list[str]:
         while True:
@@ -253,7 +371,20 @@ class WorkbookFile:
                     f"the workbook's sheet {self.sheet!r} is empty: there is no header row; nothing was sent"
                 )
             if fields:
-                return fields
+                # The table starts at its first named column (a sheet may leave column A empty).
+                self._lead = next(i for i, f in enumerate(fields) if f.strip())
+                return fields[self._lead :]
+
+    def set_aside(self, records: Iterator[Record], sink: Any) -> Iterator[Record]:
+        """`records` without the rows this reader found unfit to send (a formula without a saved
+        result, a value left of the table): those go to `sink.rejected` with their reasons."""
+        problems = self._problems
+        for record in records:
+            issues = problems.pop(record[0], None) if problems else None
+            if issues is None:
+                yield record
+            else:
+                sink.rejected(record, issues)
 
     @property
     def data_rows(self) -> int:

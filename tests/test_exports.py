@@ -98,6 +98,7 @@ def test_version_and_exit_codes_in_help():
     assert version.returncode == 0 and version.stdout.startswith("hrconnector ")
     helptext = run_cli("upload", "--help").stdout
     assert "exit codes:" in helptext and "  2  usage or configuration errors" in helptext
+    assert "  130  stopped by Ctrl-C; 143 stopped by SIGTERM" in helptext
 
 
 def test_a_directory_as_file_and_a_file_level_error(tmp_path):
@@ -301,3 +302,47 @@ def test_log_lines_never_land_on_the_progress_bars_line():
     assert lines[0].startswith("\r[##########") and "50.0% read" in lines[0]
     assert lines[1] == "WARNING chunk 2 attempt 1: HTTP 503; retrying in 1.0 s"  # a line of its own
     assert lines[2].startswith("\r[####################] 100.0% read") and lines[3] == ""
+
+
+def test_unknown_scenario_message_lists_the_configured_values(tmp_path, emulator, job, make_client):
+    """The values an admin can type in the scenario column, as the mapping file writes them (not
+    the scenarios' titles, which a row may not hold)."""
+    from hrconnector_core.mapping import load_mapping
+
+    mapping_path = tmp_path / "mapping.json"
+    mapping_path.write_text(
+        '{"scenario_column": "Kind", "scenarios": [{"scenario": "resignation", "value": "LEAVER", "columns": '
+        '{"EmailAddress": "Mail", "ResignationDate": "Notice", "LastWorkingDate": "Last"}}]}'
+    )
+    path = tmp_path / "hr.csv"
+    path.write_text(
+        "Kind,Mail,Notice,Last\r\nleaver,a@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00\r\n"
+        "Resignation,b@contoso.com,2019-04-23T15:18:02,2019-04-29T00:00:00\r\n"
+    )
+    report = run_upload(
+        LocalFileSource(path),
+        UploadOptions(job_id=job, mapping=load_mapping(mapping_path)),
+        client=make_client(job),
+        store=None,
+    )
+    assert emulator.state.rows(job) == [["LEAVER", "a@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00"]]
+    [issue] = report.issues
+    assert (issue.row, issue.code) == (3, "unknown-scenario")
+    assert issue.message == "the scenario value is not a mapped scenario value (mapped: 'LEAVER')"
+
+
+def test_quoted_and_padded_sep_lines(tmp_path, emulator, job, make_client):
+    """`"sep=;"` (quoted, as some tools write it) and `sep=;;;` (padded to the sheet's width, as
+    Excel saves it back) name the delimiter and are no row, like `sep=;`."""
+    for n, first in enumerate(['"sep=;"', "sep=;;;", '"sep=;";;']):
+        path = tmp_path / f"sep{n}.csv"
+        path.write_text(
+            f"{first}\r\n{';'.join(HEADER)}\r\nn{n}@contoso.com;2019-04-23T15:18:02;2019-04-29T00:00:00\r\n"
+            "bad;2019-04-23T15:18:02;2019-04-29T00:00:00\r\n",
+            encoding="utf-8",
+        )
+        report = run_upload(LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=None)
+        assert report.delimiter == ";"
+        assert emulator.state.uploads[job][n].header == HEADER
+        assert emulator.state.rows(job)[n:] == [[f"n{n}@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00"]]
+        assert [(i.row, i.code) for i in report.issues] == [(3, "invalid-email")]  # the header is row 1

@@ -40,13 +40,22 @@ def typed_rows() -> list[list[object]]:
         ["a@contoso.com", dt.datetime(2019, 4, 23, 15, 18, 2), dt.date(2019, 4, 29), 123456, 4.0, 0.1 + 0.2, True,
          dt.time(9, 30)],
         ["b@contoso.com", dt.datetime(2019, 4, 24), dt.datetime(2019, 4, 30, 8, 0), 123456.0, 1234567.891, 1e-7,
-         False, None],
+         False, dt.time(9, 30, 15, 500000)],
     ]  # fmt: skip
 
 
 EXPECTED_TYPED = [
     ["a@contoso.com", "2019-04-23T15:18:02", "2019-04-29T00:00:00", "123456", "4", "0.3", "TRUE", "09:30:00"],
-    ["b@contoso.com", "2019-04-24T00:00:00", "2019-04-30T08:00:00", "123456", "1234567.891", "0.0000001", "FALSE", ""],
+    [
+        "b@contoso.com",
+        "2019-04-24T00:00:00",
+        "2019-04-30T08:00:00",
+        "123456",
+        "1234567.891",
+        "0.0000001",
+        "FALSE",
+        "09:30:15.500",
+    ],  # a time as a datetime's time part: milliseconds, not microseconds
 ]
 
 
@@ -264,12 +273,17 @@ def test_the_function_processes_a_workbook_dropped_into_azurite(tmp_path, emulat
         },
     )
     data = path.read_bytes()
+    # Excel's owner file beside an open workbook: no input, left where it is, never reported.
+    lock = b"\x05alice" + b" " * 48 + b"\x05\x00" + "alice".encode("utf-16-le") + b"\x00" * 100
+    env.drop("main/~$leavers.xlsx", lock)
+    invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/~$leavers.xlsx")
     env.drop("main/leavers.xlsx", data)
     invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/leavers.xlsx")
     assert emulator.state.rows(env.job) == [["a@contoso.com", "2019-04-23T15:18:02", "2019-04-30T00:00:00"]]
     names = env.settings.containers
     listing = env.listing()
-    assert listing[names.incoming] == []
+    assert listing[names.incoming] == ["main/~$leavers.xlsx"]
+    assert not [n for n in listing[names.reports] + listing[names.processed] if "~$" in n]
     moved = [n for n in listing[names.processed] if n.endswith("/leavers.xlsx")]  # rejects: reported aside
     assert len(moved) == 1
     assert env.service.processed.get_blob_client(moved[0]).download_blob().readall() == data
@@ -282,6 +296,11 @@ def test_the_function_processes_a_workbook_dropped_into_azurite(tmp_path, emulat
     assert blob.startswith(codecs.BOM_UTF8)
     back = list(csv.reader(io.StringIO(blob.decode("utf-8-sig"), newline="")))
     assert back[1][0] == "3" and back[1][2] == "jos\u00e9@contoso"
+    # The timer's sweep of files no event processed leaves the lock file alone too.
+    summary = env.service.run_schedule(dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+    assert [o.status for o in summary.swept] == ["ignored"]
+    assert env.listing()[names.incoming] == ["main/~$leavers.xlsx"]
+    assert not [n for n in env.listing()[names.failed] if "~$" in n]
 
 
 def test_many_distinct_texts_read_back_from_the_disk_table(tmp_path, job):
@@ -320,3 +339,174 @@ def test_openpyxl_is_loaded_only_for_workbooks(tmp_path):
     xlsx_run = subprocess.run([sys.executable, "-c", script, str(book)], capture_output=True, text=True, check=True,
                               cwd=REPO)  # fmt: skip
     assert xlsx_run.stdout.split() == ["planned", "True"]
+
+
+# -- from the adversarial review of issue 13 ----------------------------------------------------
+
+
+def test_formulas_without_a_saved_result_are_set_aside_not_skipped(tmp_path, emulator, job, make_client):
+    """openpyxl (and some tools) save formulas without their results: such a row was read as a
+    blank line and lost. It is set aside, naming the cell; a formula with a saved result is sent."""
+    path = tmp_path / "formulas.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    sheet.append(["a@contoso.com", dt.datetime(2019, 4, 23), "=B2+6"])  # row 2: one formula cell
+    sheet.append(['=LOWER("B@CONTOSO.COM")', "=DATE(2019,4,23)", "=DATE(2019,4,29)"])  # row 3: all formulas
+    sheet.append(["c@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)])
+    book.save(path)
+    rejected = RejectedRowsWriter(tmp_path / "rejected.csv")
+    report = run_upload(
+        LocalFileSource(path), UploadOptions(job_id=job), client=make_client(job), store=None, rejected_rows=rejected
+    )
+    assert emulator.state.rows(job) == [["c@contoso.com", "2019-04-23T00:00:00", "2019-04-29T00:00:00"]]
+    assert report.rows.rows_in == 3 and report.rows.rejected == 2
+    issues = [(i.row, i.column, i.code) for i in report.issues]
+    assert issues == [
+        (2, "LastWorkingDate", "formula-without-result"),
+        (3, "EmailAddress", "formula-without-result"),
+        (3, "ResignationDate", "formula-without-result"),
+        (3, "LastWorkingDate", "formula-without-result"),
+    ]
+    assert report.issues[0].message.startswith("cell C2 (column C (LastWorkingDate)) holds a formula without a saved")
+    assert "needs a value" not in " ".join(i.message for i in report.issues)
+    assert "\x00" not in (tmp_path / "rejected.csv").read_text(encoding="utf-8-sig")
+
+
+def test_a_formula_in_the_header_row_is_a_file_error(tmp_path, job):
+    path = tmp_path / "hdr.xlsx"
+    book = openpyxl.Workbook()
+    book.active.append(["EmailAddress", '="Resignation"&"Date"', "LastWorkingDate"])
+    book.active.append(["a@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)])
+    book.save(path)
+    report = upload(path, job, None, dry_run=True)
+    assert report.status == "failed" and "header cell B1 holds a formula without a saved result" in report.error
+
+
+def _inline_cell_workbook(path: Path, text_bytes: bytes, shared: bytes | None = None) -> Path:
+    """A workbook whose row 3 holds one inline string (as the review's bomb did), or with `shared`
+    one text of a shared-strings table (openpyxl writes none: its texts are inline)."""
+    base = workbook(path.with_suffix(".base.xlsx"), {"HR": [HEADER, ["a@contoso.com", dt.datetime(2019, 4, 23),
+                                                                       dt.datetime(2019, 4, 29)]]})  # fmt: skip
+    with zipfile.ZipFile(base) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                cell = b'<row r="3"><c r="A3" t="inlineStr"><is><t>' + text_bytes + b"</t></is></c></row>"
+                if shared is not None:
+                    cell = b'<row r="3"><c r="A3" t="s"><v>0</v></c></row>'
+                data = data.replace(b"</sheetData>", cell + b"</sheetData>")
+            elif shared is not None and item.filename == "[Content_Types].xml":
+                part = b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+                part += b'officedocument.spreadsheetml.sharedStrings+xml"/>'
+                data = data.replace(b"</Types>", part + b"</Types>")
+            elif shared is not None and item.filename == "xl/_rels/workbook.xml.rels":
+                rel = b'<Relationship Id="rIdS" Target="sharedStrings.xml" Type="http://schemas.openxmlformats.org/'
+                rel += b'officeDocument/2006/relationships/sharedStrings"/>'
+                data = data.replace(b"</Relationships>", rel + b"</Relationships>")
+            out.writestr(item.filename, data)
+        if shared is not None:
+            table = b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1">'
+            out.writestr("xl/sharedStrings.xml", table + b"<si><t>" + shared + b"</t></si></sst>")
+    return path
+
+
+def test_a_zip_bomb_workbook_is_refused_before_parsing(tmp_path, job):
+    path = _inline_cell_workbook(tmp_path / "bomb.xlsx", b"A" * (64 << 20))
+    assert path.stat().st_size < 1 << 20  # small on disk
+    report = upload(path, job, None, dry_run=True)
+    assert report.status == "failed"
+    assert report.error.endswith(
+        "as a zip bomb does; open it in Excel and save it again, or save it as CSV; nothing was sent"
+    )
+
+
+def test_a_cell_over_the_field_limit_is_refused_while_streaming(tmp_path, job):
+    from hrconnector_core.csvreader import MAX_FIELD_CHARS
+
+    # Just over the limit (exact check on the text) and far over it (the byte cap while parsing).
+    for n in (MAX_FIELD_CHARS + 1, 12 * MAX_FIELD_CHARS):
+        path = _inline_cell_workbook(tmp_path / f"long{n}.xlsx", b"A" * n)
+        report = upload(path, job, None, dry_run=True)
+        assert report.status == "failed"
+        assert f"longer than {MAX_FIELD_CHARS:,} characters" in report.error, report.error
+        assert "AAAA" not in report.error
+    # A text in the shared-strings table (as Excel writes texts), read when the workbook is opened.
+    path = _inline_cell_workbook(tmp_path / "shared.xlsx", b"", shared=b"B" * (12 * MAX_FIELD_CHARS))
+    report = upload(path, job, None, dry_run=True)
+    assert report.error == (
+        f"the workbook's shared-strings table holds a text longer than {MAX_FIELD_CHARS:,} characters "
+        "(Excel's own limit is 32,767); nothing was sent"
+    )
+
+
+def test_hidden_sheets_are_not_the_default_and_sheet_names_match_case_insensitively(
+    tmp_path, emulator, job, make_client
+):
+    path = tmp_path / "hidden.xlsx"
+    book = openpyxl.Workbook()
+    lookup = book.active
+    lookup.title = "Lookup"
+    lookup.append(["code", "name"])
+    lookup.append(["x", "y"])
+    lookup.sheet_state = "hidden"
+    hr = book.create_sheet("HR")
+    hr.append(HEADER)
+    hr.append(["a@contoso.com", dt.datetime(2019, 4, 23), dt.datetime(2019, 4, 29)])
+    book.active = 1
+    book.save(path)
+    report = upload(path, job, make_client(job))
+    assert report.status == "succeeded", report.error
+    assert emulator.state.rows(job) == [["a@contoso.com", "2019-04-23T00:00:00", "2019-04-29T00:00:00"]]
+    assert "read sheet 'HR' of the workbook" in report.notes
+    report = upload(path, "job-2", None, dry_run=True, sheet="hr")
+    assert report.status == "planned", report.error
+    assert "read sheet 'HR' of the workbook" in report.notes
+
+
+@pytest.mark.parametrize("name", ["~$hr.xlsx", "renamed.xlsx"])
+def test_a_file_named_xlsx_that_is_no_workbook(tmp_path, job, name):
+    path = tmp_path / name
+    path.write_bytes(b"\x05alice" + b" " * 48 + b"\x05\x00" + "alice".encode("utf-16-le") + b"\x00" * 100
+                     if name.startswith("~$") else b"EmailAddress,ResignationDate\r\n")  # fmt: skip
+    report = upload(path, job, None, dry_run=True)
+    assert report.status == "failed"
+    assert report.error.startswith("the file is named .xlsx but is not a workbook")
+
+
+def test_empty_columns_left_of_the_table_and_unnamed_columns(tmp_path, emulator, job, make_client):
+    path = tmp_path / "lead.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for i, name in enumerate(HEADER):
+        sheet.cell(row=3, column=3 + i, value=name)
+    for r, email in ((4, "a@contoso.com"), (5, "b@contoso.com")):
+        sheet.cell(row=r, column=3, value=email)
+        sheet.cell(row=r, column=4, value=dt.datetime(2019, 4, 23))
+        sheet.cell(row=r, column=5, value=dt.datetime(2019, 4, 29))
+    sheet["A5"] = "note"  # a value left of the table: the row is set aside, not cut short
+    book.save(path)
+    report = upload(path, job, make_client(job))
+    assert emulator.state.uploads[job][0].header == HEADER
+    assert emulator.state.rows(job) == [["a@contoso.com", "2019-04-23T00:00:00", "2019-04-29T00:00:00"]]
+    assert [(i.row, i.code) for i in report.issues] == [(5, "value-outside-table")]
+    # A column without a name in the middle of the header: refused before anything is sent.
+    gap = workbook(tmp_path / "gap.xlsx", {"HR": [["EmailAddress", None, "ResignationDate", "LastWorkingDate"],
+                                                  ["a@contoso.com", "x", dt.datetime(2019, 4, 23),
+                                                   dt.datetime(2019, 4, 29)]]})  # fmt: skip
+    csv_gap = tmp_path / "gap.csv"
+    csv_gap.write_text("EmailAddress,,ResignationDate,LastWorkingDate\r\na@contoso.com,x,2019-04-23,2019-04-29\r\n")
+    # Empty cells after the last name (a trailing delimiter on every line) are no column: a row
+    # with a value there is set aside, the others are sent without it.
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text(
+        "EmailAddress,ResignationDate,LastWorkingDate,\r\na@contoso.com,2019-04-23T00:00:00,2019-04-29T00:00:00,\r\n"
+        "b@contoso.com,2019-04-23T00:00:00,2019-04-29T00:00:00,x\r\n"
+    )
+    report = upload(trailing, "job-trailing", None, dry_run=True)
+    assert report.header == HEADER and report.rows.planned == 1
+    assert [(i.row, i.code) for i in report.issues] == [(2, "extra-empty-fields"), (3, "too-many-fields")]
+    for bad in (gap, csv_gap):
+        report = upload(bad, "job-gap", None, dry_run=True)
+        assert report.status == "failed"
+        assert report.error.startswith("the file has a header cell without a name, column(s) 2:"), report.error
