@@ -49,7 +49,7 @@ az eventgrid system-topic event-subscription create `
   --endpoint $endpoint `
   --included-event-types Microsoft.Storage.BlobCreated `
   --subject-begins-with /blobServices/default/containers/hr-incoming/ `
-  --subject-ends-with .csv `
+  --advanced-filter subject StringEndsWith .csv .xlsx `
   --max-events-per-batch 1 --max-delivery-attempts 30 --event-ttl 1440 `
   --deadletter-identity systemassigned `
   --deadletter-identity-endpoint "$storageId/blobServices/default/containers/hr-deadletter" `

@@ -35,7 +35,7 @@ az eventgrid system-topic event-subscription create \
   --endpoint "https://$host/runtime/webhooks/blobs?functionName=Host.Functions.hr_file_arrived&code=$key" \
   --included-event-types Microsoft.Storage.BlobCreated \
   --subject-begins-with /blobServices/default/containers/hr-incoming/ \
-  --subject-ends-with .csv \
+  --advanced-filter subject StringEndsWith .csv .xlsx \
   --max-events-per-batch 1 --max-delivery-attempts 30 --event-ttl 1440 \
   --deadletter-identity systemassigned \
   --deadletter-identity-endpoint "$storage_id/blobServices/default/containers/hr-deadletter" \

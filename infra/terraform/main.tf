@@ -515,8 +515,15 @@ resource "azurerm_eventgrid_system_topic_event_subscription" "hr" {
 
   subject_filter {
     subject_begins_with = "/blobServices/default/containers/${local.containers.incoming}/"
-    subject_ends_with   = ".csv"
     case_sensitive      = false
+  }
+
+  # CSV files and Excel workbooks (advanced string filters compare without case)
+  advanced_filter {
+    string_ends_with {
+      key    = "subject"
+      values = [".csv", ".xlsx"]
+    }
   }
 
   retry_policy {

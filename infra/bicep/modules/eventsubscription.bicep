@@ -45,8 +45,11 @@ resource webhookSubscription 'Microsoft.EventGrid/systemTopics/eventSubscription
     filter: {
       includedEventTypes: ['Microsoft.Storage.BlobCreated']
       subjectBeginsWith: '/blobServices/default/containers/${incomingContainer}/'
-      subjectEndsWith: '.csv'
       isSubjectCaseSensitive: false
+      // CSV files and Excel workbooks (advanced string filters compare without case)
+      advancedFilters: [
+        { operatorType: 'StringEndsWith', key: 'subject', values: ['.csv', '.xlsx'] }
+      ]
     }
     retryPolicy: { maxDeliveryAttempts: 30, eventTimeToLiveInMinutes: 1440 }
     deadLetterWithResourceIdentity: {
