@@ -96,7 +96,8 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
     _s("APPLICATIONINSIGHTS_CONNECTION_STRING", "Application Insights; OpenTelemetry is on when set"),
     _s(
         SDK_LOG_LEVEL_SETTING,
-        "log level of the Azure SDKs, urllib3 and msal (default WARNING; INFO/DEBUG for support)",
+        "log level of the SDKs' loggers (azure, msal, urllib3, requests, opentelemetry); "
+        "default WARNING, INFO or DEBUG for a support case",
         deployed=False,
     ),
     _s(

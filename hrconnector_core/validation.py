@@ -528,7 +528,7 @@ class RowValidator:
                 row,
                 None,
                 "duplicate-check-limited",
-                f"duplicate rows are looked for in the first {DUPLICATE_CHECK_LIMIT:,} rows only",
+                f"duplicate rows are looked for among the first {DUPLICATE_CHECK_LIMIT:,} distinct rows only",
                 Severity.INFO,
             )
         )

@@ -342,7 +342,8 @@ def test_the_event_subscription_targets_the_blob_function_and_filters_the_same_w
         assert set(service.INPUT_SUFFIXES) <= set(suffixes)  # an event for every file hr-incoming takes
         assert "subjectEndsWith" not in text and "subject_ends_with" not in text
     script = (INFRA / "scripts" / "subscribe-events.sh").read_text(encoding="utf-8")
-    assert "functionName=Host.Functions.hr_file_arrived" in script and "--advanced-filter subject StringEndsWith .csv .xlsx" in script
+    assert "functionName=Host.Functions.hr_file_arrived" in script
+    assert "--advanced-filter subject StringEndsWith .csv .xlsx" in script
 
 
 # -- the package -------------------------------------------------------------------------------------
@@ -372,7 +373,8 @@ def test_the_windows_hook_is_powershell_and_subscribes_exactly_like_the_shell_on
     shell = (INFRA / "scripts" / "subscribe-events.sh").read_text(encoding="utf-8")
     pwsh = (INFRA / "scripts" / "subscribe-events.ps1").read_text(encoding="utf-8")
     assert _cli_flags(shell) == _cli_flags(pwsh) and len(_cli_flags(shell)) >= 12
-    for flag in ("--advanced-filter subject StringEndsWith .csv .xlsx", "--max-events-per-batch 1", "--deadletter-identity systemassigned"):
+    filters = "--advanced-filter subject StringEndsWith .csv .xlsx"
+    for flag in (filters, "--max-events-per-batch 1", "--deadletter-identity systemassigned"):
         assert flag in shell and flag in pwsh
     for name in ("AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_NAME", "HR_STORAGE_ACCOUNT"):
         assert name in shell and name in pwsh  # outputs of both templates (test_the_templates_have_the_same_outputs)
