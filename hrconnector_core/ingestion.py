@@ -307,8 +307,9 @@ def _location(value: str | None, chunk_data: bytes | None = None) -> str:
     return f"{scheme}://{host}{port}"
 
 
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate verification failure inside a requests exception, if that is what it is."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception inside it (args, reason, cause, context), each once: requests
+    wraps urllib3's errors, which wrap the ssl module's."""
     seen: set[int] = set()
     todo: list[Any] = [exc]
     while todo:
@@ -316,26 +317,19 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return current
+        yield current
         todo.extend([*current.args, getattr(current, "reason", None), current.__cause__, current.__context__])
-    return None
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure inside a requests exception, if that is what it is."""
+    return next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
 
 
 def _protocol_mismatch(exc: BaseException) -> bool:
     """Whether a requests exception is a TLS handshake with something that is no TLS server:
     retrying will not change what listens on that port."""
-    seen: set[int] = set()
-    todo: list[Any] = [exc]
-    while todo:
-        current = todo.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError) and getattr(current, "reason", None) in _NOT_TLS:
-            return True
-        todo.extend([*current.args, getattr(current, "reason", None), current.__cause__, current.__context__])
-    return False
+    return any(isinstance(e, ssl.SSLError) and getattr(e, "reason", None) in _NOT_TLS for e in _causes(exc))
 
 
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"})

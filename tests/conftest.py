@@ -196,3 +196,19 @@ def function_env(
     service = HRConnectorService(settings)
     service.ensure_containers()
     return FunctionEnv(settings, service, job, secret_name, env)
+
+
+@pytest.fixture
+def edge(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Faults and pauses at the requests transport (tests/network_edge.py)."""
+    from . import network_edge
+
+    return network_edge.install(monkeypatch)
+
+
+@pytest.fixture
+def chunked(monkeypatch: pytest.MonkeyPatch, function_env: FunctionEnv) -> FunctionEnv:
+    """10 records per call, one call at a time: chunk k is the (k+1)-th upload request."""
+    monkeypatch.setenv("HR_RECORDS_PER_CALL", "10")
+    monkeypatch.setenv("HR_MAX_CONCURRENCY", "1")
+    return function_env

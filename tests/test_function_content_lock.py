@@ -8,8 +8,6 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
-import pytest
-
 from hrconnector_core.service import HRConnectorService, utc_now
 from hrconnector_core.settings import Settings
 
@@ -19,18 +17,6 @@ from .csvdata import HEADER, csv_bytes, rows
 from .test_function_leases import Invocation, invoke, lapse_leases, listing
 
 NAME = "main/same.csv"
-
-
-@pytest.fixture
-def edge(monkeypatch: pytest.MonkeyPatch) -> network_edge.NetworkEdge:
-    return network_edge.install(monkeypatch)
-
-
-@pytest.fixture
-def chunked(monkeypatch: pytest.MonkeyPatch, function_env: FunctionEnv) -> FunctionEnv:
-    monkeypatch.setenv("HR_RECORDS_PER_CALL", "10")  # chunk k is the (k+1)-th upload
-    monkeypatch.setenv("HR_MAX_CONCURRENCY", "1")
-    return function_env
 
 
 def sent(emulator, env: FunctionEnv) -> Counter[tuple[str, ...]]:

@@ -28,19 +28,6 @@ BLOB_FUNCTION = "hr_file_arrived"
 NAME = "main/lease.csv"
 
 
-@pytest.fixture
-def edge(monkeypatch: pytest.MonkeyPatch) -> network_edge.NetworkEdge:
-    return network_edge.install(monkeypatch)
-
-
-@pytest.fixture
-def chunked(monkeypatch: pytest.MonkeyPatch, function_env: FunctionEnv) -> FunctionEnv:
-    """10 records per call, one call at a time: chunk k is the (k+1)-th upload request."""
-    monkeypatch.setenv("HR_RECORDS_PER_CALL", "10")
-    monkeypatch.setenv("HR_MAX_CONCURRENCY", "1")
-    return function_env
-
-
 class Invocation:
     """One invocation of the blob function in its own thread, as a second instance would run it."""
 

@@ -6,29 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from hrconnector_core.service import HRConnectorService, utc_now
 from hrconnector_core.settings import Settings
 
 from . import network_edge
-from .conftest import FunctionEnv
 from .csvdata import HEADER, csv_bytes, rows
 from .test_function_leases import Invocation, invoke, listing, uploads
 
 NAME = "main/race.csv"
-
-
-@pytest.fixture
-def edge(monkeypatch: pytest.MonkeyPatch) -> network_edge.NetworkEdge:
-    return network_edge.install(monkeypatch)
-
-
-@pytest.fixture
-def chunked(monkeypatch: pytest.MonkeyPatch, function_env: FunctionEnv) -> FunctionEnv:
-    monkeypatch.setenv("HR_RECORDS_PER_CALL", "10")
-    monkeypatch.setenv("HR_MAX_CONCURRENCY", "1")
-    return function_env
 
 
 def test_the_sweep_leaves_a_file_its_event_is_handling(emulator, chunked, edge) -> None:
