@@ -360,14 +360,7 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
         if attempt < kills:
             # kill at a random moment: after 0..n accepted calls, or at once
             target = len(rig.emulator.state.uploads.get(job, [])) + rng.randint(0, 3)
-            deadline = time.monotonic() + 20
-            while proc.poll() is None and time.monotonic() < deadline:
-                if len(rig.emulator.state.uploads.get(job, [])) >= target:
-                    break
-                time.sleep(0.002)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                h.faults["kill"] += 1
+            _kill_after_uploads(proc, rig, job, target, h, seconds=20)
         out, err = proc.communicate(timeout=120)
         h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
         if report_path.exists():
@@ -568,8 +561,16 @@ def kill_a_worker(rig: Rig, h: History, job: str, incoming: str, name: str, rng:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    target = rng.randint(0, 4)
-    deadline = time.monotonic() + 30
+    _kill_after_uploads(proc, rig, job, rng.randint(0, 4), h, seconds=30)
+    out, err = proc.communicate(timeout=60)
+    h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
+
+
+def _kill_after_uploads(
+    proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, h: Any, *, seconds: float
+) -> None:
+    """SIGKILL `proc` once the service holds `target` uploads of `job` (or at once if it is done)."""
+    deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         if len(rig.emulator.state.uploads.get(job, [])) >= target:
             break
@@ -577,8 +578,6 @@ def kill_a_worker(rig: Rig, h: History, job: str, incoming: str, name: str, rng:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
         h.faults["kill"] += 1
-    out, err = proc.communicate(timeout=60)
-    h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
 
 
 def _swallow(errors: list[str], fn: Any, *args: Any) -> None:
