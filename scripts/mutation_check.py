@@ -5,7 +5,9 @@ mark, a doubled send, a dropped last chunk, a permanent error retried, an HR val
 no-op lease, a write without its ETag condition ...), written as (file, exact old text, new
 text, the tests that must catch it). The script copies the working tree to a temporary
 directory (the live tree is never touched), applies each mutation there alone, runs its tests
-with -x and a time limit, restores the file, and prints a caught/survived table.
+with -x and a time limit, restores the file, and prints a caught/survived table. The chosen
+mutations' tests first run once unmutated and must pass; a mutation counts as caught only when
+a test fails (an assertion, read from pytest's junit XML), never when a test errors or times out.
 
 It exits non-zero when a mutation survives, when its tests error out instead of failing (a
 mutation that breaks the import proves nothing), or when its old text is no longer in the code
@@ -232,6 +234,15 @@ MUTATIONS: list[Mutation] = [
         "            pass\n",
         (U + "test_a_finished_file_is_not_sent_again_unless_forced",),
         "a rerun sends the whole file again",
+    ),
+    Mutation(
+        "pipeline: a chunk marked done before the service has it",
+        "hrconnector_core/pipeline.py",
+        "        try:\n            result = self._client.upload(chunk)\n",
+        "        self._recorder.mark_done(chunk.index, chunk.record_count, chunk_digest(chunk.data))\n"
+        "        try:\n            result = self._client.upload(chunk)\n",
+        ("tests/test_fault_campaign.py::test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing",),
+        "a run killed with chunks in flight: the rerun skips chunks the service never received (rows lost)",
     ),
     Mutation(
         "pipeline: every chunk sent twice",
@@ -684,21 +695,55 @@ def copy_tree(target: Path) -> None:
 
 
 def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+    """Run `tests` in the copy. "caught" only when a test FAILED (an assertion, in the junit XML):
+    a test that errors (a fixture that cannot start, an import error) proves nothing about the
+    mutation, and neither does a time-out."""
     existing = [t for t in tests if (copy / t.split("::")[0]).exists()]
     if not existing:
         return "no tests", 0.0, f"none of {tests} exists"
+    junit = copy / ".mutation-junit.xml"
+    junit.unlink(missing_ok=True)
     command = [
-        sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--timeout", "120", *existing,
+        sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--timeout", "120",
+        f"--junitxml={junit}", *existing,
     ]  # fmt: skip
     started = time.monotonic()
     try:
         result = subprocess.run(command, cwd=copy, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "caught (time-out)", time.monotonic() - started, ""
+        return "TIME-OUT", time.monotonic() - started, f"the tests ran past {timeout:.0f} s"
     elapsed = time.monotonic() - started
     tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
-    outcome = {0: "SURVIVED", 1: "caught"}.get(result.returncode, f"ERROR (pytest exit {result.returncode})")
-    return outcome, elapsed, tail[0]
+    if result.returncode == 0:
+        return "SURVIVED", elapsed, tail[0]
+    failed, errored = _junit_outcomes(junit)
+    if result.returncode == 1 and failed:
+        return "caught", elapsed, tail[0]
+    if errored:
+        return "ERROR (a test errored, none failed)", elapsed, tail[0]
+    return f"ERROR (pytest exit {result.returncode})", elapsed, tail[0]
+
+
+def _junit_outcomes(junit: Path) -> tuple[int, int]:
+    """(failed, errored) test cases in a junit XML report; (0, 0) when there is none."""
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.parse(junit).getroot()  # noqa: S314 - pytest's own report, in our temp copy
+    except (OSError, ElementTree.ParseError):
+        return 0, 0
+    cases = list(root.iter("testcase"))
+    return (
+        sum(1 for c in cases if c.find("failure") is not None),
+        sum(1 for c in cases if c.find("error") is not None),
+    )
+
+
+def baseline(copy: Path, mutations: list[Mutation], timeout: float) -> str | None:
+    """The chosen mutations' tests on the unmutated copy: they must pass, or a "caught" means nothing."""
+    tests = tuple(dict.fromkeys(t for m in mutations for t in m.tests))
+    outcome, _, tail = run_tests(copy, tests, timeout * 3)
+    return None if outcome == "SURVIVED" else f"{outcome}: {tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -732,6 +777,10 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(probe.stdout.strip()).resolve().is_relative_to(copy.resolve()):
             print(f"the copy imports hrconnector_core from {probe.stdout.strip()}, not from itself", file=sys.stderr)
             return 2
+        broken = baseline(copy, [m for m in chosen if m.name not in stale], args.timeout)
+        if broken is not None:
+            print(f"the tests fail without any mutation ({broken}): fix them first", file=sys.stderr)
+            return 2
         for number, m in enumerate(chosen, 1):
             if m.name in stale:
                 rows.append((m.name, "STALE", "-", stale[m.name]))
@@ -751,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| {'-' * width} | --- | --- | --- |")
     for name, outcome, elapsed, note in rows:
         print(f"| {name:{width}} | {outcome} | {elapsed} | {note} |")
-    caught = sum(r[1].startswith("caught") for r in rows)
+    caught = sum(r[1] == "caught" for r in rows)
     print(f"\n{caught} of {len(rows)} caught")
     return 0 if caught == len(rows) else 1
 

@@ -111,6 +111,9 @@ def test_a_failing_history_prints_its_seed_and_replay_command() -> None:
 
 # -- the fixed-seed slice ---------------------------------------------------------------------------
 SLICE = range(0, 10)  # 5 CLI histories (kills, reruns, lost answers) + 5 Function histories
+# CLI histories whose kills fall while chunks are in flight at concurrency 3-4: a run that marks a
+# chunk done before the service has it loses rows here (the review's mutation; the others miss it).
+KILLED_IN_FLIGHT = (11, 12, 21)
 KILLED_WORKERS = (2, 6)  # Function worker processes killed with SIGKILL (files without invalid rows)
 
 
@@ -122,6 +125,7 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
         # known finding (the reasons of rejected rows are lost when the run that rejected them
         # loses its lease or dies after its last chunk) makes those fail; the campaign keeps them.
         results = [run_history(rig, seed, lease_breaks=False) for seed in SLICE]
+        results += [run_history(rig, seed, paths=("cli",)) for seed in KILLED_IN_FLIGHT]
         results += [run_history(rig, seed, paths=("function-kill",)) for seed in KILLED_WORKERS]
     finally:
         rig.close()
