@@ -23,7 +23,7 @@ from hrconnector_core.ingestion import redact, retry_after_seconds
 from .conftest import cli_command, cli_env, upload_args
 from .hostile_servers import Answer, HostileServer, Received, bundle
 from .test_integrity_encoding import ENCODERS, profiles, text, upload
-from .test_integrity_http import FakeTime, client_for, one_chunk
+from .test_integrity_http import FakeTime, client_for, one_chunk, with_ingestion
 
 LONG = 1_100_000
 
@@ -109,8 +109,7 @@ def test_a_backslash_url_that_requests_would_send_elsewhere_is_a_usage_error(tmp
             "http://127.0.0.1\n.evil.example",
             "http:// 127.0.0.1",
         ):
-            args = upload_args(emulator, job, path, tmp_path / "state")
-            args[args.index("--ingestion-url") + 1] = url
+            args = with_ingestion(upload_args(emulator, job, path, tmp_path / "state"), url)
             result = subprocess.run(
                 cli_command(*args), env=cli_env(emulator), capture_output=True, text=True, timeout=60
             )
@@ -168,8 +167,9 @@ def test_a_redirect_location_path_and_host_carry_no_value_into_the_report(tmp_pa
     with HostileServer(redirecting) as ingestion:
         ca = bundle(tmp_path / "ca.pem", Path(emulator.ca_path), ingestion)
         report_path = tmp_path / "report.json"
-        args = upload_args(emulator, job, path, tmp_path / "state", "--report", str(report_path))
-        args[args.index("--ingestion-url") + 1] = ingestion.url
+        args = with_ingestion(
+            upload_args(emulator, job, path, tmp_path / "state", "--report", str(report_path)), ingestion.url
+        )
         env = cli_env(emulator) | {"REQUESTS_CA_BUNDLE": str(ca)}
         result = subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=120)
         assert len(ingestion.received) == 1
@@ -264,8 +264,9 @@ def test_a_200_html_page_is_a_permanent_failure_and_the_report_counts_nothing(tm
     with HostileServer(portal) as server:
         ca = bundle(tmp_path / "ca.pem", Path(emulator.ca_path), server)
         report_path = tmp_path / "report.json"
-        args = upload_args(emulator, job, path, tmp_path / "state", "--report", str(report_path))
-        args[args.index("--ingestion-url") + 1] = server.url
+        args = with_ingestion(
+            upload_args(emulator, job, path, tmp_path / "state", "--report", str(report_path)), server.url
+        )
         env = cli_env(emulator) | {"REQUESTS_CA_BUNDLE": str(ca)}
         result = subprocess.run(cli_command(*args), env=env, capture_output=True, text=True, timeout=120)
         assert len(server.received) == 1  # not retried
