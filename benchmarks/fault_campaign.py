@@ -4,24 +4,24 @@
     python -m benchmarks.fault_campaign --seeds 17 --verbose   # replay one history
     python -m benchmarks.fault_campaign --load 100             # 100 files at once, 4 invokers, duplicates
 
-Each seed draws one short history: a file (rows with quoted line breaks, commas, quotes, invalid
-rows, a BOM or not, CRLF or LF), a chunk size and a concurrency, service faults set on the emulator
-(429 with Retry-After, 503, dropped connections, latency) and a path:
-- cli: a real `hrconnector upload` process; sometimes killed with SIGKILL at a random moment, then
-  rerun until it succeeds; sometimes answers lost after the service accepted the rows.
+Each seed draws one short history: a file (one scenario or every scenario in one file; quoted line
+breaks, commas, quotes, accents; rows with one seeded mistake each; a BOM or not, CRLF or LF; every
+value unique in the history), a chunk size and a concurrency, service faults set on the emulator
+(429 with Retry-After, 503, dropped connections, latency, answers lost after the rows were
+recorded) and a path:
+- cli: a real `hrconnector upload --verbose` process; sometimes killed with SIGKILL at a random
+  moment, then rerun until it succeeds.
 - function: the registered blob function (as the host calls it) against Azurite, with duplicate and
-  late deliveries, several concurrent invokers, the timer sweep at the same time, a lease broken
-  while a run holds it, and lost answers.
+  late deliveries, several concurrent invokers, the timer sweep at the same time and a lease broken
+  while a run holds it.
 - function-kill (`--paths function-kill`): the same, after a worker process running the function
   was killed with SIGKILL at a random moment (its lease then lapses: broken, as its expiry would).
 
-Accepted-then-lost answers are injected at the requests transport (the rows reach the emulator, the
-client sees a dropped connection), in the CLI process through a small start-up wrapper, in the
-Function's process through the same patch; the emulator of this branch has no such fault.
-
 Retries: the policy's delays are shortened (base 10 ms) for the campaign so a history takes
-seconds; the retry logic itself is the product's. The checker is `check()`; it sees only what a
-user could see (rows at the emulator, containers, reports, logs) plus the faults injected.
+seconds; the retry logic itself is the product's. The checker is `check()`; it sees what a user
+could see (rows at the emulator, containers, reports, logs), the generated files, and the evidence
+of each fault taken when it happened: the emulator's flag on an upload whose answer was lost, and
+the checkpoint (and the uploads at the service) right after a kill or just before a lease break.
 Not a test: it prints a table and exits 1 when a history fails.
 """
 
@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -43,7 +45,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,53 +53,162 @@ REPO = Path(__file__).resolve().parent.parent
 TENANT = "5f1c0e3a-0000-4000-8000-0000000000aa"
 APP_ID = "9d6a2c77-0000-4000-8000-0000000000bb"
 SECRET = "campaign-s3cr3t~" + uuid.uuid4().hex
-HEADER = ["EmailAddress", "EffectiveDate", "Remarks", "Rating"]
+HEADER = ["EmailAddress", "EffectiveDate", "Remarks", "Rating"]  # one scenario: performance review
+# Every scenario in one file, chosen per row by HRScenario (the documentation's names).
+SCENARIO_HEADER = [
+    "HRScenario", "EmailAddress", "EffectiveDate", "Remarks", "Rating", "OldLevel", "NewLevel",
+    "ResignationDate", "LastWorkingDate", "EmployeeFirstName", "EmployeeLastName", "EmployeeAddressLine1",
+    "EmployeeAddressLine2", "EmployeeCity", "EmployeeState", "EmployeeZipCode", "EmployeeCountry",
+    "EmployeeDepartment", "EmployeeType", "EmployeeRole",
+]  # fmt: skip
+SCENARIO_COLUMNS = {
+    "Performance review": ["EffectiveDate", "Remarks", "Rating"],
+    "Performance improvement plan": ["EffectiveDate", "Remarks", "Rating"],
+    "Job level change": ["EffectiveDate", "Remarks", "OldLevel", "NewLevel"],
+    "Resignation": ["ResignationDate", "LastWorkingDate"],
+    "Employee profile": SCENARIO_HEADER[9:],
+}
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
 
 # -- the files --------------------------------------------------------------------------------------
 @dataclass
 class FileSpec:
+    """A generated file: its bytes, and what the generator meant them to hold. The checker reads
+    the bytes again and holds the two against each other (a generator that writes nothing fails)."""
+
     name: str
     data: bytes
-    valid: list[list[str]]  # the rows that must reach the service, as the service receives them
-    invalid: list[int]  # row numbers (header = 1) that must be in a report with a reason
-    values: list[str]  # every HR value of the file: none may appear in a log
+    header: list[str]
+    records: list[list[str]]  # every row as written; row number (as reports count) = index + 2
+    faults: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # row -> (issue code, column)
+    tag: str = ""  # in every text value of the file (lets the leak search skip a file whose tag is absent)
+
+    @property
+    def valid(self) -> list[list[str]]:
+        """The rows that must reach the service, as the service receives them."""
+        return [r for i, r in enumerate(self.records) if i + 2 not in self.faults]
+
+    @property
+    def invalid(self) -> list[int]:
+        return sorted(self.faults)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
 
 
-def make_file(rng: random.Random, name: str, tag: str) -> FileSpec:
+def encode_file(
+    name: str,
+    header: list[str],
+    records: list[list[str]],
+    faults: dict[int, tuple[str, str | None]] | None = None,
+    *,
+    newline: str = "\r\n",
+    encoding: str = "utf-8",
+    tag: str = "",
+) -> FileSpec:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator=newline).writerows([header, *records])
+    return FileSpec(name, buffer.getvalue().encode(encoding), header, records, dict(faults or {}), tag)
+
+
+def _date(g: int, hour: int, seed: int) -> datetime:
+    """A date and time of its own per row of a history (1990s: far from any log time stamp)."""
+    return datetime(1990, 1, 1) + timedelta(days=g, hours=hour + g % 5, minutes=g % 60, seconds=seed % 60)
+
+
+def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: int = 0) -> FileSpec:
+    """`tag` makes every text value unique in the history; `first` (the file's place in the
+    history) makes every date unique."""
     n = rng.randint(1, 40)
     bad_rate = rng.choice([0.0, 0.0, 0.1, 0.3])
-    valid: list[list[str]] = []
-    invalid: list[int] = []
+    every_scenario = rng.random() < 0.4
+    header = SCENARIO_HEADER if every_scenario else HEADER
     records: list[list[str]] = []
-    values: list[str] = []
+    faults: dict[int, tuple[str, str | None]] = {}
     for i in range(n):
-        token = f"{tag}x{i}"
+        t = f"{tag}x{i}"
+        g = first + i
+        when = _date(g, 7, seed).strftime("%Y-%m-%dT%H:%M:%SZ")
         shape = rng.random()
         if shape < 0.2:
-            remarks = f'said "fine", then\nleft early {token}r'
+            remarks = f'{t}r said "fine", then\nleft early {t}e'
         elif shape < 0.35:
-            remarks = f"comma, separated, {token}r"
+            remarks = f"comma, separated, {t}r"
         elif shape < 0.45:
-            remarks = f"caf\u00e9 M\u00fcller \u00f8 {token}r"
+            remarks = f"caf\u00e9 M\u00fcller \u00f8 {t}r"
         else:
-            remarks = f"remark {token}r"
-        row = [f"{token}@contoso.com", f"2024-01-{1 + i % 28:02d}T09:00:00Z", remarks, f"{i % 5} stars"]
+            remarks = f"remark {t}r"
+        values = {
+            "EmailAddress": f"{t}@contoso.com",
+            "EffectiveDate": when,
+            "ResignationDate": when,
+            "LastWorkingDate": _date(g + 10, 18, seed).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Remarks": remarks,
+            "Rating": f"Rate{t}n",
+            "EmployeeZipCode": f"{i:05d}-{t}",
+        }
+        scenario = rng.choice(list(SCENARIO_COLUMNS)) if every_scenario else "Performance review"
+        used = ["EmailAddress", *SCENARIO_COLUMNS[scenario]]
+        row_values = {c: values.get(c, f"{c[8:] or c}{t}v") for c in used} | {"HRScenario": scenario}
+        row = [row_values.get(c, "") if c in used or c == "HRScenario" else "" for c in header]
         if rng.random() < bad_rate:
-            row[0] = f"not-an-email-{token}"
-            invalid.append(i + 2)  # the report's row: the header is row 1, line breaks in quotes do not count
-        else:
-            valid.append(row)
+            code, column, value = _seed_mistake(rng, scenario, used, every_scenario, t, when)
+            if code == "too-many-fields":
+                row.append(value)
+            else:
+                row[header.index(column or "")] = value
+            faults[i + 2] = (code, column)  # the report's row: the header is row 1, quoted line breaks do not count
         records.append(row)
-        values += [row[0], remarks.split()[-1]]
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=rng.choice(["\r\n", "\n"])).writerows([HEADER, *records])
-    encoding = rng.choice(["utf-8", "utf-8", "utf-8-sig"])
-    return FileSpec(name, buffer.getvalue().encode(encoding), valid, invalid, values)
+    return encode_file(
+        name,
+        header,
+        records,
+        faults,
+        newline=rng.choice(["\r\n", "\n"]),
+        encoding=rng.choice(["utf-8", "utf-8", "utf-8-sig"]),
+        tag=f"{tag}x",
+    )
+
+
+def _seed_mistake(
+    rng: random.Random, scenario: str, used: list[str], every_scenario: bool, t: str, when: str
+) -> tuple[str, str | None, str]:
+    """One mistake for a row: (the issue code the report must give, its column, the bad value)."""
+    date_column = next((c for c in ("EffectiveDate", "ResignationDate") if c in used), None)
+    kinds = ["invalid-email", "required-missing", "too-many-fields"]
+    kinds += ["invalid-date"] if date_column else []
+    kinds += ["too-long"] if "Remarks" in used else []
+    kinds += ["unknown-scenario"] if every_scenario else []
+    kind = rng.choice(kinds)
+    if kind == "invalid-email":
+        return kind, "EmailAddress", f"not-an-email-{t}"
+    if kind == "required-missing":
+        return kind, "EmailAddress", ""
+    if kind == "invalid-date":
+        return kind, date_column, when[:10]  # a date without its time: a date-only HR value
+    if kind == "too-long":
+        return kind, "Remarks", f"long{t}" + "z" * 200
+    if kind == "unknown-scenario":
+        return kind, "HRScenario", f"Scenario{t}u"
+    return kind, None, f"extra{t}f"
 
 
 # -- a history and what the checker sees ------------------------------------------------------------
+@dataclass
+class Interruption:
+    """A run stopped at a moment the harness chose (a SIGKILL, a broken lease) and the evidence of
+    that moment: the chunks the file's checkpoint recorded as done, and (after a kill) how many
+    uploads the service held. Only chunks not recorded as done (and, after a kill, already at the
+    service) may be sent again because of it, at most `max_concurrency` of them."""
+
+    kind: str  # kill (CLI) | worker-kill | lease-broken
+    file: str
+    completed: set[int]
+    uploads_seen: int | None = None  # None: the run went on after it (a broken lease)
+
+
 @dataclass
 class History:
     seed: int
@@ -106,20 +217,16 @@ class History:
     max_concurrency: int
     files: list[FileSpec] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
+    interruptions: list[Interruption] = field(default_factory=list)
     # what was observed
     received: list[list[list[str]]] = field(default_factory=list)  # the emulator's uploads (rows of each call)
+    answer_lost: list[bool] = field(default_factory=list)  # per upload: the emulator's response_lost flag
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> its reports (last wins)
     placement: dict[str, list[str]] = field(default_factory=dict)  # file -> containers holding it at the end
     leased: list[str] = field(default_factory=list)  # blobs still leased at the end
     logs: list[str] = field(default_factory=list)  # every captured log line / stdout / stderr
+    tokens: list[str] = field(default_factory=list)  # the access tokens issued during the history (secrets too)
     errors: list[str] = field(default_factory=list)  # what the harness itself saw go wrong
-
-    @property
-    def duplicate_bound_chunks(self) -> int:
-        """The design's bound: a kill or a broken lease may repeat every chunk in flight
-        (max_concurrency); a lost answer repeats the one chunk it carried."""
-        kills = self.faults["kill"] + self.faults["lease-broken"]
-        return kills * self.max_concurrency + self.faults["lost-response"]
 
 
 @dataclass
@@ -127,6 +234,7 @@ class Verdict:
     lost: int = 0
     doubled_beyond: int = 0
     in_flight_duplicates: int = 0
+    rows_checked: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -134,51 +242,215 @@ class Verdict:
         return not self.problems
 
 
+Chunk = tuple[str, int]  # (file, chunk index)
+Rows = tuple[tuple[str, ...], ...]
+
+
 def check(h: History) -> Verdict:
     """The one invariant, for every history."""
     v = Verdict()
-    seen = Counter(tuple(row) for call in h.received for row in call)
-    expected = Counter(tuple(row) for f in h.files for row in f.valid)
-    for row, want in expected.items():
-        got = seen.get(row, 0)
-        if got < want:
-            v.lost += want - got
-    foreign = sum(n for row, n in seen.items() if row not in expected)
-    if foreign:
-        v.problems.append(f"{foreign} row(s) at the service that no file holds as valid")
-    extra = sum(max(0, n - expected.get(row, 0)) for row, n in seen.items() if row in expected)
-    bound_rows = h.duplicate_bound_chunks * h.records_per_call
-    v.in_flight_duplicates = min(extra, bound_rows)
-    v.doubled_beyond = extra - v.in_flight_duplicates
-    if v.lost:
-        v.problems.append(f"{v.lost} valid row(s) never reached the service")
-    if v.doubled_beyond:
-        v.problems.append(f"{v.doubled_beyond} row(s) doubled beyond the bound of {bound_rows}")
     for f in h.files:
-        reports = h.reports.get(f.name, [])
-        if not reports:
-            v.problems.append(f"{f.name}: no report")
-            continue
-        if not all(r.get("rows", {}).get("balanced") for r in reports):
-            v.problems.append(f"{f.name}: a report does not balance")
-        rows = reports[-1].get("rows", {})
-        # a rerun of a finished file lists nothing again: the run that rejected the rows listed them
-        listed = {i.get("row") for r in reports for i in r.get("issues", {}).get("items", []) if i.get("message")}
-        missing = [r for r in f.invalid if r not in listed]
-        if missing or rows.get("rejected", 0) != len(f.invalid):
-            v.problems.append(f"{f.name}: invalid row(s) {missing} not reported with a reason")
-        if h.path == "function":
+        v.problems += _check_file_bytes(f)
+        v.rows_checked += len(f.records)
+    if not h.files or not v.rows_checked:
+        v.problems.append("an empty history: no file or no row to check (a generator that produced nothing)")
+    _check_rows_at_the_service(h, v)
+    for f in h.files:
+        v.problems += _check_reports(h, f)
+        if h.path.startswith("function"):
             where = h.placement.get(f.name, [])
             if sorted(where) != ["processed"] and sorted(where) != ["failed"]:
                 v.problems.append(f"{f.name}: ends in {sorted(where)}, not exactly one of processed/failed")
     if h.leased:
         v.problems.append(f"left leased: {h.leased}")
-    secrets_and_values = [SECRET] + [value for f in h.files for value in f.values]
-    leaked = sorted({s for s in secrets_and_values for line in h.logs if s in line})
+    leaked = leaks(h)
     if leaked:
         v.problems.append(f"{len(leaked)} secret/row value(s) in the logs")
     v.problems += h.errors
     return v
+
+
+def _check_file_bytes(f: FileSpec) -> list[str]:
+    """The file as written holds the rows the generator meant (read as the product would not:
+    with the standard library's csv)."""
+    text = f.data.decode("utf-8-sig")
+    parsed = list(csv.reader(io.StringIO(text, newline="")))
+    if parsed != [f.header, *f.records]:
+        return [f"{f.name}: the generated file holds {max(0, len(parsed) - 1)} row(s), its spec {len(f.records)}"]
+    return []
+
+
+def _plan(h: History) -> dict[Chunk, Rows]:
+    """The chunks each file is cut into: its valid rows, `records_per_call` at a time, in order."""
+    plan: dict[Chunk, Rows] = {}
+    for f in h.files:
+        valid = f.valid
+        for index, start in enumerate(range(0, len(valid), h.records_per_call)):
+            plan[(f.name, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
+    return plan
+
+
+def _check_rows_at_the_service(h: History, v: Verdict) -> None:
+    """Every valid row exactly once; each extra copy must be explained by a fault's evidence."""
+    seen = Counter(tuple(row) for call in h.received for row in call)
+    expected = Counter(tuple(row) for f in h.files for row in f.valid)
+    v.lost = sum(max(0, want - seen.get(row, 0)) for row, want in expected.items())
+    foreign = sum(n for row, n in seen.items() if row not in expected)
+    if foreign:
+        v.problems.append(f"{foreign} row(s) at the service that no file holds as valid")
+    extra = sum(max(0, n - expected[row]) for row, n in seen.items() if row in expected)
+    plan = _plan(h)
+    by_rows = {rows: chunk for chunk, rows in plan.items()}
+    calls = [by_rows.get(tuple(tuple(r) for r in call)) for call in h.received]
+    copies = Counter(c for c in calls if c is not None)
+    lost_answers = Counter(
+        c for i, c in enumerate(calls) if c is not None and i < len(h.answer_lost) and h.answer_lost[i]
+    )
+    explained: Counter[Chunk] = Counter()
+    left: Counter[Chunk] = Counter()
+    for chunk, n in copies.items():
+        by_lost = min(n - 1, lost_answers[chunk])  # a lost answer: its own chunk, once more
+        explained[chunk] = by_lost
+        left[chunk] = n - 1 - by_lost
+    eligible = [_eligible(h, i, calls) for i in h.interruptions]
+    for chunk, n in _assign(left, eligible, h.max_concurrency).items():
+        explained[chunk] += n
+    v.in_flight_duplicates = sum(n * len(plan[c]) for c, n in explained.items())
+    v.doubled_beyond = extra - v.in_flight_duplicates
+    if v.lost:
+        v.problems.append(f"{v.lost} valid row(s) never reached the service")
+    if v.doubled_beyond:
+        unexplained = sorted(f"{c[0]}#{c[1]}" for c in left if copies[c] - 1 > explained[c])
+        v.problems.append(
+            f"{v.doubled_beyond} row(s) doubled beyond the bound (no fault explains chunks {unexplained})"
+        )
+
+
+def _eligible(h: History, cut: Interruption, calls: list[Chunk | None]) -> set[Chunk]:
+    """The chunks an interruption may have left in flight: of its file, not recorded as done in
+    the checkpoint at that moment, and (after a kill) at the service by then."""
+    at_service = None if cut.uploads_seen is None else set(calls[: cut.uploads_seen])
+    return {
+        c
+        for c in _plan(h)
+        if c[0] == cut.file and c[1] not in cut.completed and (at_service is None or c in at_service)
+    }
+
+
+def _assign(left: Counter[Chunk], eligible: list[set[Chunk]], capacity: int) -> Counter[Chunk]:
+    """How many extra copies of each chunk the interruptions explain: each may explain one copy
+    of each of at most `capacity` of its eligible chunks (a matching by augmenting paths)."""
+    held: list[list[Chunk]] = [[] for _ in eligible]
+
+    def place(chunk: Chunk, visited: set[int]) -> bool:
+        for k, chunks in enumerate(eligible):
+            if chunk not in chunks or k in visited or chunk in held[k]:
+                continue
+            visited.add(k)
+            if len(held[k]) < capacity:
+                held[k].append(chunk)
+                return True
+            for other in list(held[k]):
+                if place(other, visited):
+                    held[k].remove(other)
+                    held[k].append(chunk)
+                    return True
+        return False
+
+    for chunk, n in left.items():
+        for _ in range(n):
+            if not place(chunk, set()):
+                break
+    return Counter(c for chunks in held for c in chunks)
+
+
+def _check_reports(h: History, f: FileSpec) -> list[str]:
+    """Each report against the file itself: rows in, valid, rejected per reason, each listed row
+    one the file has, each rejection the mistake seeded into that row, no valid row rejected."""
+    problems: list[str] = []
+    reports = h.reports.get(f.name, [])
+    if not reports:
+        return [f"{f.name}: no report"]
+    rows_in, valid = len(f.records), len(f.valid)
+    reasons = Counter(code for code, _ in f.faults.values())
+    listed: set[int] = set()
+    for n, report in enumerate(reports):
+        rows = report.get("rows", {})
+        where = f"{f.name}: report {n + 1}"
+        if not rows.get("balanced"):
+            problems.append(f"{where} does not balance")
+        if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
+            continue  # turned away (or failed) before reading a row: it counts nothing
+        sent = sum(rows.get(k, 0) for k in ("uploaded", "previously_uploaded", "not_uploaded", "planned"))
+        counted = (rows.get("in"), sent, rows.get("rejected"), rows.get("skipped", 0))
+        truth = (rows_in, valid, len(f.faults), 0)
+        if counted != truth:
+            problems.append(f"{where} counts (in, valid, rejected, skipped) {counted}; the file has {truth}")
+        issues = report.get("issues", {})
+        counts = {k: c for k, c in issues.get("counts", {}).items() if k in REJECTING_CODES}
+        if counts and counts != dict(reasons):
+            problems.append(f"{where} counts rejections by reason {counts}; the file's are {dict(reasons)}")
+        for item in issues.get("items", []):
+            row = item.get("row")
+            if not isinstance(row, int) or not 2 <= row <= rows_in + 1:
+                problems.append(f"{where} lists row {row}, which the file does not have")
+                continue
+            if item.get("severity") != "error":
+                continue
+            if row not in f.faults:
+                problems.append(f"{where} rejects row {row}, a valid row")
+                continue
+            code, column = f.faults[row]
+            if item.get("code") != code or (column is not None and item.get("column") != column):
+                given = f"{item.get('code')} ({item.get('column')})"
+                problems.append(f"{where} rejects row {row} for {given}; its mistake is {code} ({column})")
+            elif item.get("message"):
+                listed.add(row)
+    missing = [r for r in f.invalid if r not in listed]
+    if missing:
+        problems.append(f"{f.name}: invalid row(s) {missing} not reported with their reason")
+    return problems
+
+
+# The issue codes that reject a row (the others are warnings and notes).
+REJECTING_CODES = (
+    "invalid-email", "invalid-date", "required-missing", "too-long", "too-many-fields", "unknown-scenario",
+)  # fmt: skip
+
+
+def hr_values(f: FileSpec) -> set[str]:
+    """Every HR value of the file, and the forms a leak could take (escaped, one line of it, a
+    date without its time); scenario names appear in reports by design."""
+    found: set[str] = set()
+    for row in f.records:
+        for column, value in zip([*f.header, "(extra)"], row, strict=False):
+            if not value or (column == "HRScenario" and value in SCENARIO_COLUMNS):
+                continue
+            found |= {value, json.dumps(value)[1:-1], repr(value)[1:-1], *value.splitlines()}
+            if len(value) >= 10 and value[:4].isdigit() and value[4] == "-":
+                found.add(value[:10])  # a date: its day alone is a leak too
+    return {s for s in found if s.strip()}
+
+
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def leaks(h: History) -> list[str]:
+    """The secret and HR values found in any captured log record, stdout or stderr. Each value
+    is searched for unless a cheaper search proves it absent (its day, its file's tag)."""
+    text = "\n".join(h.logs)
+    days = set(DAY.findall(text))
+    found = {s for s in (SECRET, *h.tokens) if s in text}
+    for f in h.files:
+        tagged = not f.tag or f.tag in text
+        for value in hr_values(f):
+            if DAY.match(value) and value[:10] not in days:
+                continue
+            if f.tag and f.tag in value and not tagged:
+                continue
+            if value in text:
+                found.add(value)
+    return sorted(found)
 
 
 # -- the environment: the emulator, Azurite, captured logs ------------------------------------------
@@ -211,14 +483,11 @@ class Rig:
         root = logging.getLogger()
         root.addHandler(self._handler)
         root.setLevel(logging.INFO)
-        self.edge = LostAnswers()
-        self.edge.install()
 
     def close(self) -> None:
         """Everything as it was: the campaign may run inside a test session."""
         from hrconnector_core import ingestion
 
-        self.edge.uninstall()
         ingestion.RetryPolicy.__init__.__defaults__ = self._saved_defaults
         os.environ.clear()
         os.environ.update(self._saved_env)
@@ -241,18 +510,46 @@ class Rig:
             "rate_drop": 0.0 if quiet else rng.choice([0.0, 0.05, 0.1]),
             "latency_ms": rng.choice([0, 0, 20, 80]),
             "retry_after_seconds": rng.choice([0, 1]) if rng.random() < 0.3 else 0,
+            # recorded, then the connection dropped before the answer: the retry sends the chunk again
+            "rate_lost_response": rng.choice([0.0, 0.0, 0.15]),
         }
         self.emulator.state.set_faults(**f, seed=seed)
         h.faults["429"] += f["rate_429"] > 0
         h.faults["503"] += f["rate_503"] > 0
         h.faults["drop"] += f["rate_drop"] > 0
         h.faults["latency"] += f["latency_ms"] > 0
+        h.faults["lost-response-window"] += f["rate_lost_response"] > 0
 
     def calm(self) -> None:
         self.emulator.state.set_faults(
-            rate_429=0, rate_503=0, rate_drop=0, latency_ms=0, bandwidth_bytes_per_s=0, retry_after_seconds=1, seed=None
-        )
-        self.edge.rate = 0.0
+            rate_429=0, rate_503=0, rate_drop=0, latency_ms=0, bandwidth_bytes_per_s=0, retry_after_seconds=1,
+            rate_lost_response=0, seed=None,
+        )  # fmt: skip
+
+    def observe(self, h: History, job: str) -> None:
+        """The uploads the service recorded, with the emulator's lost-answer flag of each."""
+        with self.emulator.state.lock:
+            uploads = list(self.emulator.state.uploads.get(job, []))
+        h.received = [u.rows for u in uploads]
+        h.answer_lost = [u.response_lost for u in uploads]
+        h.faults["lost-response"] += sum(h.answer_lost)
+
+    def tokens(self) -> set[str]:
+        with self.emulator.state.lock:
+            return set(self.emulator.state.tokens)
+
+    def settle(self, seconds: float = 3.0) -> None:
+        """Wait until the emulator has no upload call in progress (a killed client's last call is
+        recorded or dropped), so a snapshot of its uploads is complete."""
+        done = ("dropped", "throttled", "unavailable", "unauthorized", "forbidden", "bad_request", "server_error",
+                "abandoned", "accepted")  # fmt: skip
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with self.emulator.state.lock:
+                counters = dict(self.emulator.state.counters)
+            if counters.get("signal_requests", 0) <= sum(counters.get(k, 0) for k in done):
+                return
+            time.sleep(0.005)
 
 
 class _ListHandler(logging.Handler):
@@ -267,56 +564,12 @@ class _ListHandler(logging.Handler):
             self.lines.append(str(record.msg))
 
 
-class LostAnswers:
-    """At the requests transport: after the service accepted an upload, drop its answer (with
-    probability `rate`), so the client sees a dropped connection for rows that did arrive."""
-
-    def __init__(self) -> None:
-        self.rate = 0.0
-        self.rng = random.Random(0)
-        self.lost = 0
-        self.ledger: str | None = None
-        self._lock = threading.Lock()
-        self._original: Any = None
-
-    def install(self) -> None:
-        import requests
-        from requests.adapters import HTTPAdapter
-
-        self._original = HTTPAdapter.send
-        edge = self
-
-        def send(adapter: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            response = edge._original(adapter, request, *args, **kwargs)
-            if request.method == "POST" and (request.url or "").split("?")[0].endswith("/api/signals"):
-                with edge._lock:
-                    lose = response.status_code == 200 and edge.rng.random() < edge.rate
-                    edge.lost += lose
-                if lose:
-                    if edge.ledger is not None:  # written at once: a process killed later still counts it
-                        with open(edge.ledger, "a") as handle:
-                            handle.write("lost\n")
-                    response.close()
-                    raise requests.ConnectionError("campaign: the answer was lost after the service accepted")
-            return response
-
-        HTTPAdapter.send = send  # type: ignore[method-assign,assignment]
-
-    def uninstall(self) -> None:
-        from requests.adapters import HTTPAdapter
-
-        if self._original is not None:
-            HTTPAdapter.send = self._original  # type: ignore[method-assign]
-
-
-# The CLI under the campaign: the real entry point, with the campaign's retry delays and lost answers.
+# The CLI under the campaign: the real entry point, with the campaign's retry delays.
 CLI_WRAPPER = """
-import os, sys
-from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS, LostAnswers
+import sys
+from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS
 from hrconnector_core import ingestion
 ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
-edge = LostAnswers(); edge.rate = float(os.environ["CAMPAIGN_LOST_RATE"])
-edge.rng.seed(int(os.environ["CAMPAIGN_SEED"])); edge.ledger = os.environ["CAMPAIGN_LOST_FILE"]; edge.install()
 from hrconnector_core.cli import main
 sys.argv = ["hrconnector", *sys.argv[1:]]
 raise SystemExit(main())
@@ -327,45 +580,45 @@ raise SystemExit(main())
 def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
     job = rig.new_job()
     tmp = Path(tempfile.mkdtemp(dir=rig.workdir))
-    spec = make_file(rng, "hr.csv", f"s{h.seed}")
+    spec = make_file(rng, "hr.csv", f"s{h.seed}", seed=h.seed)
     h.files.append(spec)
     path = tmp / spec.name
     path.write_bytes(spec.data)
     rig.set_faults(rng, h, h.seed)
-    lost_rate = rng.choice([0.0, 0.0, 0.2])
-    h.faults["lost-response-window"] += lost_rate > 0
     kills = rng.choice([0, 1, 1, 2])
+    state_dir = tmp / "state"
     args = [
         "upload", "--tenant-id", TENANT, "--app-id", APP_ID, "--app-secret-env", "HR_CAMPAIGN_SECRET",
         "--job-id", job, "--file", str(path), "--authority-host", rig.emulator.url,
-        "--ingestion-url", rig.emulator.url, "--state-dir", str(tmp / "state"),
+        "--ingestion-url", rig.emulator.url, "--state-dir", str(state_dir),
         "--records-per-call", str(h.records_per_call), "--max-concurrency", str(h.max_concurrency),
-        "--report", str(tmp / "report.json"), "--rejected", str(tmp / "rejected.csv"),
+        "--report", str(tmp / "report.json"), "--rejected", str(tmp / "rejected.csv"), "--verbose",
     ]  # fmt: skip
     env = dict(os.environ) | {
         "HR_CAMPAIGN_SECRET": SECRET,
         "REQUESTS_CA_BUNDLE": str(rig.emulator.ca_path),
         "PYTHONPATH": str(REPO),
-        "CAMPAIGN_LOST_RATE": str(lost_rate),
-        "CAMPAIGN_LOST_FILE": str(tmp / "lost.txt"),
     }
     report_path = tmp / "report.json"
     for attempt in range(12):
-        env["CAMPAIGN_SEED"] = str(h.seed * 100 + attempt)
         report_path.unlink(missing_ok=True)
         proc = subprocess.Popen(
             [sys.executable, "-c", CLI_WRAPPER, *args], env=env, cwd=REPO,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
+        killed = False
         if attempt < kills:
             # kill at a random moment: after 0..n accepted calls, or at once
             target = len(rig.emulator.state.uploads.get(job, [])) + rng.randint(0, 3)
-            _kill_after_uploads(proc, rig, job, target, h, seconds=20)
+            killed = _kill_after_uploads(proc, rig, job, target, seconds=20)
         out, err = proc.communicate(timeout=120)
+        if killed:
+            h.faults["kill"] += 1
+            h.interruptions.append(_after_a_kill(rig, job, spec, "kill", _local_checkpoint(state_dir, spec)))
         h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
         if report_path.exists():
             h.reports.setdefault(spec.name, []).append(json.loads(report_path.read_text()))
-        if attempt < kills and proc.returncode != -signal.SIGKILL:
+        if attempt < kills and not killed:
             h.faults["rerun-of-a-finished-run"] += 1
         if attempt >= kills and _complete(report_path):
             break
@@ -373,14 +626,39 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
             h.faults["rerun-after-failure"] += 1
     else:
         h.errors.append("the CLI never succeeded")
-    if (tmp / "lost.txt").exists():
-        h.faults["lost-response"] += len((tmp / "lost.txt").read_text().split())
     rig.calm()
-    time.sleep(0.01)
-    h.received = [u.rows for u in rig.emulator.state.uploads.get(job, [])]
+    rig.settle()
+    rig.observe(h, job)
     rejected = tmp / "rejected.csv"
-    if spec.invalid and not rejected.exists():
-        h.errors.append("rows were rejected but no rejected-rows file was written")
+    if spec.invalid:
+        listed = _rejected_rows(rejected)
+        if listed != spec.invalid:
+            h.errors.append(f"the rejected-rows file lists rows {listed}, the file's invalid rows are {spec.invalid}")
+
+
+def _rejected_rows(path: Path) -> list[int]:
+    """The row numbers a rejected-rows file lists (its first column)."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return sorted(int(r[0]) for r in list(csv.reader(handle))[1:] if r and r[0].isdigit())
+
+
+def _local_checkpoint(state_dir: Path, spec: FileSpec) -> set[int]:
+    """The chunks the CLI's checkpoint of this file records as done (none without one)."""
+    for path in state_dir.glob("checkpoint-*.json"):
+        data = json.loads(path.read_text())
+        if data.get("file_sha256") == spec.sha256:
+            return {int(i) for i in data.get("completed", {})}
+    return set()
+
+
+def _after_a_kill(rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[int]) -> Interruption:
+    """The evidence of a kill, the process reaped: its checkpoint and what the service holds."""
+    rig.settle()
+    with rig.emulator.state.lock:
+        seen = len(rig.emulator.state.uploads.get(job, []))
+    return Interruption(kind, spec.name, completed, seen)
 
 
 def _complete(report_path: Path) -> bool:
@@ -439,14 +717,11 @@ def run_function_history(
     service.ensure_containers()
     count = files if files is not None else rng.randint(1, 3)
     for i in range(count):
-        spec = make_file(rng, f"main/f{i}.csv", f"s{h.seed}f{i}")
+        spec = make_file(rng, f"main/f{i}.csv", f"s{h.seed}f{i}", first=i * 41, seed=h.seed)
         h.files.append(spec)
         service.incoming.upload_blob(spec.name, spec.data, overwrite=True)
     if files is None:
         rig.set_faults(rng, h, h.seed)
-        rig.edge.rate = rng.choice([0.0, 0.0, 0.15])
-        rig.edge.rng.seed(h.seed)
-    lost_before = rig.edge.lost
     invokers = rng.randint(1, 4) if files is None else 4
     deliveries = [f.name for f in h.files for _ in range(rng.choice([1, 2, 3]) if files is None else 2)]
     rng.shuffle(deliveries)
@@ -480,15 +755,21 @@ def run_function_history(
                     client = service.state.get_blob_client(blob.name)
                     try:
                         if client.get_blob_properties().lease.state == "leased":
+                            spec = _file_of_state_blob(h, job, blob.name)
+                            # the checkpoint as the break finds it (read just before: a superset of
+                            # what may be in flight, as a run may mark a chunk done meanwhile)
+                            done = _blob_checkpoint(service, spec) if spec is not None else set()
                             BlobLeaseClient(client).break_lease(lease_break_period=0)
                             h.faults["lease-broken"] += 1
+                            if spec is not None:
+                                h.interruptions.append(Interruption("lease-broken", spec.name, done))
                             return
                     except HttpResponseError:  # gone or no longer leased: try the next
                         continue
             time.sleep(0.005)
 
     if kill_worker:
-        kill_a_worker(rig, h, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
+        kill_a_worker(rig, h, service, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
     started = time.monotonic()
     threads = [threading.Thread(target=invoker, name=f"invoker-{i}") for i in range(invokers)]
     if sweep:
@@ -514,8 +795,8 @@ def run_function_history(
         for name in left:
             h.faults["late-delivery"] += 1
             _swallow(errors, invoke_blob_trigger, BLOB_FUNCTION, incoming, name)
-    h.faults["lost-response"] += rig.edge.lost - lost_before
-    h.received = [u.rows for u in rig.emulator.state.uploads.get(job, [])]
+    rig.settle()
+    rig.observe(h, job)
     containers = {
         "incoming": service.incoming,
         "processed": service.processed,
@@ -550,7 +831,7 @@ invoke_blob_trigger(*sys.argv[1:])
 """
 
 
-def kill_a_worker(rig: Rig, h: History, job: str, incoming: str, name: str, rng: random.Random) -> None:
+def kill_a_worker(rig: Rig, h: History, service: Any, job: str, incoming: str, name: str, rng: random.Random) -> None:
     """A Function worker process (the registered function, as the host calls it) killed with
     SIGKILL at a random moment of its run; its lease stays until it lapses."""
     env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
@@ -561,15 +842,18 @@ def kill_a_worker(rig: Rig, h: History, job: str, incoming: str, name: str, rng:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    _kill_after_uploads(proc, rig, job, rng.randint(0, 4), h, seconds=30)
+    killed = _kill_after_uploads(proc, rig, job, rng.randint(0, 4), seconds=30)
     out, err = proc.communicate(timeout=60)
+    if killed:
+        spec = next(f for f in h.files if f.name == name)
+        h.faults["worker-kill"] += 1
+        h.interruptions.append(_after_a_kill(rig, job, spec, "worker-kill", _blob_checkpoint(service, spec)))
     h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
 
 
-def _kill_after_uploads(
-    proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, h: Any, *, seconds: float
-) -> None:
-    """SIGKILL `proc` once the service holds `target` uploads of `job` (or at once if it is done)."""
+def _kill_after_uploads(proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, *, seconds: float) -> bool:
+    """SIGKILL `proc` once the service holds `target` uploads of `job` (or at once if it is done);
+    whether it was killed (it may have finished first)."""
     deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         if len(rig.emulator.state.uploads.get(job, [])) >= target:
@@ -577,7 +861,33 @@ def _kill_after_uploads(
         time.sleep(0.002)
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
-        h.faults["kill"] += 1
+        proc.wait()
+        return True
+    return False
+
+
+def _blob_checkpoint(service: Any, spec: FileSpec) -> set[int]:
+    """The chunks the file's checkpoint in hr-state records as done (none without one)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    for item in service.state.list_blobs(name_starts_with="checkpoints/"):
+        try:
+            data = json.loads(service.state.get_blob_client(item.name).download_blob().readall())
+        except ResourceNotFoundError:  # deleted meanwhile (a finished run may remove it)
+            data = {}
+        if data.get("file_sha256") == spec.sha256:
+            return {int(i) for i in data.get("completed", {})}
+    return set()
+
+
+def _file_of_state_blob(h: History, job: str, blob: str) -> FileSpec | None:
+    """The file a leased blob of hr-state belongs to: `files/<name>/<etag>.json` or
+    `locks/<checkpoint id>` (the id: the content's SHA-256 and the job)."""
+    for f in h.files:
+        key = hashlib.sha256(f"{f.sha256}\n{job}".encode()).hexdigest()[:40]
+        if blob.startswith(f"files/{f.name}/") or blob == f"locks/{key}":
+            return f
+    return None
 
 
 def _swallow(errors: list[str], fn: Any, *args: Any) -> None:
@@ -604,6 +914,7 @@ def run_history(
     path = paths[seed % len(paths)]
     h = History(seed, path, records_per_call=rng.choice([1, 2, 3, 5, 8, 20]), max_concurrency=rng.randint(1, 4))
     start = len(rig.lines)
+    tokens = rig.tokens()
     try:
         if path == "cli":
             run_cli_history(rig, h, rng)
@@ -614,6 +925,7 @@ def run_history(
     finally:
         rig.calm()
     h.logs += rig.lines[start:]
+    h.tokens = sorted(rig.tokens() - tokens)
     return h, check(h)
 
 
@@ -662,8 +974,10 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
 def load_run(rig: Rig, files: int) -> str:
     h = History(seed=-1, path="function", records_per_call=10, max_concurrency=2)
     start = len(rig.lines)
+    tokens = rig.tokens()
     took = run_function_history(rig, h, random.Random(1), files=files)
     h.logs += rig.lines[start:]
+    h.tokens = sorted(rig.tokens() - tokens)
     v = check(h)
     per_minute = files / took * 60
     return (

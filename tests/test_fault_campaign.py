@@ -6,65 +6,186 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import random
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks.fault_campaign import SECRET, FileSpec, History, Rig, check, replay, run_history, table
+from benchmarks.fault_campaign import (
+    SCENARIO_COLUMNS,
+    SECRET,
+    History,
+    Interruption,
+    Rig,
+    check,
+    encode_file,
+    make_file,
+    replay,
+    run_history,
+    table,
+)
+
+A = [
+    ["a1@x.com", "1990-01-02T07:00:05Z", "remark ta1", "Rate-ta1"],
+    ["a2@x.com", "1990-01-03T08:01:05Z", "remark ta2", "Rate-ta2"],
+    ["a3@x.com", "1990-01-04T09:02:05Z", "remark ta3", "Rate-ta3"],
+]
+B = [
+    ["Employee profile", "b1@x.com", "Firsttb1", "Lasttb1"],
+    ["Employee profile", "bad-b2", "Firsttb2", "Lasttb2"],
+]
 
 
 def clean_history() -> History:
-    """A Function history that checks clean: two files, one with a rejected row, one lost answer."""
-    a = FileSpec(
-        "main/a.csv", b"", [["a1@x.com", "1"], ["a2@x.com", "2"], ["a3@x.com", "3"]], [], ["a1@x.com", "a2@x.com"]
+    """A Function history that checks clean: two files (one with a rejected row), chunks of two
+    rows, and one answer lost after the service recorded its chunk (sent again: documented)."""
+    a = encode_file("main/a.csv", ["EmailAddress", "EffectiveDate", "Remarks", "Rating"], copy.deepcopy(A))
+    b = encode_file(
+        "main/b.csv",
+        ["HRScenario", "EmailAddress", "EmployeeFirstName", "EmployeeLastName"],
+        copy.deepcopy(B),
+        {3: ("invalid-email", "EmailAddress")},
     )
-    b = FileSpec("main/b.csv", b"", [["b1@x.com", "1"]], [3], ["b1@x.com", "bad-b2"])
     h = History(seed=7, path="function", records_per_call=2, max_concurrency=2, files=[a, b])
-    h.faults["lost-response"] = 1
-    h.received = [[["a1@x.com", "1"], ["a2@x.com", "2"]], [["a3@x.com", "3"]], [["b1@x.com", "1"]]]
-    balanced = {"balanced": True, "rejected": 0}
+    h.received = [A[0:2], A[2:3], A[2:3], B[0:1]]  # chunk a#1's first answer was lost: sent again
+    h.answer_lost = [False, True, False, False]
     h.reports = {
-        "main/a.csv": [{"rows": balanced, "issues": {"items": []}}],
-        "main/b.csv": [
-            {"rows": {"balanced": True, "rejected": 1}, "issues": {"items": [{"row": 3, "message": "not an e-mail"}]}}
-        ],
+        "main/a.csv": [report(3, uploaded=3)],
+        "main/b.csv": [report(2, uploaded=1, rejected={3: "invalid-email"})],
     }
     h.placement = {"main/a.csv": ["processed"], "main/b.csv": ["processed"]}
-    h.logs = ["[file=main/a.csv] chunk 0 uploaded: rows 2-3, 2 records"]
+    h.logs = ["[file=main/a.csv] chunk 0 uploaded: rows 2-3, 2 records; Employee profile: 1 valid"]
     return h
 
 
+def report(rows_in: int, *, uploaded: int, rejected: dict[int, str] | None = None) -> dict[str, Any]:
+    """A report as the product writes it (the fields the checker reads)."""
+    rejected = rejected or {}
+    items = [
+        {"row": r, "column": "EmailAddress", "code": code, "message": "not an e-mail", "severity": "error"}
+        for r, code in rejected.items()
+    ]
+    rows = {"in": rows_in, "uploaded": uploaded, "previously_uploaded": 0, "rejected": len(rejected)}
+    rows |= {"skipped": 0, "not_uploaded": 0, "planned": 0, "balanced": True}
+    counts = dict(Counter(rejected.values()))
+    return {
+        "status": "partial" if rejected else "succeeded",
+        "rows": rows,
+        "issues": {"counts": counts, "items": items},
+    }
+
+
 def test_the_clean_history_passes_and_a_lost_answer_duplicate_is_documented_not_doubled() -> None:
-    h = clean_history()
-    assert check(h).ok, check(h).problems
-    h.received.append([["a3@x.com", "3"]])  # the chunk whose answer was lost, sent again
-    verdict = check(h)
-    assert verdict.ok and verdict.in_flight_duplicates == 1 and verdict.doubled_beyond == 0
+    verdict = check(clean_history())
+    assert verdict.ok, verdict.problems
+    assert verdict.in_flight_duplicates == 1 and verdict.doubled_beyond == 0 and verdict.rows_checked == 5
 
 
 def test_a_dropped_chunk_is_detected() -> None:
     h = clean_history()
-    del h.received[1]
+    del h.received[0], h.answer_lost[0]
     verdict = check(h)
-    assert verdict.lost == 1 and not verdict.ok
+    assert verdict.lost == 2 and not verdict.ok
 
 
-def test_a_doubled_chunk_beyond_the_bound_is_detected() -> None:
+def test_a_doubled_chunk_no_fault_explains_is_detected() -> None:
     h = clean_history()
-    h.faults["lost-response"] = 0  # no fault allows a duplicate
-    h.received.append(copy.deepcopy(h.received[0]))
+    h.received.append(copy.deepcopy(A[0:2]))
     verdict = check(h)
     assert verdict.doubled_beyond == 2 and verdict.lost == 0 and not verdict.ok
 
 
-def test_duplicates_beyond_max_concurrency_chunks_per_kill_are_detected() -> None:
+# -- F2: every duplicate is explained by the evidence of one fault, per file ------------------------
+def test_a_lost_answer_explains_a_copy_of_its_own_chunk_only() -> None:
     h = clean_history()
-    h.faults["lost-response"] = 0
+    h.received.append(copy.deepcopy(A[0:2]))  # the lost answer was chunk a#1's, not a#0's
+    h.faults["lost-response"] = 3  # the old shared pool: (0 kills * 2 + 3) * 2 rows would allow it
+    verdict = check(h)
+    assert verdict.doubled_beyond == 2 and "main/a.csv#0" in " ".join(verdict.problems)
+
+
+def test_a_double_send_that_no_kill_explains_is_detected_though_it_fits_the_pool() -> None:
+    """A kill of the run of main/a.csv explains no copy of main/b.csv (another file), and no copy
+    of a chunk the killed run had not sent (not at the service when it died)."""
+    h = clean_history()
+    h.faults["kill"] = 1  # the old pool: (1 kill * 2 + 1 lost answer) * 2 rows = 6 rows of duplicates
+    h.interruptions = [Interruption("kill", "main/a.csv", completed=set(), uploads_seen=1)]
+    h.received += [copy.deepcopy(B[0:1]), copy.deepcopy(A[2:3])]
+    h.answer_lost += [False, False]
+    verdict = check(h)
+    assert verdict.doubled_beyond == 2 and not verdict.ok  # b#0, and a#1's second extra copy
+    h.received.append(copy.deepcopy(A[0:2]))  # a#0 was at the service and not done when it died: documented
+    h.answer_lost.append(False)
+    assert check(h).doubled_beyond == 2 and check(h).in_flight_duplicates == 3
+
+
+def test_a_duplicate_of_a_chunk_done_before_the_kill_is_detected() -> None:
+    h = clean_history()
     h.faults["kill"] = 1
-    h.max_concurrency = 1  # one kill may repeat one chunk (2 rows), not two
-    h.received += [copy.deepcopy(h.received[0]), copy.deepcopy(h.received[1])]
+    h.interruptions = [Interruption("kill", "main/a.csv", completed={0}, uploads_seen=1)]  # a#0 recorded as done
+    h.received.append(copy.deepcopy(A[0:2]))
+    h.answer_lost.append(False)
+    verdict = check(h)
+    assert verdict.doubled_beyond == 2 and "main/a.csv#0" in " ".join(verdict.problems)
+
+
+def test_a_fault_explains_at_most_max_concurrency_chunks_and_each_once() -> None:
+    h = clean_history()
+    h.max_concurrency = 1
+    h.answer_lost = [False] * 4  # no lost answer this time: a#1's second copy needs the broken lease
+    h.interruptions = [Interruption("lease-broken", "main/a.csv", completed=set())]
+    h.received.append(copy.deepcopy(A[0:2]))  # a#0 and a#1 both repeated: one chunk in flight at most
     verdict = check(h)
     assert verdict.in_flight_duplicates == 2 and verdict.doubled_beyond == 1 and not verdict.ok
+    h.max_concurrency = 2
+    assert check(h).ok
+    h.received.append(copy.deepcopy(A[0:2]))  # a#0 a third time: one break repeats a chunk once
+    assert check(h).doubled_beyond == 2
+
+
+# -- F5: reports recomputed from the file -----------------------------------------------------------
+def test_report_counts_that_do_not_match_the_file_are_detected() -> None:
+    h = clean_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 4, "uploaded": 4}  # balanced, but the file has 3 rows
+    assert any("main/a.csv: report 1 counts" in p for p in check(h).problems)
+
+
+def test_a_rejection_for_a_reason_other_than_the_rows_mistake_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/b.csv"][0] = report(2, uploaded=1, rejected={3: "invalid-date"})
+    problems = check(h).problems
+    assert any("rejects row 3 for invalid-date" in p and "invalid-email" in p for p in problems)
+    assert any("by reason" in p for p in problems)
+
+
+def test_a_valid_row_reported_as_rejected_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/b.csv"][0]["issues"]["items"].append(
+        {"row": 2, "column": "EmailAddress", "code": "invalid-email", "message": "x", "severity": "error"}
+    )
+    assert any("rejects row 2, a valid row" in p for p in check(h).problems)
+
+
+def test_a_report_listing_a_row_the_file_does_not_have_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/b.csv"][0]["issues"]["items"][0]["row"] = 9
+    problems = check(h).problems
+    assert any("lists row 9, which the file does not have" in p for p in problems)
+    assert any("invalid row(s) [3] not reported" in p for p in problems)
+
+
+def test_an_invalid_row_missing_from_the_reports_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/b.csv"][0]["issues"]["items"] = []
+    assert any("invalid row(s) [3]" in p for p in check(h).problems)
+
+
+def test_an_unbalanced_report_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/a.csv"][0]["rows"]["balanced"] = False
+    assert any("does not balance" in p for p in check(h).problems)
 
 
 def test_a_file_moved_twice_is_detected() -> None:
@@ -82,57 +203,100 @@ def test_a_file_left_in_incoming_or_leased_is_detected() -> None:
     assert any("left leased" in p for p in problems)
 
 
-def test_an_invalid_row_missing_from_the_reports_is_detected() -> None:
-    h = clean_history()
-    h.reports["main/b.csv"][0]["issues"]["items"] = []
-    assert any("invalid row(s) [3]" in p for p in check(h).problems)
-
-
-def test_an_unbalanced_report_is_detected() -> None:
-    h = clean_history()
-    h.reports["main/a.csv"][0]["rows"]["balanced"] = False
-    assert any("a report does not balance" in p for p in check(h).problems)
-
-
-@pytest.mark.parametrize("leak", ["a2@x.com", "bad-b2", SECRET])
+# -- F6: no value of any row, and no secret, in any log ---------------------------------------------
+@pytest.mark.parametrize(
+    "leak",
+    [
+        "a2@x.com",  # an e-mail address
+        "1990-01-03",  # the day of a date (a date-only value), without its time
+        "1990-01-04T09:02:05Z",  # a date
+        "Firsttb1",  # a name
+        "Rate-ta3",  # a rating
+        "bad-b2",  # a value of a rejected row
+        SECRET,
+        "emu.token-of-the-history",
+    ],
+)
 def test_a_leaked_value_or_secret_is_detected(leak: str) -> None:
     h = clean_history()
+    h.tokens = ["emu.token-of-the-history"]
     h.logs.append(f"DEBUG something about {leak} went wrong")
     assert any("secret/row value(s) in the logs" in p for p in check(h).problems)
 
 
+def test_every_generated_value_is_unique_in_a_history_and_scenario_names_are_not_values() -> None:
+    rng = random.Random(3)
+    files = [make_file(rng, f"main/f{i}.csv", f"s3f{i}", first=i * 41, seed=3) for i in range(40)]
+    values = [v for f in files for row in f.records for v in row if v and v not in SCENARIO_COLUMNS]
+    assert len(values) > 500 and len(values) == len(set(values))
+    assert any(len(f.header) > 4 for f in files) and any(len(f.header) == 4 for f in files)  # both shapes
+    assert Counter(code for f in files for code, _ in f.faults.values()).keys() >= {
+        "invalid-email", "invalid-date", "required-missing", "too-long", "too-many-fields", "unknown-scenario"
+    }  # fmt: skip
+
+
+# -- F7: an empty history does not pass -------------------------------------------------------------
+def test_an_empty_history_fails() -> None:
+    h = clean_history()
+    h.files, h.received, h.reports, h.placement = [], [], {}, {}
+    assert any("an empty history" in p for p in check(h).problems)
+
+
+def test_a_generator_that_writes_nothing_is_detected() -> None:
+    h = clean_history()
+    h.files[0].data = b""  # the spec lists rows the file does not hold
+    assert any("the generated file holds 0 row(s), its spec 3" in p for p in check(h).problems)
+    h = clean_history()
+    for f in h.files:
+        f.records, f.faults = [], {}
+        f.data = b"EmailAddress\r\n"
+    h.received, h.reports = [], {}
+    assert any("an empty history" in p for p in check(h).problems)
+
+
 def test_a_failing_history_prints_its_seed_and_replay_command() -> None:
     h = clean_history()
-    del h.received[0]
+    del h.received[0], h.answer_lost[0]
     text = table([(h, check(h))], 1.0)
     assert "FAIL seed 7 (function)" in text
     assert replay(h) in text and "--seeds 7 --paths function" in replay(h)
 
 
 # -- the fixed-seed slice ---------------------------------------------------------------------------
-SLICE = range(0, 10)  # 5 CLI histories (kills, reruns, lost answers) + 5 Function histories
-# CLI histories whose kills fall while chunks are in flight at concurrency 3-4: a run that marks a
-# chunk done before the service has it loses rows here (the review's mutation; the others miss it).
-KILLED_IN_FLIGHT = (11, 12, 21)
-KILLED_WORKERS = (2, 6)  # Function worker processes killed with SIGKILL (files without invalid rows)
+# CLI histories: SIGKILLs (several with chunks in flight at concurrency 3-4, where a run that
+# marks a chunk done before the service has it loses rows), reruns, lost answers.
+CLI_SEEDS = (0, 4, 8, 12, 16, 32, 34)
+# Function histories: duplicate deliveries, concurrent invokers, the timer sweep, broken leases, lost answers.
+FUNCTION_SEEDS = (3, 7, 23, 31)
+WORKER_KILL_SEEDS = (3, 14)  # a Function worker process killed with SIGKILL, then the same
 
 
 @pytest.mark.slow
 def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     try:
-        # Broken leases are left out here, and killed workers get files without invalid rows: a
-        # known finding (the reasons of rejected rows are lost when the run that rejected them
-        # loses its lease or dies after its last chunk) makes those fail; the campaign keeps them.
-        results = [run_history(rig, seed, lease_breaks=False) for seed in SLICE]
-        results += [run_history(rig, seed, paths=("cli",)) for seed in KILLED_IN_FLIGHT]
-        results += [run_history(rig, seed, paths=("function-kill",)) for seed in KILLED_WORKERS]
+        results = [run_history(rig, seed, paths=("cli",)) for seed in CLI_SEEDS]
+        results += [run_history(rig, seed, paths=("function",)) for seed in FUNCTION_SEEDS]
+        results += [run_history(rig, seed, paths=("function-kill",)) for seed in WORKER_KILL_SEEDS]
     finally:
         rig.close()
-    assert [(h.seed, v.problems) for h, v in results if not v.ok] == []
-    faults = sum((h.faults for h, _ in results), start=History(0, "", 1, 1).faults)
-    assert faults["kill"] >= 4 and faults["duplicate-delivery"] >= 2  # the slice does inject faults
-    assert sum(len(f.valid) for h, _ in results for f in h.files) > 100
+    assert [(h.seed, h.path, v.problems) for h, v in results if not v.ok] == []
+
+    def total(path: str, fault: str) -> int:
+        return sum(h.faults[fault] for h, _ in results if h.path == path)
+
+    # The slice does inject every fault it is for: a change that silently stops one fails here.
+    assert total("cli", "kill") >= 5 and total("function-kill", "worker-kill") == 2
+    assert total("cli", "lost-response") >= 2 and total("function", "lost-response") >= 3
+    assert total("function-kill", "lost-response") >= 1
+    assert total("function", "concurrent-invokers") >= 3 and total("function", "duplicate-delivery") >= 6
+    assert total("function", "lease-broken") >= 1 and total("function", "timer-sweep") >= 2
+    kills = [(h.seed, len(h.interruptions)) for h, _ in results if h.path == "cli"]
+    assert kills == [(h.seed, h.faults["kill"]) for h, _ in results if h.path == "cli"]  # evidence of each kill
+    assert sum(v.in_flight_duplicates for _, v in results) > 0  # duplicates happened, each one explained
+    assert sum(len(f.valid) for h, _ in results for f in h.files) > 200
+    assert sum(len(f.faults) for h, _ in results for f in h.files) > 20
+    assert all(any("DEBUG" in log for log in h.logs) for h, _ in results if h.path == "cli")  # --verbose
 
 
 # -- the campaign's finding, pinned down --------------------------------------------------------------
