@@ -28,6 +28,7 @@ Not a test: it prints a table and exits 1 when a history fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -44,6 +45,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -586,6 +588,12 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
     path.write_bytes(spec.data)
     rig.set_faults(rng, h, h.seed)
     kills = rng.choice([0, 1, 1, 2])
+    # An authorization window in the first run not killed (its own random stream: the draws above
+    # and below stay as they were): the job answered 403 for a while, or the app's tokens revoked
+    # and the token endpoint refusing it. The run fails; the rerun after it completes.
+    extra = random.Random(h.seed + 2_000_000)
+    window = extra.choice(["", "", "", "403", "token"])
+    window_after = extra.randint(0, 3)
     state_dir = tmp / "state"
     args = [
         "upload", "--tenant-id", TENANT, "--app-id", APP_ID, "--app-secret-env", "HR_CAMPAIGN_SECRET",
@@ -611,7 +619,12 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
             # kill at a random moment: after 0..n accepted calls, or at once
             target = len(rig.emulator.state.uploads.get(job, [])) + rng.randint(0, 3)
             killed = _kill_after_uploads(proc, rig, job, target, seconds=20)
-        out, err = proc.communicate(timeout=120)
+        if attempt == kills and window:
+            target = len(rig.emulator.state.uploads.get(job, [])) + window_after
+            with _authorization_window(rig, h, job, window, proc, target):
+                out, err = proc.communicate(timeout=120)
+        else:
+            out, err = proc.communicate(timeout=120)
         if killed:
             h.faults["kill"] += 1
             h.interruptions.append(_after_a_kill(rig, job, spec, "kill", _local_checkpoint(state_dir, spec)))
@@ -634,6 +647,45 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
         listed = _rejected_rows(rejected)
         if listed != spec.invalid:
             h.errors.append(f"the rejected-rows file lists rows {listed}, the file's invalid rows are {spec.invalid}")
+
+
+@contextlib.contextmanager
+def _authorization_window(
+    rig: Rig, h: History, job: str, kind: str, proc: subprocess.Popen[bytes], target: int
+) -> Iterator[None]:
+    """Once the service holds `target` uploads of `job` (unless the run ends first), until the
+    run ends: "403" answers every upload 403 (the job given to another app); "token" revokes the
+    app's tokens and unregisters it, so the one retry with a fresh token fails at the token endpoint."""
+    state = rig.emulator.state
+    while proc.poll() is None and len(state.uploads.get(job, [])) < target:
+        time.sleep(0.002)
+    if proc.poll() is not None:
+        yield
+        return
+    before = dict(state.counters)
+    with state.lock:
+        app = state.apps[(TENANT.lower(), APP_ID.lower())]
+        if kind == "403":
+            state.jobs[job.lower()] = "0ther-app"
+        else:
+            del state.apps[(TENANT.lower(), APP_ID.lower())]
+    if kind == "token":
+        state.revoke_tokens(APP_ID)
+    h.faults[f"{kind}-window"] += 1
+    try:
+        yield
+    finally:
+        with state.lock:
+            state.jobs[job.lower()] = APP_ID.lower()
+            state.apps[(app.tenant_id, app.app_id)] = app
+            counters = dict(state.counters)
+
+        def delta(name: str) -> int:
+            return counters.get(name, 0) - before.get(name, 0)
+
+        # the calls the window refused: uploads answered 403, or 401 and token requests refused
+        refused = delta("forbidden") if kind == "403" else delta("unauthorized") + delta("token_requests")
+        h.faults[f"{kind}-window-refusals"] += refused - (0 if kind == "403" else delta("tokens_issued"))
 
 
 def _rejected_rows(path: Path) -> list[int]:
