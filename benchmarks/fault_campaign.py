@@ -235,7 +235,8 @@ class History:
 class Verdict:
     lost: int = 0
     doubled_beyond: int = 0
-    in_flight_duplicates: int = 0
+    in_flight_duplicates: int = 0  # rows: documented duplicates, all causes
+    after_lost_answers: int = 0  # of which explained by a lost answer (rows)
     rows_checked: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -267,7 +268,7 @@ def check(h: History) -> Verdict:
         v.problems.append(f"left leased: {h.leased}")
     leaked = leaks(h)
     if leaked:
-        v.problems.append(f"{len(leaked)} secret/row value(s) in the logs")
+        v.problems.append(f"{len(leaked)} secret/row value(s) in the logs or reports")
     v.problems += h.errors
     return v
 
@@ -317,6 +318,7 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
     eligible = [_eligible(h, i, calls) for i in h.interruptions]
     for chunk, n in _assign(left, eligible, h.max_concurrency).items():
         explained[chunk] += n
+    v.after_lost_answers = sum(min(copies[c] - 1, lost_answers[c]) * len(plan[c]) for c in copies)
     v.in_flight_duplicates = sum(n * len(plan[c]) for c, n in explained.items())
     v.doubled_beyond = extra - v.in_flight_duplicates
     if v.lost:
@@ -390,7 +392,7 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
             problems.append(f"{where} counts (in, valid, rejected, skipped) {counted}; the file has {truth}")
         issues = report.get("issues", {})
         counts = {k: c for k, c in issues.get("counts", {}).items() if k in REJECTING_CODES}
-        if counts and counts != dict(reasons):
+        if (counts or rows.get("rejected")) and counts != dict(reasons):
             problems.append(f"{where} counts rejections by reason {counts}; the file's are {dict(reasons)}")
         for item in issues.get("items", []):
             row = item.get("row")
@@ -438,9 +440,9 @@ DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def leaks(h: History) -> list[str]:
-    """The secret and HR values found in any captured log record, stdout or stderr. Each value
+    """The secret and HR values found in any captured log record, stdout, stderr or report. Each value
     is searched for unless a cheaper search proves it absent (its day, its file's tag)."""
-    text = "\n".join(h.logs)
+    text = "\n".join([*h.logs, *(json.dumps(r, ensure_ascii=False) for rs in h.reports.values() for r in rs)])
     days = set(DAY.findall(text))
     found = {s for s in (SECRET, *h.tokens) if s in text}
     for f in h.files:
@@ -1010,6 +1012,11 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
         ("rows lost", str(sum(v.lost for _, v in results))),
         ("rows doubled beyond the bound", str(sum(v.doubled_beyond for _, v in results))),
         ("documented in-flight duplicates (rows)", str(sum(v.in_flight_duplicates for _, v in results))),
+        ("  of which after a lost answer", str(sum(v.after_lost_answers for _, v in results))),
+        (
+            "  of which after a kill or a broken lease",
+            str(sum(v.in_flight_duplicates - v.after_lost_answers for _, v in results)),
+        ),
         ("failing histories", str(len(failing))),
         ("wall time", f"{elapsed:.0f} s"),
     ]

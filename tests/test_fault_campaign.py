@@ -160,6 +160,12 @@ def test_a_rejection_for_a_reason_other_than_the_rows_mistake_is_detected() -> N
     assert any("by reason" in p for p in problems)
 
 
+def test_rejections_without_their_count_by_reason_are_detected() -> None:
+    h = clean_history()
+    h.reports["main/b.csv"][0]["issues"]["counts"] = {}
+    assert any("counts rejections by reason {}" in p for p in check(h).problems)
+
+
 def test_a_valid_row_reported_as_rejected_is_detected() -> None:
     h = clean_history()
     h.reports["main/b.csv"][0]["issues"]["items"].append(
@@ -221,7 +227,13 @@ def test_a_leaked_value_or_secret_is_detected(leak: str) -> None:
     h = clean_history()
     h.tokens = ["emu.token-of-the-history"]
     h.logs.append(f"DEBUG something about {leak} went wrong")
-    assert any("secret/row value(s) in the logs" in p for p in check(h).problems)
+    assert any("secret/row value(s) in the logs or reports" in p for p in check(h).problems)
+
+
+def test_a_value_in_a_report_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/b.csv"][0]["issues"]["items"][0]["message"] = "not an e-mail: bad-b2"
+    assert any("secret/row value(s) in the logs or reports" in p for p in check(h).problems)
 
 
 def test_every_generated_value_is_unique_in_a_history_and_scenario_names_are_not_values() -> None:
