@@ -583,3 +583,69 @@ def test_concurrent_uploads_and_delta_keep_every_item(drive: Drive) -> None:
     pages, _ = drive.delta_all()
     names = [i["name"] for page in pages for i in page if i["parentReference"].get("id") == drive.folder_id]
     assert sorted(names) == sorted(f"c{n}.csv" for n in range(8))
+
+
+def test_the_emulator_command_serves_a_granted_graph_site(tmp_path) -> None:
+    """`python -m hrconnector_core.emulator --graph-site ...`: the printed Graph URL, site and identity work."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hrconnector_core.emulator.__main__ import DEMO_IDENTITY
+
+    from .conftest import REPO
+
+    cmd = [
+        *(sys.executable, "-m", "hrconnector_core.emulator", "--graph-site", "contoso.sharepoint.com/sites/HR"),
+        *("--ca-file", str(tmp_path / "ca.pem"), "--data-dir", str(tmp_path / "emu")),
+    ]
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        info = json.loads(proc.stdout.readline())
+        lines: list[str] = []
+        while "rows received" not in (line := proc.stderr.readline()):
+            assert line, "".join(lines)
+            lines.append(line)
+        text = "".join(lines)
+        assert f"HR_GRAPH_URL={info['graph_url']}" in text
+        [site] = info["graph_sites"]
+        assert site["site"] == "contoso.sharepoint.com/sites/HR" and site["library"] == "Documents"
+        header = next(w.split("=", 1)[1] for w in text.split() if w.startswith("IDENTITY_HEADER="))
+        token = requests.get(
+            f"{info['url']}/msi/token",
+            params={"resource": GRAPH, "client_id": DEMO_IDENTITY},
+            headers={"X-IDENTITY-HEADER": header},
+            verify=info["ca_file"],
+            timeout=10,
+        ).json()["access_token"]
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
+        verify = info["ca_file"]  # per call: requests prefers REQUESTS_CA_BUNDLE over Session.verify
+        site_url = f"{info['graph_url']}/v1.0/sites/contoso.sharepoint.com:/sites/HR"
+        found = http.get(site_url, verify=verify, timeout=10).json()
+        assert found["id"] == site["site_id"]
+        dropped = requests.post(
+            f"{info['url']}/admin/graph/files",
+            json={
+                "drive_id": site["drive_id"],
+                "path": "Exports/a.csv",
+                "content_b64": base64.b64encode(b"a").decode(),
+            },
+            verify=info["ca_file"],
+            timeout=10,
+        ).json()
+        folder = http.put(
+            f"{info['graph_url']}/v1.0/drives/{site['drive_id']}/items/{dropped['parentReference']['id']}:/r.json:/content",
+            data=b"{}",
+            verify=verify,
+            timeout=10,
+        )
+        assert folder.status_code == 201  # the demo identity may write
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
