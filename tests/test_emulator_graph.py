@@ -649,3 +649,27 @@ def test_the_emulator_command_serves_a_granted_graph_site(tmp_path) -> None:
         proc.wait(timeout=30)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_download_faults_503_and_a_connection_lost_mid_file(drive: Drive) -> None:
+    data = b"id\n" + b"12345\n" * 5000
+    item = drive.graph.put_file(drive.drive_id, "HR/Exports/cut.csv", data)
+    location = drive.http.get(drive.url(f"/items/{item['id']}/content"), allow_redirects=False, timeout=10).headers[
+        "Location"
+    ]
+    drive.graph.fail_next_download(503, retry_after_seconds=2)
+    busy = requests.get(location, timeout=10)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+
+    drive.graph.cut_next_download(1000)
+    received = bytearray()
+    with requests.get(location, stream=True, timeout=10) as response, pytest.raises(requests.RequestException):
+        assert response.status_code == 200
+        for chunk in response.iter_content(256):
+            received.extend(chunk)
+    assert 0 < len(received) <= 1000  # the client saw part of the body, then the hang-up
+    assert data.startswith(bytes(received))
+
+    whole = requests.get(location, timeout=10)
+    assert whole.content == data
+    assert whole.headers["Content-Type"] == "text/csv"

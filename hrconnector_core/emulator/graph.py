@@ -34,6 +34,9 @@ Additions to the shared design (documented here, as agreed):
 - `fail_next(*statuses, retry_after_seconds=1)`: the next Graph API requests (not downloads) are
   answered with these statuses (429/503 carry `Retry-After`), in order: deterministic faults.
 - `expire_download_urls()`: every pre-authenticated URL issued so far answers 401 (as after an hour).
+- `fail_next_download(*statuses, retry_after_seconds=1)`: the next downloads (pre-authenticated
+  URL) answer these statuses; `cut_next_download(after_bytes)`: the next download sends its
+  headers (full Content-Length) and `after_bytes` bytes, then hangs up (a connection lost mid-file).
 - `calls`: [GraphCall(method, path, status, authorization)] - each request with its answer and
   whether it carried an Authorization header (downloads must not).
 - `set_faults(...)` on GraphState itself (EmulatorState.set_graph_faults delegates to it).
@@ -58,12 +61,14 @@ on every content change, rename and move; cTag on content changes only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import mimetypes
 import random
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -197,6 +202,7 @@ class GraphState:
         self.faults = GraphFaults()
         self._rng = random.Random()
         self._queued: list[tuple[int, int]] = []  # (status, retry-after)
+        self._download_faults: list[tuple[int, int]] = []  # (status, retry-after) or (0, bytes sent before hanging up)
         self._seq = 0
         self._cursors: dict[str, _Cursor] = {}
         self._downloads: dict[str, tuple[str, str, float]] = {}  # token -> drive, item, expires at
@@ -315,6 +321,20 @@ class GraphState:
         """The next Graph API requests get these statuses, one each, in order."""
         with self.lock:
             self._queued.extend((s, retry_after_seconds) for s in statuses)
+
+    def fail_next_download(self, *statuses: int, retry_after_seconds: int = 1) -> None:
+        """The next downloads from pre-authenticated URLs get these statuses, one each, in order."""
+        with self.lock:
+            self._download_faults.extend((s, retry_after_seconds) for s in statuses)
+
+    def cut_next_download(self, after_bytes: int) -> None:
+        """The next download hangs up after `after_bytes` bytes of its body."""
+        with self.lock:
+            self._download_faults.append((0, after_bytes))
+
+    def take_download_fault(self) -> tuple[int, int] | None:
+        with self.lock:
+            return self._download_faults.pop(0) if self._download_faults else None
 
     # -- internals (called with the lock held) -----------------------------------------------
     def _new_item(self, drive_id: str, name: str, parent_id: str | None, *, folder: bool) -> _Item:
@@ -567,12 +587,14 @@ class GraphState:
             self._downloads[token] = (drive_id, item_id, self.clock() + DOWNLOAD_URL_SECONDS)
         return f"{base}/graph-download/{token}"
 
-    def download(self, token: str) -> bytes:
+    def download(self, token: str) -> tuple[bytes, str]:
+        """The current content of the URL's item, and its media type."""
         with self.lock:
             found = self._downloads.get(token)
             if found is None or found[2] <= self.clock():
                 raise GraphError(401, "unauthenticated", "The download URL is invalid or has expired.")
-            return self._get(found[0], found[1]).content
+            item = self._get(found[0], found[1])
+            return item.content, mimetypes.guess_type(item.name)[0] or "application/octet-stream"
 
     # -- access ---------------------------------------------------------------------------------
     def allowed(self, client_id: str, site_id: str, role: str) -> bool:
@@ -892,11 +914,26 @@ def serve_download(handler: Handler, token: str) -> None:
     try:
         if has_auth:
             raise GraphError(401, "unauthenticated", "This URL is pre-authenticated; send no Authorization header.")
-        data = graph.download(token)
-        handler._send(200, data, "application/octet-stream")
+        data, media_type = graph.download(token)
+        fault = graph.take_download_fault()
+        if fault is not None and fault[0]:
+            raise GraphError(fault[0], "serviceNotAvailable", "Try again later.", {"Retry-After": str(fault[1])})
+        if fault is not None:
+            status = -1  # hung up mid-body
+            handler.send_response(200)
+            handler.send_header("Content-Type", media_type)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: fault[1]])
+            handler.wfile.flush()
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        handler._send(200, data, media_type)
     except GraphError as exc:
         status = exc.status
-        handler._send_json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
+        handler._send_json(exc.status, {"error": {"code": exc.code, "message": exc.message}}, headers=exc.headers)
     finally:
         graph.record("GET", handler.path, status, has_auth)
 
