@@ -50,12 +50,17 @@ Additions to the shared design (documented here, as agreed):
   /drives/{d}/items/{id}` (204), `GET /sites/{host}` (root site), `GET /sites/{site-id}`,
   `PUT /drives/{d}/items/{id}/content` and `PUT /drives/{d}/root:/{path}:/content`.
 
+The Python API raises GraphError (status, code) where the HTTP API would answer an error, and
+KeyError for a folder `children` cannot find.
+
 Delta: a request without a token enumerates every item of the drive (root first, parents before
 children); with a token it returns the latest state of each item changed since that token, once
 (a change to an item also lists its ancestor folders, as Graph does). An enumeration is cut into
 pages of `page_size` when its first page is asked for; `@odata.nextLink` until the last page, which
 carries `@odata.deltaLink`. `token=latest` answers no items and a delta link for now. eTag changes
-on every content change, rename and move; cTag on content changes only.
+on every content change, rename and move; cTag on content changes only. As in OneDrive for
+Business, delta items carry no cTag and no parentReference.path, and a deleted item carries only
+its id, parentReference and `deleted` (no name); `GET` of an item gives every property.
 """
 
 from __future__ import annotations
@@ -206,7 +211,6 @@ class GraphState:
         self._seq = 0
         self._cursors: dict[str, _Cursor] = {}
         self._downloads: dict[str, tuple[str, str, float]] = {}  # token -> drive, item, expires at
-        self._counter = itertools.count(1)
 
     # -- what a person (or an admin) does ----------------------------------------------------
     def add_site(self, hostname: str, path: str = "/", display_name: str | None = None) -> str:
@@ -485,9 +489,14 @@ class GraphState:
         return f'"c:{{{item.guid}}},{item.content_version}"'
 
     def _json(self, item: _Item, *, delta: bool = False) -> dict[str, Any]:
-        """The driveItem as Graph returns it; in delta, parentReference carries no path."""
+        """The driveItem as Graph returns it. In delta (OneDrive for Business and SharePoint):
+        parentReference carries no path and there is no cTag; a deleted item is only its id, its
+        parentReference and the `deleted` facet (no name, no cTag, no file or folder facet)."""
         drive = self.drives[item.drive_id]
         site = self.sites[drive.site_id]
+        if delta and item.deleted:
+            reference = {"driveType": drive.drive_type, "driveId": drive.id, "id": item.parent_id, "siteId": site.id}
+            return {"id": item.id, "parentReference": reference, "deleted": {"state": "deleted"}}
         web = f"https://{site.hostname}{site.path.rstrip('/')}/{quote(drive.name)}"
         path = self._path(item)
         body: dict[str, Any] = {
@@ -503,19 +512,18 @@ class GraphState:
         parent: dict[str, Any] = {"driveType": drive.drive_type, "driveId": drive.id, "siteId": site.id}
         if item.parent_id is not None:
             parent["id"] = item.parent_id
-            if not delta and not item.deleted:
+            if not delta:
                 parent_path = self._path(self.items[item.parent_id])
                 parent["path"] = f"/drives/{drive.id}/root:" + (f"/{parent_path}" if parent_path else "")
         body["parentReference"] = parent
         if item.folder:
-            body["folder"] = {"childCount": 0 if item.deleted else len(self._children(item))}
+            body["folder"] = {"childCount": len(self._children(item))}
         else:
             mime = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
             body["file"] = {"mimeType": mime}
         if item.parent_id is None:
             body["root"] = {}
-        if item.deleted:
-            body["deleted"] = {"state": "deleted"}
+        if delta:
             body.pop("cTag")
         return body
 
