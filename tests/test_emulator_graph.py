@@ -110,6 +110,11 @@ def test_site_library_and_folder_resolve_by_name_and_path(drive: Drive) -> None:
     drives = drive.http.get(f"{drive.emulator.url}/v1.0/sites/{drive.site_id}/drives", timeout=10).json()["value"]
     assert [(d["id"], d["name"], d["driveType"]) for d in drives] == [(drive.drive_id, "Documents", "documentLibrary")]
 
+    by_path = drive.http.get(f"{drive.emulator.url}/v1.0/sites/contoso.sharepoint.com:{site_path}:/drives", timeout=10)
+    assert [d["id"] for d in by_path.json()["value"]] == [drive.drive_id]
+    default = drive.http.get(f"{drive.emulator.url}/v1.0/sites/{drive.site_id}/drive", timeout=10)
+    assert default.json()["id"] == drive.drive_id
+
     folder = drive.http.get(drive.url("/root:/HR/Exports"), timeout=10)
     assert folder.status_code == 200
     assert folder.json()["id"] == drive.folder_id

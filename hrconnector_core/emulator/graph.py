@@ -200,6 +200,8 @@ class GraphState:
         self.sites: dict[str, _Site] = {}
         self.drives: dict[str, _Drive] = {}
         self.items: dict[str, _Item] = {}
+        self._kids: dict[str, dict[str, _Item]] = {}  # folder id -> {child id: child}, live items only
+        self._by_drive: dict[str, list[_Item]] = {}  # drive id -> every item ever made in it
         self.grants: dict[tuple[str, str], str] = {}  # (client id, site id or "*") -> role
         self.page_size = 200
         self.requests: list[tuple[str, str]] = []
@@ -345,6 +347,9 @@ class GraphState:
         now = _now()
         item = _Item(_item_id(), drive_id, name, parent_id, folder, created=now, modified=now)
         self.items[item.id] = item
+        self._by_drive.setdefault(drive_id, []).append(item)
+        if parent_id is not None:
+            self._kids.setdefault(parent_id, {})[item.id] = item
         return item
 
     def _touch(self, item: _Item, *, also: _Item | None = None) -> None:
@@ -375,7 +380,7 @@ class GraphState:
         return item
 
     def _children(self, folder: _Item) -> list[_Item]:
-        return [i for i in self.items.values() if i.parent_id == folder.id and not i.deleted]
+        return list(self._kids.get(folder.id, {}).values())
 
     def _child(self, folder: _Item, name: str) -> _Item | None:
         return next((c for c in self._children(folder) if c.name.lower() == name.lower()), None)
@@ -460,6 +465,8 @@ class GraphState:
         old_parent = self.items[item.parent_id]
         if target is old_parent and new_name == item.name:
             return item
+        self._kids[old_parent.id].pop(item.id, None)
+        self._kids.setdefault(target.id, {})[item.id] = item
         item.parent_id = target.id
         item.name = new_name
         item.version += 1
@@ -473,6 +480,7 @@ class GraphState:
         for child in self._children(item):
             self._delete(child)
         item.deleted = True
+        self._kids.get(item.parent_id, {}).pop(item.id, None)
         self._touch(item)
 
     def _check_match(self, item: _Item, if_match: str | None) -> None:
@@ -540,7 +548,7 @@ class GraphState:
     # -- delta ---------------------------------------------------------------------------------
     def _start_delta(self, drive_id: str, since: int | None, latest: bool = False) -> _Cursor:
         """Freeze the items of one enumeration into pages (a full one when `since` is None)."""
-        items = [i for i in self.items.values() if i.drive_id == drive_id]
+        items = self._by_drive.get(drive_id, [])
         if latest:
             chosen: list[_Item] = []
         elif since is None:
@@ -638,6 +646,8 @@ _API: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/sites/(?P<host>[^/:,]+):(?P<path>/[^:]*):?$"), "site_by_path"),
     ("GET", re.compile(r"^/sites/(?P<site>[^/:]+)$"), "site"),
     ("GET", re.compile(r"^/sites/(?P<site>[^/:]+)/drives$"), "site_drives"),
+    ("GET", re.compile(r"^/sites/(?P<host>[^/:,]+):(?P<path>/[^:]*):/drives$"), "site_drives"),
+    ("GET", re.compile(r"^/sites/(?P<site>[^/:]+)/drive$"), "site_default_drive"),
     ("GET", re.compile(rf"^{_D}$"), "drive"),
     ("GET", re.compile(rf"^{_D}/root/delta(?:\(\))?$"), "delta"),
     ("GET", re.compile(rf"^{_D}{_I}/delta(?:\(\))?$"), "folder_delta"),
@@ -773,24 +783,10 @@ class GraphApi:
         }
 
     def site_by_path(self, host: str, path: str, body: bytes) -> None:
-        wanted = "/" + path.strip("/") if path.strip("/") else "/"
-        with self.graph.lock:
-            sites = list(self.graph.sites.values())
-        site = next((s for s in sites if s.hostname == host.lower() and s.path.lower() == wanted.lower()), None)
-        if site is None:
-            raise GraphError(404, "itemNotFound", "Requested site could not be found")
-        self._access(site.id, "read")
-        self.send(200, self._site_json(site))
+        self.send(200, self._site_json(self._find_site(None, host, path)))
 
     def site(self, site: str, body: bytes) -> None:
-        if "," not in site:
-            return self.site_by_path(site, "/", body)
-        with self.graph.lock:
-            found = self.graph.sites.get(site.lower()) or self.graph.sites.get(site)
-        if found is None:
-            raise GraphError(404, "itemNotFound", "Requested site could not be found")
-        self._access(found.id, "read")
-        self.send(200, self._site_json(found))
+        self.send(200, self._site_json(self._find_site(site)))
 
     def _drive_json(self, drive: _Drive) -> dict[str, Any]:
         site = self.graph.sites[drive.site_id]
@@ -802,15 +798,36 @@ class GraphApi:
             "description": "",
         }
 
-    def site_drives(self, site: str, body: bytes) -> None:
+    def _find_site(self, site: str | None, host: str | None = None, path: str | None = None) -> _Site:
+        """The site by id, or by host name and server-relative path; 403 without a read grant."""
         with self.graph.lock:
-            found = self.graph.sites.get(site)
+            sites = list(self.graph.sites.values())
+        if site is not None and "," in site:
+            found = next((s for s in sites if s.id == site.lower()), None)
+        else:
+            host = (host or site or "").lower()
+            wanted = "/" + (path or "").strip("/") if (path or "").strip("/") else "/"
+            found = next((s for s in sites if s.hostname == host and s.path.lower() == wanted.lower()), None)
         if found is None:
             raise GraphError(404, "itemNotFound", "Requested site could not be found")
         self._access(found.id, "read")
+        return found
+
+    def site_drives(
+        self, body: bytes, site: str | None = None, host: str | None = None, path: str | None = None
+    ) -> None:
+        found = self._find_site(site, host, path)
         with self.graph.lock:
             drives = [self._drive_json(d) for d in self.graph.drives.values() if d.site_id == found.id]
         self.send(200, {"value": drives})
+
+    def site_default_drive(self, site: str, body: bytes) -> None:
+        found = self._find_site(site)
+        with self.graph.lock:
+            drives = [d for d in self.graph.drives.values() if d.site_id == found.id]
+            if not drives:
+                raise GraphError(404, "itemNotFound", "The site has no document library.")
+            self.send(200, self._drive_json(drives[0]))
 
     def drive(self, drive: str, body: bytes) -> None:
         found = self._drive(drive, "read")
