@@ -31,7 +31,7 @@ CONFLICT = "@microsoft.graph.conflictBehavior"
 @pytest.fixture(autouse=True)
 def _calm_graph(emulator: Emulator):
     yield
-    emulator.state.set_graph_faults(rate_429=0, rate_503=0, retry_after_seconds=1, seed=None)
+    emulator.state.graph.reset_faults()
     emulator.state.graph.page_size = 200
 
 
@@ -300,6 +300,10 @@ def test_fault_rates_are_seeded_and_separate_from_ingestion(drive: Drive) -> Non
     first = statuses()
     assert first == statuses()  # same seed, same sequence
     assert {429, 503, 200} <= set(first)
+    drive.graph.fail_next(429)
+    drive.graph.fail_next_download(503)
+    drive.graph.reset_faults()
+    assert drive.http.get(drive.url("/root"), timeout=10).status_code == 200
 
 
 # -- download ----------------------------------------------------------------------------------------
@@ -368,7 +372,7 @@ def test_move_honours_if_match_and_conflict_behaviour(drive: Drive) -> None:
 
     stale = drive.http.patch(url, json=body, headers={"If-Match": '"{0},1"'}, timeout=10)
     assert stale.status_code == 412
-    assert error_code(stale) == "preconditionFailed"
+    assert error_code(stale) == "resourceModified"  # OneDrive's code for an eTag mismatch
     assert "leavers.csv" in g.children(d, "HR/Exports")  # not moved
 
     moved = drive.http.patch(url, json=body, headers={"If-Match": item["eTag"]}, timeout=10)

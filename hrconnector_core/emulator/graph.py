@@ -33,6 +33,7 @@ Additions to the shared design (documented here, as agreed):
   `resyncChangesApplyDifferences` / `resyncChangesUploadDifferences`).
 - `fail_next(*statuses, retry_after_seconds=1)`: the next Graph API requests (not downloads) are
   answered with these statuses (429/503 carry `Retry-After`), in order: deterministic faults.
+- `reset_faults()`: no rates, no queued faults (for a test fixture's teardown).
 - `expire_download_urls()`: every pre-authenticated URL issued so far answers 401 (as after an hour).
 - `fail_next_download(*statuses, retry_after_seconds=1)`: the next downloads (pre-authenticated
   URL) answer these statuses; `cut_next_download(after_bytes)`: the next download sends its
@@ -323,6 +324,14 @@ class GraphState:
             self._rng = random.Random(self.faults.seed)
             return self.faults
 
+    def reset_faults(self) -> None:
+        """No fault rates, no queued API or download faults (a test's clean start or end)."""
+        with self.lock:
+            self.faults = GraphFaults()
+            self._rng = random.Random()
+            self._queued.clear()
+            self._download_faults.clear()
+
     def fail_next(self, *statuses: int, retry_after_seconds: int = 1) -> None:
         """The next Graph API requests get these statuses, one each, in order."""
         with self.lock:
@@ -488,7 +497,9 @@ class GraphState:
             return
         tags = {t.removeprefix("W/") for t in re.findall(r'(?:W/)?"[^"]*"|[^,\s]+', if_match)}
         if self._etag(item) not in tags and self._ctag(item) not in tags:
-            raise GraphError(412, "preconditionFailed", "ETag does not match current item's value")
+            raise GraphError(
+                412, "resourceModified", "The resource has changed since the caller last read it (eTag mismatch)."
+            )
 
     def _etag(self, item: _Item) -> str:
         return f'"{{{item.guid}}},{item.version}"'
