@@ -33,6 +33,7 @@ def _calm_graph(emulator: Emulator):
     yield
     emulator.state.graph.reset_faults()
     emulator.state.graph.page_size = 200
+    emulator.state.graph.repeat_in_delta = False
 
 
 def mi_token(emulator: Emulator, client_id: str, resource: str = GRAPH) -> str:
@@ -234,6 +235,19 @@ def test_a_change_during_paging_comes_in_the_next_delta(drive: Drive) -> None:
     assert late["id"] not in {i["id"] for page in [first["value"], *pages] for i in page}
     pages, _ = drive.delta_all(link)
     assert late["id"] in {i["id"] for page in pages for i in page}
+
+
+def test_repeat_in_delta_lists_a_stale_state_before_the_latest(drive: Drive) -> None:
+    g, d = drive.graph, drive.drive_id
+    first = g.put_file(d, "HR/Exports/r.csv", b"v1")
+    _, link = drive.delta_all()
+    g.repeat_in_delta = True
+    full, _ = drive.delta_all()  # a full enumeration lists each item once
+    assert [i["id"] for page in full for i in page].count(first["id"]) == 1
+    second = g.put_file(d, "HR/Exports/r.csv", b"v2")
+    pages, _ = drive.delta_all(link)
+    seen = [i for page in pages for i in page if i["id"] == first["id"]]
+    assert [i["eTag"] for i in seen] == [first["eTag"], second["eTag"]]  # the last occurrence is the latest
 
 
 def test_token_latest_gives_a_delta_link_for_now(drive: Drive) -> None:

@@ -33,6 +33,8 @@ Additions to the shared design (documented here, as agreed):
   `resyncChangesApplyDifferences` / `resyncChangesUploadDifferences`).
 - `fail_next(*statuses, retry_after_seconds=1)`: the next Graph API requests (not downloads) are
   answered with these statuses (429/503 carry `Retry-After`), in order: deterministic faults.
+- `repeat_in_delta = True`: as Graph may, an incremental delta also lists each changed item
+  earlier in the feed in its state before its last change (the client must use the last occurrence).
 - `reset_faults()`: no rates, no queued faults (for a test fixture's teardown).
 - `expire_download_urls()`: every pre-authenticated URL issued so far answers 401 (as after an hour).
 - `fail_next_download(*statuses, retry_after_seconds=1)`: the next downloads (pre-authenticated
@@ -160,6 +162,7 @@ class _Item:
     modified: str = ""
     deleted: bool = False
     seq: int = 0  # the change sequence number of its last change (delta)
+    previous: dict[str, Any] | None = None  # its delta JSON before its last change (repeat_in_delta)
 
 
 @dataclass
@@ -205,6 +208,9 @@ class GraphState:
         self._by_drive: dict[str, list[_Item]] = {}  # drive id -> every item ever made in it
         self.grants: dict[tuple[str, str], str] = {}  # (client id, site id or "*") -> role
         self.page_size = 200
+        # Graph: "the same item may appear more than once in a delta feed; use the last occurrence".
+        # True: each changed item also comes earlier in the feed in its state before its last change.
+        self.repeat_in_delta = False
         self.requests: list[tuple[str, str]] = []
         self.calls: list[GraphCall] = []
         self.faults = GraphFaults()
@@ -439,6 +445,7 @@ class GraphState:
             raise GraphError(409, "nameAlreadyExists", "A folder with this name already exists.")
         if existing is not None and behavior == "replace":
             self._check_match(existing, if_match)
+            existing.previous = self._json(existing, delta=True)
             existing.content = data
             existing.version += 1
             existing.content_version += 1
@@ -476,6 +483,7 @@ class GraphState:
             return item
         self._kids[old_parent.id].pop(item.id, None)
         self._kids.setdefault(target.id, {})[item.id] = item
+        item.previous = self._json(item, delta=True)
         item.parent_id = target.id
         item.name = new_name
         item.version += 1
@@ -488,6 +496,7 @@ class GraphState:
             raise GraphError(400, "invalidRequest", "The root cannot be deleted.")
         for child in self._children(item):
             self._delete(child)
+        item.previous = self._json(item, delta=True)
         item.deleted = True
         self._kids.get(item.parent_id, {}).pop(item.id, None)
         self._touch(item)
@@ -567,6 +576,8 @@ class GraphState:
         else:
             chosen = sorted((i for i in items if i.seq > since), key=lambda i: i.seq)
         values = [self._json(i, delta=True) for i in chosen]
+        if self.repeat_in_delta and since is not None:
+            values = [i.previous for i in chosen if i.previous is not None] + values
         size = max(1, self.page_size)
         pages = [values[n : n + size] for n in range(0, len(values), size)] or [[]]
         return _Cursor(drive_id, pages=pages, end_seq=self._seq)
