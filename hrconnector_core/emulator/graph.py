@@ -51,7 +51,14 @@ Additions to the shared design (documented here, as agreed):
   parent_id, name}; `POST /admin/graph/expire-delta` {code}.
 - Also served: `GET /drives/{d}`, `GET .../children` (one page, not paged), `DELETE
   /drives/{d}/items/{id}` (204), `GET /sites/{host}` (root site), `GET /sites/{site-id}`,
-  `PUT /drives/{d}/items/{id}/content` and `PUT /drives/{d}/root:/{path}:/content`.
+  `GET /sites/{host}:/{path}:/drives`, `GET /sites/{site-id}/drive`, `GET .../root:/{path}:/content`,
+  `PUT /drives/{d}/items/{id}/content` and `PUT /drives/{d}/root:/{path}:/content`. `GET` of a
+  file item also carries `@microsoft.graph.downloadUrl` (the same pre-authenticated URL).
+
+Access: every `/v1.0` route wants a bearer token the emulator issued for a Graph audience
+(GRAPH_AUDIENCES; else 401 `InvalidAuthenticationToken`) whose app or managed identity holds a
+grant on the item's site: `read` for GET, `write` for POST, PATCH, PUT and DELETE (else 403
+`accessDenied`). Faults are drawn before the token is looked at, as a gateway would throttle.
 
 The Python API raises GraphError (status, code) where the HTTP API would answer an error, and
 KeyError for a folder `children` cannot find.
