@@ -707,3 +707,48 @@ def test_download_faults_503_and_a_connection_lost_mid_file(drive: Drive) -> Non
     whole = requests.get(location, timeout=10)
     assert whole.content == data
     assert whole.headers["Content-Type"] == "text/csv"
+
+
+def test_upload_and_delete_honour_if_match(drive: Drive) -> None:
+    g, d = drive.graph, drive.drive_id
+    item = g.put_file(d, "HR/Exports/r.json", b"1")
+    g.put_file(d, "HR/Exports/r.json", b"2")  # a person saved a new version meanwhile
+    url = drive.url(f"/items/{drive.folder_id}:/r.json:/content")
+    stale = drive.http.put(url, data=b"3", headers={"If-Match": item["eTag"]}, timeout=10)
+    assert stale.status_code == 412
+    assert g.content(d, item["id"]) == b"2"
+    gone = drive.http.delete(drive.url(f"/items/{item['id']}"), headers={"If-Match": item["eTag"]}, timeout=10)
+    assert gone.status_code == 412
+    assert g.item(d, item["id"]) is not None
+    current = g.item(d, item["id"])
+    assert current is not None
+    deleted = drive.http.delete(drive.url(f"/items/{item['id']}"), headers={"If-Match": current["eTag"]}, timeout=10)
+    assert deleted.status_code == 204
+    assert g.item(d, item["id"]) is None
+
+
+def test_admin_move_delete_and_expire(emulator: Emulator, drive: Drive) -> None:
+    g, d = drive.graph, drive.drive_id
+    a = g.put_file(d, "HR/Exports/a.csv", b"a")
+    b = g.put_file(d, "HR/Exports/b.csv", b"b")
+    target = g.ensure_folder(d, "HR/Exports/Processed")
+    _, link = drive.delta_all()
+    moved = requests.post(
+        f"{emulator.url}/admin/graph/move",
+        json={"drive_id": d, "item_id": a["id"], "parent_id": target, "name": "a2.csv"},
+        timeout=10,
+    )
+    assert moved.status_code == 200 and moved.json()["name"] == "a2.csv"
+    assert (
+        requests.post(
+            f"{emulator.url}/admin/graph/delete", json={"drive_id": d, "item_id": b["id"]}, timeout=10
+        ).status_code
+        == 200
+    )
+    assert set(g.children(d, "HR/Exports")) == {"Processed"}
+    assert set(g.children(d, "HR/Exports/Processed")) == {"a2.csv"}
+    missing = requests.post(f"{emulator.url}/admin/graph/delete", json={"drive_id": d, "item_id": b["id"]}, timeout=10)
+    assert missing.status_code == 404
+    expired = requests.post(f"{emulator.url}/admin/graph/expire-delta", json={}, timeout=10)
+    assert expired.status_code == 200
+    assert drive.http.get(link, timeout=10).status_code == 410
