@@ -452,6 +452,11 @@ def test_simple_upload_creates_then_replaces(drive: Drive) -> None:
     by_root_path = drive.http.put(drive.url("/root:/HR/Exports/Processed/r.csv:/content"), data=b"z", timeout=10)
     assert by_root_path.status_code == 404  # the parent folder must exist
     g.ensure_folder(d, "HR/Exports/Processed")
+    streamed = drive.http.put(
+        drive.url("/root:/HR/Exports/Processed/s.csv:/content"), data=iter([b"a", b"b"]), timeout=10
+    )
+    assert streamed.status_code == 411  # a chunked body without a length is refused, not stored empty
+    assert "s.csv" not in g.children(d, "HR/Exports/Processed")
     by_root_path = drive.http.put(drive.url("/root:/HR/Exports/Processed/r.csv:/content"), data=b"z", timeout=10)
     assert by_root_path.status_code == 201
     assert g.content(d, by_root_path.json()["id"]) == b"z"

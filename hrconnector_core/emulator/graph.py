@@ -726,9 +726,13 @@ class GraphApi:
 
     def serve(self, method: str) -> None:
         handler = self.handler
-        body = handler._body() if method in ("POST", "PATCH", "PUT") else b""
         has_auth = "Authorization" in handler.headers
+        chunked = "chunked" in handler.headers.get("Transfer-Encoding", "").lower()
+        body = handler._body() if method in ("POST", "PATCH", "PUT") and not chunked else b""
         try:
+            if chunked:  # a body without a length would otherwise be read as empty: refuse it
+                handler.close_connection = True
+                raise GraphError(411, "invalidRequest", "A Content-Length header is required.")
             self._serve(method, body)
         except GraphError as exc:
             self.error(exc)
