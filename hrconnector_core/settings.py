@@ -91,6 +91,17 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
         "a file is expected at least this often; the timer alerts when the last is older (0 or empty: no check)",
     ),
     _s("HR_LEASE_SECONDS", "lease on a file's state while it is processed, 15-60 (default 60)", deployed=False),
+    _s("HR_SOURCE_SCHEDULE", "NCRONTAB schedule of the SharePoint/OneDrive source timer, UTC (e.g. 0 */5 * * * *)"),
+    _s("HR_GRAPH_URL", "override of the cloud's Microsoft Graph host (emulator, proxies)", deployed=False),
+    _s("HR_SOURCE_SITE", "SharePoint site (or OneDrive) of the single connector's source folder", deployed=False),
+    _s("HR_SOURCE_LIBRARY", "document library of the single connector's source (default Documents)", deployed=False),
+    _s("HR_SOURCE_FOLDER", "folder in the library watched for the single connector (default its root)", deployed=False),
+    _s("HR_SOURCE_MOVE", "move source files to Processed/Failed after upload (default true)", deployed=False),
+    _s(
+        "HR_SOURCE_COPY_EXISTING",
+        "copy files already in the folder when the source first runs (default false)",
+        deployed=False,
+    ),
     # Identity and telemetry.
     _s("AZURE_CLIENT_ID", "client id of the function's user-assigned identity (Key Vault, federation)"),
     _s("APPLICATIONINSIGHTS_CONNECTION_STRING", "Application Insights; OpenTelemetry is on when set"),

@@ -207,6 +207,12 @@ def command_problems(command: str, cwd: Path, created: set[Any]) -> tuple[list[s
         file = _option(args, "-f", "--file")
         if file is None or not exists(file):
             problems.append(f"az storage blob upload --file {file}: no such file in {cwd.relative_to(REPO)}")
+    elif program == "az" and args[:1] == ["rest"]:
+        url = _option(args, "--url", "--uri", "-u") or ""
+        if re.search(r"graph\.microsoft\.(?:com|us)", url):
+            problems.append(f"az rest --url {url}: a Graph host written out; use $graph, which follows the cloud")
+        if url.startswith("$graph") and _option(args, "--resource") != "$graph":
+            problems.append(f"az rest --url {url}: no --resource $graph (az rest derives no token audience for DoD)")
     query = _option(args, "--query") or ""
     for name in re.findall(r"properties\.outputs\.(\w+)", query):
         if name not in outputs():
@@ -365,3 +371,57 @@ def test_the_sovereign_section_lists_every_api_version_the_bicep_files_use() -> 
         assert any(namespace in types and last in types and version == row_version for types, row_version in rows), (
             f"{namespace}/{type_}@{version} not listed in the Azure Government caveat"
         )
+
+
+def graph_section(text: str) -> str:
+    start = text.index("## SharePoint or OneDrive source (Microsoft Graph)")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_graph_grant_is_least_privilege_and_follows_the_cloud() -> None:
+    section = graph_section(DOC.read_text(encoding="utf-8"))
+    flat = " ".join(section.split())
+    for needed in (
+        "Sites.Selected",
+        "Privileged Role Administrator",  # consent to a Microsoft Graph application permission
+        "SharePoint Administrator",
+        "Sites.FullControl.All",
+        "/v1.0/servicePrincipals/$principal/appRoleAssignments",
+        "/permissions",
+        "roles = @('write')",
+        "`read` when `source_move` is false",
+        "Files.ReadWrite.All",
+        "contoso-my.sharepoint.com",  # OneDrive for Business is a site
+        "Grant-PnPEntraIDAppSitePermission",
+        "AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID",
+        "AZURE_FUNCTION_IDENTITY_CLIENT_ID",
+        "HR_SOURCE_SCHEDULE",
+        "hr_graph_source",
+    ):
+        assert needed in flat, needed
+    for host, environment in (
+        ("https://graph.microsoft.com", "Global"),
+        ("https://graph.microsoft.us", "USGov"),
+        ("https://dod-graph.microsoft.us", "USGovDoD"),
+    ):
+        assert host in flat, host
+        assert f"-Environment {environment}" in flat or f"`{environment}`" in flat, environment
+    # Graph's own application id is the one GUID written out: the role's id is looked up by its value.
+    guids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", section))
+    assert guids == {"00000003-0000-0000-c000-000000000000"}
+    assert "appRoles[?value=='Sites.Selected'].id" in section
+    commands = [c for block in re.findall(r"```bash\n(.*?)```", section, re.S) for c in _commands(block)]
+    assert sum(c.startswith("az rest") for c in commands) == 2
+
+
+def test_seeded_graph_calls_that_ignore_the_cloud_are_caught() -> None:
+    created: set[Any] = set()
+    fixed = "az rest --method get --url https://graph.microsoft.com/v1.0/sites/x"
+    assert command_problems(fixed, REPO, created)[0] == [
+        "az rest --url https://graph.microsoft.com/v1.0/sites/x: a Graph host written out; use $graph, which follows "
+        "the cloud"
+    ]
+    assert command_problems('az rest --method get --url "$graph/v1.0/sites/x"', REPO, created)[0] == [
+        "az rest --url $graph/v1.0/sites/x: no --resource $graph (az rest derives no token audience for DoD)"
+    ]
+    assert command_problems('az rest --method get --resource "$graph" --url "$graph/v1.0/x"', REPO, created)[0] == []

@@ -682,3 +682,156 @@ def test_the_empty_host_storage_setting_is_not_hidden_by_ignore_changes() -> Non
     assert terraform_app_settings()["AzureWebJobsStorage"] == '""'
     guide = " ".join((REPO / "docs" / "deploy.md").read_text(encoding="utf-8").split())
     assert "every `terraform plan` shows `AzureWebJobsStorage`" in guide
+
+
+# -- the SharePoint/OneDrive source: its timer's setting, its failures, its connector fields -------------
+SOURCE_FUNCTION = "hr_graph_source"
+RUN_FAILED = "hr-run-failed"
+
+
+def watched_functions(query: str) -> set[str]:
+    """The functions a `requests | where operation_Name in (...)` (or ==) query looks at."""
+    listed = re.search(r"operation_Name in \(([^)]*)\)", query) or re.search(r'operation_Name == ("[^"]*")', query)
+    return set(re.findall(r'"(\w+)"', listed.group(1))) if listed else set()
+
+
+def failure_alert_functions() -> dict[str, set[str]]:
+    """template -> the functions whose failed runs the hr-run-failed rule counts."""
+    monitoring = bicep(INFRA / "bicep" / "modules" / "monitoring.bicep")
+    (bicep_rule,) = [a for a in monitoring["variables"]["alerts"]["value"] if a["name"] == RUN_FAILED]
+    (locals_,) = terraform("locals.tf")["locals"]
+    tf_query = locals_["alerts"][f'"{RUN_FAILED}"']["query"][1:-1].replace('\\"', '"')
+    assert "success == false" in bicep_rule["query"] and "success == false" in tf_query
+    return {"bicep": watched_functions(bicep_rule["query"]), "terraform": watched_functions(tf_query)}
+
+
+def test_the_failure_alert_watches_every_function_the_app_runs_in_both_templates() -> None:
+    from hrconnector_core.emulator.host import registered_functions
+
+    # The source's function by name too: the templates must watch it whether or not this checkout's
+    # function_app already registers it.
+    functions = set(registered_functions()) | {SOURCE_FUNCTION}
+    watched = failure_alert_functions()
+    assert watched["bicep"] == watched["terraform"]
+    assert functions <= watched["bicep"], functions - watched["bicep"]
+
+
+def test_seeded_alert_without_the_source_function_is_caught() -> None:
+    query = 'requests | where operation_Name in ("hr_file_arrived", "hr_schedule") and success == false'
+    assert SOURCE_FUNCTION not in watched_functions(query)
+    assert watched_functions(query.replace('"hr_schedule")', f'"hr_schedule", "{SOURCE_FUNCTION}")')) == {
+        "hr_file_arrived",
+        "hr_schedule",
+        SOURCE_FUNCTION,
+    }
+    assert watched_functions('requests | where operation_Name == "hr_schedule"') == {"hr_schedule"}
+
+
+def schedule_settings() -> set[str]:
+    """The app settings function_app's timers read their schedules from (`%NAME%`)."""
+    from hrconnector_core.emulator.host import registered_functions, trigger
+
+    names = set()
+    for function in registered_functions().values():
+        binding = trigger(function)
+        if binding.type == "timerTrigger":
+            names |= set(re.findall(r"%(\w+)%", str(binding.schedule)))
+    return names
+
+
+# Bicep parameter, Terraform variable, app setting: each schedule the host reads as %SETTING%.
+SCHEDULES = [("schedule", "schedule", "HR_SCHEDULE"), ("sourceSchedule", "source_schedule", "HR_SOURCE_SCHEDULE")]
+
+
+def _example_value(bicep_name: str, tf_name: str) -> tuple[str, str]:
+    """The value the example parameter files give (main.bicepparam, terraform.tfvars.example)."""
+    param = (INFRA / "bicep" / "main.bicepparam").read_text(encoding="utf-8")
+    found = re.search(rf"^param {bicep_name} = '([^']*)'", param, re.M)
+    example = hcl2.loads((INFRA / "terraform" / "terraform.tfvars.example").read_text(encoding="utf-8"))
+    return (found.group(1) if found else ""), unquote(str(example.get(tf_name, "")))
+
+
+@pytest.mark.parametrize(("bicep_name", "tf_name", "setting"), SCHEDULES, ids=[s[2] for s in SCHEDULES])
+def test_each_timer_schedule_is_set_by_both_templates_with_the_same_default(
+    bicep_name: str, tf_name: str, setting: str
+) -> None:
+    # The host resolves %SETTING% when it loads the timer: a missing setting stops the whole app.
+    assert setting in DEPLOYED
+    assert bicep_app_settings()[setting] == bicep_name
+    assert terraform_app_settings()[setting] == f"${{var.{tf_name}}}"
+    params = bicep(INFRA / "bicep" / "main.bicep")["parameters"]
+    defaults = {_default(params, bicep_name), _tf_default(tf_name), *_example_value(bicep_name, tf_name)}
+    assert len(defaults) == 1, defaults
+    assert re.fullmatch(r"\S+( \S+){5}", defaults.pop())  # NCRONTAB: six fields, seconds first
+
+
+def test_the_source_timer_runs_every_five_minutes_by_default() -> None:
+    params = bicep(INFRA / "bicep" / "main.bicep")["parameters"]
+    assert _default(params, "sourceSchedule") == _tf_default("source_schedule") == "0 */5 * * * *"
+
+
+def test_every_schedule_setting_of_a_timer_is_one_the_templates_set() -> None:
+    assert {s[2] for s in SCHEDULES} >= schedule_settings() >= {"HR_SCHEDULE"}
+    assert "HR_SOURCE_SCHEDULE" in DEPLOYED
+
+
+# The connector fields of the SharePoint/OneDrive source, with the code's defaults (docs/function.md).
+SOURCE_FIELDS = {
+    "source_site": ("sourceSite", "string", ""),
+    "source_library": ("sourceLibrary", "string", "Documents"),
+    "source_folder": ("sourceFolder", "string", ""),
+    "source_move": ("sourceMove", "bool", True),
+    "source_copy_existing": ("sourceCopyExisting", "bool", False),
+}
+
+
+def test_bicep_checks_the_type_of_each_source_field_and_fills_in_the_codes_default() -> None:
+    module = bicep(INFRA / "bicep" / "modules" / "connector.bicep")
+    params = bicep(INFRA / "bicep" / "main.bicep")["modules"]["connectorChecks"]["config"]["config"]["params"]
+    for field, (name, type_, default) in SOURCE_FIELDS.items():
+        assert module["parameters"][name]["type"] == type_, name
+        given = params[name]["operator"]
+        assert given["type"] == "conditional", name
+        condition = given["operands"]["condition"]["function"]
+        assert condition["type"] == "contains" and condition["parameters"]["item_to_find"] == field
+        assert field in json.dumps(given["operands"]["true_value"])
+        assert given["operands"]["false_value"] == default, name
+    limits = {d["type"]: d["argument"] for d in module["parameters"]["sourceLibrary"]["decorators"]}
+    assert limits["min_length"] == 1
+
+
+SOURCE = {"source_site": "contoso.sharepoint.com/sites/HR", "source_library": "Documents", "source_folder": "Exports"}
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform not installed")
+def test_terraform_accepts_source_fields_and_refuses_wrong_ones(tmp_path: Path) -> None:
+    job = {"job_id": APP_ID}
+    good = {
+        "sharepoint": {**job, **SOURCE, "source_move": False, "source_copy_existing": True},
+        "onedrive": {**job, "source_site": "https://contoso-my.sharepoint.com/personal/jane_contoso_com"},
+        "plain": job,
+    }
+    ok, output = terraform_variables_accept({**REQUIRED, "app_id": APP_ID, "connectors": good}, tmp_path)
+    assert ok, output
+    for wrong in (
+        {"source_site": "HR"},  # no host
+        {"source_site": "contoso.sharepoint.com/sites/HR?web=1"},
+        {"source_library": ""},
+        {"source_folder": 7},
+        {"source_move": "yes"},
+        {"source_copy_existing": "true"},  # a string, not a bool
+    ):
+        connectors = {"main": {**job, **SOURCE, **wrong}}
+        ok, output = terraform_variables_accept({**REQUIRED, "app_id": APP_ID, "connectors": connectors}, tmp_path)
+        assert not ok and "SharePoint/OneDrive source" in " ".join(output.split()), (wrong, output)
+
+
+def test_the_identity_ids_the_graph_grant_needs_are_outputs_of_both_templates() -> None:
+    outputs = bicep(INFRA / "bicep" / "main.bicep")["outputs"]
+    principal = json.dumps(outputs["AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID"]["value"])
+    client = json.dumps(outputs["AZURE_FUNCTION_IDENTITY_CLIENT_ID"]["value"])
+    assert '"identity"' in principal and "principalId" in principal
+    assert '"identity"' in client and "clientId" in client
+    tf = {unquote(next(iter(o))): next(iter(o.values()))["value"] for o in terraform("outputs.tf")["output"]}
+    assert tf["AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID"] == "${azurerm_user_assigned_identity.function.principal_id}"
+    assert tf["AZURE_FUNCTION_IDENTITY_CLIENT_ID"] == "${azurerm_user_assigned_identity.function.client_id}"

@@ -29,7 +29,7 @@ param tenantId string = subscription().tenantId
 @maxLength(36)
 param appId string
 
-@description('The connectors, as the HR_CONNECTORS app setting: {"<folder>": {"job_id": "<job id>", ...}}. See docs/function.md.')
+@description('The connectors, as the HR_CONNECTORS app setting: {"<folder>": {"job_id": "<job id>", ...}}. A connector may take its files from a SharePoint or OneDrive folder: source_site (e.g. contoso.sharepoint.com/sites/HR), source_library (default Documents), source_folder (default the library\'s root), source_move (default true), source_copy_existing (default false); the site needs a grant (docs/deploy.md). See docs/function.md.')
 param connectors object
 
 @description('How the app signs in: key-vault-secret (secret in Key Vault), key-vault-certificate, or federated (no secret).')
@@ -41,6 +41,9 @@ param secretName string = 'hr-connector-app-secret'
 
 @description('NCRONTAB schedule of the timer (UTC): sweep, profile refresh, retention.')
 param schedule string = '0 */15 * * * *'
+
+@description('NCRONTAB schedule (UTC) of the SharePoint/OneDrive source timer: how often each connector with a source_site asks Microsoft Graph for new files in its folder.')
+param sourceSchedule string = '0 */5 * * * *'
 
 @description('Records per upload call.')
 @minValue(1)
@@ -109,13 +112,19 @@ resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' 
   tags: allTags
 }
 
-// Each connector's job id is a GUID (36 characters), as in Terraform: checked by ARM before the
-// Function is configured (modules/connector.bicep deploys nothing).
+// Each connector's job id is a GUID (36 characters), as in Terraform, and its SharePoint/OneDrive
+// source fields have their types (booleans are booleans): checked by ARM before the Function is
+// configured (modules/connector.bicep deploys nothing). An absent field gets the code's default.
 module connectorChecks 'modules/connector.bicep' = [for connector in items(connectors): {
   name: 'connector-${uniqueString(connector.key)}'
   params: {
     folder: connector.key
     jobId: connector.value.job_id
+    sourceSite: contains(connector.value, 'source_site') ? connector.value.source_site : ''
+    sourceLibrary: contains(connector.value, 'source_library') ? connector.value.source_library : 'Documents'
+    sourceFolder: contains(connector.value, 'source_folder') ? connector.value.source_folder : ''
+    sourceMove: contains(connector.value, 'source_move') ? connector.value.source_move : true
+    sourceCopyExisting: contains(connector.value, 'source_copy_existing') ? connector.value.source_copy_existing : false
   }
 }]
 
@@ -227,6 +236,7 @@ module function 'modules/function.bicep' = {
       HR_RECORDS_PER_CALL: string(recordsPerCall)
       HR_POLICY: policy
       HR_SCHEDULE: schedule
+      HR_SOURCE_SCHEDULE: sourceSchedule
       HR_SWEEP_AFTER_MINUTES: '5'
       HR_PROFILE_REFRESH_DAYS: string(profileRefreshDays)
       HR_PROFILE_STALE_DAYS: '30'
@@ -290,3 +300,7 @@ output FEDERATED_CREDENTIAL object = {
   subject: identity.properties.principalId
   audience: cloud == 'gcchigh' || cloud == 'dod' ? 'api://AzureADTokenExchangeUSGov' : 'api://AzureADTokenExchange'
 }
+@description('Object (principal) id of the Function\'s managed identity: the service principal that gets the Microsoft Graph permission Sites.Selected (docs/deploy.md).')
+output AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
+@description('Client (application) id of the Function\'s managed identity: the application a SharePoint site permission names (docs/deploy.md).')
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.properties.clientId

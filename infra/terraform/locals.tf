@@ -54,6 +54,7 @@ locals {
     HR_RECORDS_PER_CALL                       = tostring(var.records_per_call)
     HR_POLICY                                 = var.policy
     HR_SCHEDULE                               = var.schedule
+    HR_SOURCE_SCHEDULE                        = var.source_schedule
     HR_SWEEP_AFTER_MINUTES                    = "5"
     HR_PROFILE_REFRESH_DAYS                   = tostring(var.profile_refresh_days)
     HR_PROFILE_STALE_DAYS                     = "30"
@@ -65,9 +66,9 @@ locals {
 
   alerts = {
     "hr-run-failed" = {
-      description = "A file could not be uploaded (it is in hr-failed with its report), or scheduled work failed."
+      description = "A file could not be uploaded (it is in hr-failed with its report), or scheduled work or the SharePoint/OneDrive source failed."
       severity    = 1
-      query       = "requests | where operation_Name in (\"hr_file_arrived\", \"hr_schedule\") and success == false"
+      query       = "requests | where operation_Name in (\"hr_file_arrived\", \"hr_schedule\", \"hr_graph_source\") and success == false"
       operator    = "GreaterThan"
       threshold   = 0
       window      = "PT15M"

@@ -26,3 +26,13 @@ output "FEDERATED_CREDENTIAL" {
     audience = local.token_exchange_audience
   }
 }
+
+output "AZURE_FUNCTION_IDENTITY_PRINCIPAL_ID" {
+  description = "Object (principal) id of the Function's managed identity: the service principal that gets the Microsoft Graph permission Sites.Selected (docs/deploy.md)."
+  value       = azurerm_user_assigned_identity.function.principal_id
+}
+
+output "AZURE_FUNCTION_IDENTITY_CLIENT_ID" {
+  description = "Client (application) id of the Function's managed identity: the application a SharePoint site permission names (docs/deploy.md)."
+  value       = azurerm_user_assigned_identity.function.client_id
+}

@@ -62,13 +62,26 @@ variable "connectors" {
   # any, not map(map(any)): a connector holds strings, numbers and a `mapping` object side by side
   # (docs/function.md), which no single element type can hold. jsonencode() writes it as given.
   type        = any
-  description = "The connectors, as the HR_CONNECTORS app setting: { <folder> = { job_id = \"<job id>\", mapping = { ... }, ... } }. See docs/function.md."
+  description = "The connectors, as the HR_CONNECTORS app setting: { <folder> = { job_id = \"<job id>\", mapping = { ... }, ... } }. A connector may take its files from a SharePoint or OneDrive folder: source_site (e.g. contoso.sharepoint.com/sites/HR), source_library (default Documents), source_folder (default the library's root), source_move (default true), source_copy_existing (default false); the site needs a grant (docs/deploy.md). See docs/function.md."
   validation {
     # try(): a value that is not a map of objects fails the validation instead of erroring.
     condition = try(length(var.connectors) > 0 && alltrue([
       for c in values(var.connectors) : can(regex("^[0-9a-fA-F-]{36}$", c.job_id))
     ]), false)
     error_message = "At least one connector (folder = { ... }), each with a job_id that is a GUID."
+  }
+  validation {
+    # An absent field is fine (the code's default). == compares without converting: "true" is no bool.
+    condition = try(alltrue([
+      for c in values(var.connectors) : alltrue([
+        !can(c.source_site) || can(regex("^(https://)?[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+(/[^?#]*)?$", c.source_site)),
+        !can(c.source_library) || try(tostring(c.source_library) == c.source_library && c.source_library != "", false),
+        !can(c.source_folder) || try(tostring(c.source_folder) == c.source_folder, false),
+        !can(c.source_move) || try(c.source_move == true || c.source_move == false, false),
+        !can(c.source_copy_existing) || try(c.source_copy_existing == true || c.source_copy_existing == false, false),
+      ])
+    ]), false)
+    error_message = "A connector's SharePoint/OneDrive source: source_site is a site such as contoso.sharepoint.com/sites/HR, source_library a non-empty name, source_folder a path, source_move and source_copy_existing true or false."
   }
 }
 
@@ -92,6 +105,12 @@ variable "schedule" {
   type        = string
   description = "NCRONTAB schedule of the timer (UTC): sweep, profile refresh, retention."
   default     = "0 */15 * * * *"
+}
+
+variable "source_schedule" {
+  type        = string
+  description = "NCRONTAB schedule (UTC) of the SharePoint/OneDrive source timer: how often each connector with a source_site asks Microsoft Graph for new files in its folder."
+  default     = "0 */5 * * * *"
 }
 
 variable "records_per_call" {

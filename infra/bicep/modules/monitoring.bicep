@@ -53,9 +53,9 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 var alerts = [
   {
     name: 'hr-run-failed'
-    description: 'A file could not be uploaded (it is in hr-failed with its report), or scheduled work failed.'
+    description: 'A file could not be uploaded (it is in hr-failed with its report), or scheduled work or the SharePoint/OneDrive source failed.'
     severity: 1
-    query: 'requests | where operation_Name in ("hr_file_arrived", "hr_schedule") and success == false'
+    query: 'requests | where operation_Name in ("hr_file_arrived", "hr_schedule", "hr_graph_source") and success == false'
     operator: 'GreaterThan'
     window: 'PT15M'
     frequency: 'PT5M'
