@@ -20,7 +20,7 @@ def single(**values: str) -> Settings:
     return Settings.from_env(SINGLE | values)
 
 
-def only(settings: Settings):  # type: ignore[no-untyped-def]
+def only(settings: Settings):
     (connector,) = settings.connectors.values()
     return connector
 

@@ -117,7 +117,7 @@ def data_rows(*files: bytes) -> list[tuple[str, ...]]:
     return sorted(tuple(r) for data in files for r in parse(data)[1:])
 
 
-def copies(sp: SharePoint) -> dict[str, bytes]:
+def copies(sp: SharePoint) -> dict[str, list[bytes]]:
     """item name -> the bytes of its copies in hr-incoming (a list when copied more than once)."""
     out: dict[str, Any] = {}
     for name, data in sp.incoming().items():
