@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import graph
 from .state import TOKEN_EXCHANGE_AUDIENCES, VAULT_RESOURCE, App, EmulatorState
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ _ROUTES = [
     ("GET", re.compile(r"^/admin/jobs/(?P<job>[^/]+)/uploads$"), "admin_uploads"),
     ("GET", re.compile(r"^/admin/state$"), "admin_state"),
     ("POST", re.compile(r"^/admin/faults$"), "admin_faults"),
+    # Microsoft Graph (drive API) and its pre-authenticated downloads: graph.py.
+    *[(verb, re.compile(r"^/v1\.0/"), "graph_api") for verb in ("GET", "POST", "PATCH", "PUT", "DELETE")],
+    ("GET", re.compile(r"^/graph-download/(?P<token>[A-Za-z0-9_-]+)$"), "graph_download"),
+    *[(verb, re.compile(r"^/admin/graph/(?P<action>[a-z-]+)$"), "graph_admin") for verb in ("GET", "POST")],
 ]
 
 
@@ -83,6 +88,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
     def _body(self, *, bandwidth: int = 0) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -369,6 +383,16 @@ class Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             entries = list(self.state.log.get(job.lower(), []))
         self._send_json(200, entries)
+
+    # -- Microsoft Graph ----------------------------------------------------------------
+    def graph_api(self) -> None:
+        graph.GraphApi(self, self.state.graph).serve(self.command)
+
+    def graph_download(self, token: str) -> None:
+        graph.serve_download(self, token)
+
+    def graph_admin(self, action: str) -> None:
+        graph.serve_admin(self, self.command, action)
 
     # -- admin --------------------------------------------------------------------------
     def admin_uploads(self, job: str) -> None:

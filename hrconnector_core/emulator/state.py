@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..clouds import DEFAULT_RESOURCE, LEGACY_RESOURCE
+from .graph import GRAPH_AUDIENCES, GraphFaults, GraphState
 
 TOKEN_LIFETIME_SECONDS = 3600
 VAULT_RESOURCE = "https://vault.azure.net"
@@ -105,6 +106,7 @@ class EmulatorState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     holds: list[UploadHold] = field(default_factory=list)  # the next upload calls to hold, in order
     _rng: random.Random = field(default_factory=random.Random)
+    graph: GraphState = field(default_factory=GraphState)  # the emulated Microsoft Graph drive API
 
     # -- registration -------------------------------------------------------------------
     def register_app(
@@ -141,6 +143,10 @@ class EmulatorState:
             self._rng = random.Random(self.faults.seed)
             return self.faults
 
+    def set_graph_faults(self, **values: Any) -> GraphFaults:
+        """Faults of the Graph API only (the ingestion faults stay as they are)."""
+        return self.graph.set_faults(**values)
+
     def roll(self) -> float:
         with self.lock:
             return self._rng.random()
@@ -163,7 +169,7 @@ class EmulatorState:
     # -- tokens -------------------------------------------------------------------------
     @property
     def token_audiences(self) -> tuple[str, ...]:
-        return (*self.resources, VAULT_RESOURCE, *TOKEN_EXCHANGE_AUDIENCES)
+        return (*self.resources, VAULT_RESOURCE, *TOKEN_EXCHANGE_AUDIENCES, *GRAPH_AUDIENCES)
 
     def issue_token(self, app: App, audience: str) -> tuple[str, int]:
         token = "emu." + secrets.token_urlsafe(32)
