@@ -49,8 +49,8 @@ class Mover:
     def _item_path(self, item_id: str) -> str:
         return f"/v1.0/drives/{quote(self.folder.drive_id, safe='')}/items/{quote(item_id, safe='')}"
 
-    def target(self, name: str) -> str:
-        """The id of `Processed` or `Failed` in the watched folder, created on first use."""
+    def target(self, name: str, *, create: bool = True) -> str | None:
+        """The id of `Processed` or `Failed` in the watched folder, created when first needed."""
         if name not in self._targets:
             child = f"{self._item_path(self.folder.folder_id)}:/{quote(name, safe='')}"
             try:
@@ -58,6 +58,8 @@ class Mover:
             except GraphError as exc:
                 if exc.status != 404:
                     raise
+                if not create:
+                    return None
                 try:
                     found = self.graph.post(
                         f"{self._item_path(self.folder.folder_id)}/children",
@@ -82,7 +84,6 @@ class Mover:
     def move(self, record: ItemRecord, state: FileState) -> ItemRecord:
         """Move the record's item after its upload `state`; returns the record as it now is."""
         folder_name = PROCESSED_FOLDER if state.status == "processed" else FAILED_FOLDER
-        target = self.target(folder_name)
         try:
             item = self.graph.get(self._item_path(record.item_id))
         except GraphError as exc:
@@ -90,15 +91,17 @@ class Mover:
                 raise
             return self._not_moved(record, "the item was deleted from the folder after it was copied")
         parent = (item.get("parentReference") or {}).get("id")
-        if parent == target:  # moved by an earlier run that stopped before its record
+        # Already there: moved by an earlier run that stopped before its record.
+        if parent is not None and parent != self.folder.folder_id and parent == self.target(folder_name, create=False):
             record.status, record.moved_to = MOVED, f"{folder_name}/{item.get('name')}"
             return record
         if parent != self.folder.folder_id:
             return self._not_moved(record, "the item was moved out of the folder after it was copied")
         if item.get("eTag") != record.etag:
-            return self._not_moved(
-                record, "the item was changed after it was copied (the new version is copied on its own)"
-            )
+            changed = "the item was changed after it was copied (the new version is copied on its own)"
+            return self._not_moved(record, changed)
+        target = self.target(folder_name)
+        assert target is not None
         for attempt in range(2):
             final = self._free_name(target, record.name, force_suffix=attempt > 0)
             self._upload_reports(target, final, state)

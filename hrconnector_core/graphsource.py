@@ -362,8 +362,7 @@ class GraphSource:
             blob.commit_block_list(
                 blocks,
                 metadata={"graph_item_id": item_id, "graph_etag": etag.strip('"'), "bytes": str(size)},
-                etag="*",
-                match_condition=MatchConditions.IfMissing,
+                match_condition=MatchConditions.IfMissing,  # If-None-Match: *
             )
         except (ResourceExistsError, ResourceModifiedError):
             log.info("the copy exists already (another run committed it)")
