@@ -427,3 +427,40 @@ def test_a_link_to_another_host_is_not_followed_with_the_token() -> None:
     for link in ("https://evil.example/v1.0/x", "http://graph.example/v1.0/x", "https://graph.example.evil/x"):
         with pytest.raises(GraphError, match="another host"):
             client.url(link)
+
+
+def test_an_item_changed_while_it_is_copied_is_not_committed_and_its_new_version_is(
+    sharepoint: SharePoint, edge: Any
+) -> None:
+    """The download is held at the network edge while a person saves a new version: the old
+    version's blocks are never committed, and the next run copies the new version."""
+    sp = sharepoint
+    sp.run()
+    first, second = csv_bytes(HEADER, rows(2)), csv_bytes(HEADER, rows(2, start=60))
+    sp.put("busy.csv", first)
+    pause = edge.pause(lambda r: "/graph-download/" in (r.url or ""))
+    thread = threading.Thread(target=sp.run, name="copying")
+    thread.start()
+    try:
+        pause.wait_reached()
+        sp.put("busy.csv", second)
+    finally:
+        pause.release()
+        thread.join(60)
+    assert sp.incoming() == {}
+    assert sp.records() == {}
+    sp.run()
+    assert copies(sp) == {"busy.csv": [second]}
+
+
+def test_the_token_never_goes_to_the_download_url(sharepoint: SharePoint) -> None:
+    sp = sharepoint
+    sp.run()
+    sp.put("a.csv", csv_bytes(HEADER, rows(1)))
+    start = len(sp.graph.calls)
+    sp.run()
+    calls = sp.graph.calls[start:]
+    downloads = [c for c in calls if c.path.startswith("/graph-download/")]
+    api = [c for c in calls if c.path.startswith("/v1.0/")]
+    assert len(downloads) == 1 and downloads[0].status == 200 and downloads[0].authorization is False
+    assert api and all(c.authorization for c in api)
