@@ -13,6 +13,7 @@ import tracemalloc
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +27,7 @@ from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer, re
 from hrconnector_core.graph import GraphClient, GraphError, GraphRetryPolicy
 from hrconnector_core.graphsource import SourceError, run_sources
 from hrconnector_core.graphstate import SourceState
-from hrconnector_core.service import FileFailedError
+from hrconnector_core.service import FileFailedError, utc_now
 from hrconnector_core.settings import Settings
 
 from .conftest import FunctionEnv
@@ -464,3 +465,25 @@ def test_the_token_never_goes_to_the_download_url(sharepoint: SharePoint) -> Non
     api = [c for c in calls if c.path.startswith("/v1.0/")]
     assert len(downloads) == 1 and downloads[0].status == 200 and downloads[0].authorization is False
     assert api and all(c.authorization for c in api)
+
+
+def test_records_outlive_retention_so_a_resync_months_later_copies_nothing_again(
+    sharepoint: SharePoint, monkeypatch
+) -> None:
+    """Moving off, the items stay in the folder. Retention (the other timer, 91 days later) deletes
+    the copies' file state; a resync then lists every item again: the records alone keep the copy
+    from happening twice."""
+    sp = sharepoint
+    monkeypatch.setenv("HR_SOURCE_MOVE", "false")
+    sp.run()
+    data = csv_bytes(HEADER, rows(2))
+    sp.put("kept.csv", data)
+    sp.run()
+    sp.upload_all()
+    sp.env.service.run_schedule(now=utc_now() + timedelta(days=91))
+    assert not list(sp.env.service.state.list_blobs(name_starts_with="files/"))
+    sp.graph.expire_delta_tokens()
+    sp.run()
+    assert sp.incoming() == {}
+    assert sp.records() == {"copied": ["kept.csv"]}
+    assert len(sp.emulator.state.uploads[sp.env.job]) == 1
