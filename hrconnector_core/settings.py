@@ -11,7 +11,6 @@ goes to that connector; with a single connector, a file at the container's root 
 
 from __future__ import annotations
 
-# ruff: noqa: E501 - APP_SETTINGS' lines are kept exactly as the infrastructure branch adds them
 import json
 import os
 import re
@@ -100,7 +99,11 @@ APP_SETTINGS: tuple[AppSetting, ...] = (
     _s("HR_SOURCE_LIBRARY", "document library of the single connector's source (default Documents)", deployed=False),
     _s("HR_SOURCE_FOLDER", "folder in the library watched for the single connector (default its root)", deployed=False),
     _s("HR_SOURCE_MOVE", "move source files to Processed/Failed after upload (default true)", deployed=False),
-    _s("HR_SOURCE_COPY_EXISTING", "copy files already in the folder when the source first runs (default false)", deployed=False),
+    _s(
+        "HR_SOURCE_COPY_EXISTING",
+        "copy files already in the folder when the source first runs (default false)",
+        deployed=False,
+    ),
     # Identity and telemetry.
     _s("AZURE_CLIENT_ID", "client id of the function's user-assigned identity (Key Vault, federation)"),
     _s("APPLICATIONINSIGHTS_CONNECTION_STRING", "Application Insights; OpenTelemetry is on when set"),
