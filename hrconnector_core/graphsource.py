@@ -100,6 +100,9 @@ def run_sources(
                 source = GraphSource(settings, connector, connector.source, blobs, clock=clock, block_size=block_size)
                 summaries.append(source.run())
     failures = [f"{s.connector}: {f}" for s in summaries for f in s.failures]
+    for problem in settings.problems:  # a connector that cannot be read: its folder, if any, is not either
+        log.error("connector settings that cannot be read (a SharePoint folder of theirs is not read): %s", problem)
+        failures.append(problem)
     if failures:
         raise SourceError("; ".join(failures))
     return summaries
@@ -196,10 +199,15 @@ class GraphSource:
             kept.release()
 
     def _run(self, lease: _Lease, summary: SourceSummary) -> None:
-        found = self.state.blobs.read(self.state.delta_name)
-        doc, etag = found if found else ({}, None)
+        try:
+            found = self.state.blobs.read(self.state.delta_name)
+            doc, etag = found if found else ({}, None)
+        except DamagedStateError as exc:  # never a baseline: new files would be recorded, not copied
+            log.warning("%s; reading the whole folder again (records keep copies single)", exc)
+            doc, etag = {"folder_id": None, "damaged": True}, exc.etag
         drive_id, folder_id = self._resolve()
-        first = doc.get("folder_id") != folder_id  # the first run (for this folder): a baseline
+        # The first run for this folder: what is there is a baseline (unless copy_existing).
+        first = doc.get("folder_id") != folder_id and not doc.pop("damaged", False)
         link = doc.get("delta_link") if doc.get("drive_id") == drive_id else None
         items, link = self._changes(drive_id, link, summary)
         folder = Folder(drive_id, folder_id)

@@ -487,3 +487,28 @@ def test_records_outlive_retention_so_a_resync_months_later_copies_nothing_again
     assert sp.incoming() == {}
     assert sp.records() == {"copied": ["kept.csv"]}
     assert len(sp.emulator.state.uploads[sp.env.job]) == 1
+
+
+def test_a_connector_whose_source_settings_cannot_be_read_fails_the_timer_naming_the_setting(
+    sharepoint: SharePoint, monkeypatch
+) -> None:
+    sp = sharepoint
+    monkeypatch.setenv("HR_SOURCE_MOVE", "sometimes")
+    sp.put("a.csv", csv_bytes(HEADER, rows(1)))
+    with pytest.raises(SourceError, match="HR_SOURCE_MOVE must be true or false"):
+        sp.run()
+    assert sp.incoming() == {}
+
+
+def test_a_garbled_source_state_reads_the_folder_again_and_copies_what_has_no_record(sharepoint: SharePoint) -> None:
+    """delta.json edited by hand: no baseline (new files would never be copied), no double copy."""
+    sp = sharepoint
+    sp.run()
+    first = csv_bytes(HEADER, rows(1))
+    sp.put("first.csv", first)
+    sp.run()
+    sp.env.service.state.upload_blob("graph/main/delta.json", b"{not json", overwrite=True)
+    second = csv_bytes(HEADER, rows(1, start=3))
+    sp.put("second.csv", second)
+    sp.run()
+    assert copies(sp) == {"first.csv": [first], "second.csv": [second]}
