@@ -209,12 +209,11 @@ class GraphSource:
         # The first run for this folder: what is there is a baseline (unless copy_existing).
         first = doc.get("folder_id") != folder_id and not doc.pop("damaged", False)
         link = doc.get("delta_link") if doc.get("drive_id") == drive_id else None
-        items, link = self._changes(drive_id, link, summary)
+        items, link = self._changes(drive_id, folder_id, link, summary)
         folder = Folder(drive_id, folder_id)
         baseline = first and not self.folder.copy_existing
         failed = False
         for item in items:
-            lease.check()  # a run that lost its lease copies nothing more
             try:
                 self._handle(item, folder, baseline, lease, summary)
             except (AzureError, HRConnectorError, KeyError, TypeError) as exc:
@@ -270,9 +269,13 @@ class GraphSource:
         return drive_id, str(item["id"])
 
     # -- what changed -----------------------------------------------------------------------------
-    def _changes(self, drive_id: str, link: str | None, summary: SourceSummary) -> tuple[list[dict[str, Any]], str]:
-        """Every item changed since `link` (all of them without one), the latest state of each,
-        and the new delta link. An expired link (410) starts a new full enumeration, once."""
+    def _changes(
+        self, drive_id: str, folder_id: str, link: str | None, summary: SourceSummary
+    ) -> tuple[list[dict[str, Any]], str]:
+        """The folder's items changed since `link` (all of them without one), the latest state of
+        each, and the new delta link. Delta lists the whole library: only the folder's direct
+        children are kept, so memory follows the folder, not the library. An expired link (410)
+        starts a new full enumeration, once."""
         start = f"/v1.0/drives/{quote(drive_id, safe='')}/root/delta"
         url = link or start
         items: dict[str, dict[str, Any]] = {}
@@ -288,8 +291,12 @@ class GraphSource:
                     continue
                 raise
             for item in page.get("value") or []:
-                if isinstance(item, dict) and "id" in item:
+                if not isinstance(item, dict) or "id" not in item:
+                    continue
+                if (item.get("parentReference") or {}).get("id") == folder_id:
                     items[str(item["id"])] = item  # a later page's state of an item wins
+                else:
+                    items.pop(str(item["id"]), None)  # moved out of the folder since
             if page.get("@odata.nextLink"):
                 url = str(page["@odata.nextLink"])
             elif page.get("@odata.deltaLink"):
@@ -315,6 +322,7 @@ class GraphSource:
         if self.state.record(key) is not None:
             summary.skipped += 1
             return
+        lease.check()  # a run that lost its lease writes and copies nothing more
         blob_name = f"{self.connector.name}/sharepoint/{key[:12]}/{name}"
         record = ItemRecord(key, item_id, etag, name, COPIED, blob=blob_name, at=self._now())
         if baseline:
