@@ -512,3 +512,35 @@ def test_a_garbled_source_state_reads_the_folder_again_and_copies_what_has_no_re
     sp.put("second.csv", second)
     sp.run()
     assert copies(sp) == {"first.csv": [first], "second.csv": [second]}
+
+
+def test_without_a_site_grant_the_run_fails_with_graphs_answer_and_copies_nothing(
+    emulator: Emulator, sharepoint: SharePoint, monkeypatch, caplog
+) -> None:
+    sp = sharepoint
+    other = f"/sites/NoGrant-{uuid.uuid4().hex[:6]}"
+    site_id = sp.graph.add_site("contoso.sharepoint.com", other)
+    drive_id = sp.graph.add_drive(site_id, "Documents")
+    sp.graph.ensure_folder(drive_id, FOLDER)
+    sp.graph.put_file(drive_id, f"{FOLDER}/a.csv", csv_bytes(HEADER, rows(1)))
+    monkeypatch.setenv("HR_SOURCE_SITE", f"contoso.sharepoint.com{other}")
+    caplog.set_level(logging.INFO, logger="hrconnector_core")
+    with pytest.raises(SourceError, match=r"site contoso\.sharepoint\.com/sites/NoGrant-\w+: .*HTTP 403 accessDenied"):
+        sp.run()
+    assert sp.incoming() == {}
+    tokens = list(emulator.state.tokens)
+    assert not any(t in r.getMessage() for r in caplog.records for t in tokens)
+
+
+def test_a_read_grant_suffices_with_moving_off(sharepoint: SharePoint, function_identity: str, monkeypatch) -> None:
+    sp = sharepoint
+    sp.graph.grant_site(function_identity, sp.site_id, "read")
+    monkeypatch.setenv("HR_SOURCE_MOVE", "false")
+    sp.run()
+    data = csv_bytes(HEADER, rows(2))
+    sp.put("read.csv", data)
+    sp.run()
+    sp.upload_all()
+    sp.run()
+    assert copies(sp) == {} and sp.records() == {"copied": ["read.csv"]}
+    assert sent_rows(sp.emulator, sp.env.job) == data_rows(data)
