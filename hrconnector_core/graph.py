@@ -68,9 +68,15 @@ def _error_of(response: requests.Response) -> tuple[str | None, str]:
     return (code if isinstance(code, str) else None), text
 
 
+def segment(value: str) -> str:
+    """An id in a URL path: percent-encoded except '!' and ',' (drive ids are `b!...`, site ids
+    `host,guid,guid`, as Graph writes them)."""
+    return quote(value, safe="!,")
+
+
 def quote_path(path: str) -> str:
     """A drive path for a URL (`root:/HR/Exports`): each segment percent-encoded, '/' kept."""
-    return "/".join(quote(segment, safe="") for segment in path.split("/"))
+    return "/".join(quote(part, safe="") for part in path.split("/"))
 
 
 class GraphClient:
@@ -200,7 +206,7 @@ class GraphClient:
         """The item's bytes, in pieces of at most DOWNLOAD_PIECE. Graph answers the content call
         with a redirect to a pre-authenticated URL, fetched here without the token (it needs none,
         and it is another host in Azure)."""
-        path = f"/v1.0/drives/{quote(drive_id, safe='')}/items/{quote(item_id, safe='')}/content"
+        path = f"/v1.0/drives/{segment(drive_id)}/items/{segment(item_id)}/content"
         response = self.request("GET", path, ok=(200, 302), stream=True)
         if response.status_code == 200:  # served directly (some proxies): already authenticated
             return self._pieces(response)

@@ -15,13 +15,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
-from urllib.parse import quote
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
 from .blobstore import FileState
-from .graph import GraphClient, GraphError, quote_path
+from .graph import GraphClient, GraphError, quote_path, segment
 from .graphstate import FAILED_TO_MOVE, MOVED, ItemRecord
 
 log = logging.getLogger(__name__)
@@ -47,12 +46,12 @@ class Mover:
         self._targets: dict[str, str] = {}
 
     def _item_path(self, item_id: str) -> str:
-        return f"/v1.0/drives/{quote(self.folder.drive_id, safe='')}/items/{quote(item_id, safe='')}"
+        return f"/v1.0/drives/{segment(self.folder.drive_id)}/items/{segment(item_id)}"
 
     def target(self, name: str, *, create: bool = True) -> str | None:
         """The id of `Processed` or `Failed` in the watched folder, created when first needed."""
         if name not in self._targets:
-            child = f"{self._item_path(self.folder.folder_id)}:/{quote(name, safe='')}"
+            child = f"{self._item_path(self.folder.folder_id)}:/{segment(name)}"
             try:
                 found = self.graph.get(child)
             except GraphError as exc:

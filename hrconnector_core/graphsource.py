@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError
@@ -43,7 +42,7 @@ from .blobstore import (
 )
 from .credentials import TokenProvider, function_identity
 from .errors import HRConnectorError, StorageError
-from .graph import GraphClient, GraphError, quote_path
+from .graph import GraphClient, GraphError, quote_path, segment
 from .graphmove import Folder, Mover, finished_state
 from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, version_key
 from .settings import Connector, GraphFolder, Settings
@@ -251,13 +250,13 @@ class GraphSource:
             site = self.graph.get(where)
         except GraphError as exc:
             raise GraphError(f"site {folder.site}: {exc}", status=exc.status, code=exc.code) from None
-        drives = self.graph.get(f"/v1.0/sites/{quote(str(site['id']), safe=',')}/drives").get("value") or []
+        drives = self.graph.get(f"/v1.0/sites/{segment(str(site['id']))}/drives").get("value") or []
         drive = next((d for d in drives if str(d.get("name", "")).lower() == folder.library.lower()), None)
         if drive is None:
             names = ", ".join(sorted(str(d.get("name")) for d in drives)) or "none visible"
             raise GraphError(f"site {folder.site} has no document library {folder.library!r} (libraries: {names})")
         drive_id = str(drive["id"])
-        path = f"/v1.0/drives/{quote(drive_id, safe='')}/root"
+        path = f"/v1.0/drives/{segment(drive_id)}/root"
         try:
             item = self.graph.get(f"{path}:/{quote_path(folder.folder)}" if folder.folder else path)
         except GraphError as exc:
@@ -276,7 +275,7 @@ class GraphSource:
         each, and the new delta link. Delta lists the whole library: only the folder's direct
         children are kept, so memory follows the folder, not the library. An expired link (410)
         starts a new full enumeration, once."""
-        start = f"/v1.0/drives/{quote(drive_id, safe='')}/root/delta"
+        start = f"/v1.0/drives/{segment(drive_id)}/root/delta"
         url = link or start
         items: dict[str, dict[str, Any]] = {}
         while True:
@@ -369,7 +368,7 @@ class GraphSource:
         if buffer or not blocks:
             stage(bytes(buffer))
         del buffer
-        now = self.graph.get(f"/v1.0/drives/{quote(drive_id, safe='')}/items/{quote(item_id, safe='')}")
+        now = self.graph.get(f"/v1.0/drives/{segment(drive_id)}/items/{segment(item_id)}")
         if now.get("eTag") != etag:
             log.info("the item changed while it was copied; its new version is copied at the next run")
             return False

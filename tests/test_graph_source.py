@@ -544,3 +544,21 @@ def test_a_read_grant_suffices_with_moving_off(sharepoint: SharePoint, function_
     sp.run()
     assert copies(sp) == {} and sp.records() == {"copied": ["read.csv"]}
     assert sent_rows(sp.emulator, sp.env.job) == data_rows(data)
+
+
+def test_a_copy_without_its_record_is_recorded_not_read_again(sharepoint: SharePoint, edge: Any) -> None:
+    """The record's write fails after the copy was committed; the rerun (before any upload)
+    finds the copy in hr-incoming: it writes the record and downloads nothing again."""
+    sp = sharepoint
+    sp.run()
+    data = csv_bytes(HEADER, rows(2))
+    sp.put("again.csv", data)
+    edge.fail(lambda r: r.method == "PUT" and "/graph/main/items/" in urlsplit(r.url or "").path, times=50)
+    with pytest.raises(SourceError, match=r"again\.csv"):
+        sp.run()
+    edge.rules.clear()
+    downloads = sp.downloads()
+    sp.run()
+    assert sp.downloads() == downloads
+    assert copies(sp) == {"again.csv": [data]}
+    assert sp.records() == {"copied": ["again.csv"]}
