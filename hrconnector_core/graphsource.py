@@ -307,10 +307,9 @@ class GraphSource:
     def _handle(
         self, item: dict[str, Any], folder: Folder, baseline: bool, lease: KeptLease, summary: SourceSummary
     ) -> None:
-        parent = (item.get("parentReference") or {}).get("id")
         name = str(item.get("name") or "")
-        if parent != folder.folder_id or "file" not in item:
-            return  # elsewhere in the library (subfolders, Processed, Failed), or a folder
+        if "file" not in item:
+            return  # a folder (only the watched folder's children are here: see _changes)
         if "deleted" in item:
             log.info("%s was deleted from the folder", name)
             return
