@@ -31,8 +31,9 @@ CONFLICT = "@microsoft.graph.conflictBehavior"
 @pytest.fixture(autouse=True)
 def _calm_graph(emulator: Emulator):
     yield
-    emulator.state.set_graph_faults(rate_429=0, rate_503=0, retry_after_seconds=1, seed=None)
+    emulator.state.graph.reset_faults()
     emulator.state.graph.page_size = 200
+    emulator.state.graph.repeat_in_delta = False
 
 
 def mi_token(emulator: Emulator, client_id: str, resource: str = GRAPH) -> str:
@@ -109,6 +110,11 @@ def test_site_library_and_folder_resolve_by_name_and_path(drive: Drive) -> None:
 
     drives = drive.http.get(f"{drive.emulator.url}/v1.0/sites/{drive.site_id}/drives", timeout=10).json()["value"]
     assert [(d["id"], d["name"], d["driveType"]) for d in drives] == [(drive.drive_id, "Documents", "documentLibrary")]
+
+    by_path = drive.http.get(f"{drive.emulator.url}/v1.0/sites/contoso.sharepoint.com:{site_path}:/drives", timeout=10)
+    assert [d["id"] for d in by_path.json()["value"]] == [drive.drive_id]
+    default = drive.http.get(f"{drive.emulator.url}/v1.0/sites/{drive.site_id}/drive", timeout=10)
+    assert default.json()["id"] == drive.drive_id
 
     folder = drive.http.get(drive.url("/root:/HR/Exports"), timeout=10)
     assert folder.status_code == 200
@@ -187,20 +193,31 @@ def test_changes_after_the_delta_link_appear_once_with_their_latest_state(drive:
     assert all(len(v) == 1 for v in by_id.values()), "an item twice in one enumeration"
     assert by_id[drive.folder_id][0]["folder"]  # the changed folder comes too, as Graph sends parents
 
+    assert all("cTag" not in i and "path" not in i["parentReference"] for i in items)  # as in OneDrive for Business
+
+    def latest(item_id: str) -> dict[str, Any]:
+        found = drive.http.get(drive.url(f"/items/{item_id}"), timeout=10)
+        assert found.status_code == 200
+        return found.json()  # type: ignore[no-any-return]
+
     now_edited = by_id[edited["id"]][0]
-    assert now_edited["eTag"] != edited["eTag"] and now_edited["cTag"] != edited["cTag"]
+    assert now_edited["eTag"] != edited["eTag"] and latest(edited["id"])["cTag"] != edited["cTag"]
     assert now_edited["size"] == 2
+    assert now_edited["eTag"] == latest(edited["id"])["eTag"]
     assert g.content(d, edited["id"]) == b"v3"
     now_renamed = by_id[renamed["id"]][0]
     assert now_renamed["name"] == "renamed-2.csv"
     assert now_renamed["eTag"] != renamed["eTag"]
-    assert now_renamed["cTag"] == renamed["cTag"]  # no content change
-    assert by_id[deleted["id"]][0]["deleted"] == {"state": "deleted"}
+    assert latest(renamed["id"])["cTag"] == renamed["cTag"]  # no content change
+    assert by_id[deleted["id"]][0] == {
+        "id": deleted["id"],
+        "deleted": {"state": "deleted"},
+        "parentReference": {k: v for k, v in deleted["parentReference"].items() if k != "path"},
+    }
     now_moved = by_id[moved["id"]][0]
     assert now_moved["parentReference"]["id"] == processed
-    assert now_moved["eTag"] != moved["eTag"] and now_moved["cTag"] == moved["cTag"]
+    assert now_moved["eTag"] != moved["eTag"] and latest(moved["id"])["cTag"] == moved["cTag"]
     assert by_id[created["id"]][0]["name"] == "new.csv"
-    assert "path" not in now_moved["parentReference"]
 
     after, _ = drive.delta_all(next_link)
     assert after == [[]]  # seen once: nothing more after the new link
@@ -218,6 +235,19 @@ def test_a_change_during_paging_comes_in_the_next_delta(drive: Drive) -> None:
     assert late["id"] not in {i["id"] for page in [first["value"], *pages] for i in page}
     pages, _ = drive.delta_all(link)
     assert late["id"] in {i["id"] for page in pages for i in page}
+
+
+def test_repeat_in_delta_lists_a_stale_state_before_the_latest(drive: Drive) -> None:
+    g, d = drive.graph, drive.drive_id
+    first = g.put_file(d, "HR/Exports/r.csv", b"v1")
+    _, link = drive.delta_all()
+    g.repeat_in_delta = True
+    full, _ = drive.delta_all()  # a full enumeration lists each item once
+    assert [i["id"] for page in full for i in page].count(first["id"]) == 1
+    second = g.put_file(d, "HR/Exports/r.csv", b"v2")
+    pages, _ = drive.delta_all(link)
+    seen = [i for page in pages for i in page if i["id"] == first["id"]]
+    assert [i["eTag"] for i in seen] == [first["eTag"], second["eTag"]]  # the last occurrence is the latest
 
 
 def test_token_latest_gives_a_delta_link_for_now(drive: Drive) -> None:
@@ -284,6 +314,10 @@ def test_fault_rates_are_seeded_and_separate_from_ingestion(drive: Drive) -> Non
     first = statuses()
     assert first == statuses()  # same seed, same sequence
     assert {429, 503, 200} <= set(first)
+    drive.graph.fail_next(429)
+    drive.graph.fail_next_download(503)
+    drive.graph.reset_faults()
+    assert drive.http.get(drive.url("/root"), timeout=10).status_code == 200
 
 
 # -- download ----------------------------------------------------------------------------------------
@@ -352,7 +386,7 @@ def test_move_honours_if_match_and_conflict_behaviour(drive: Drive) -> None:
 
     stale = drive.http.patch(url, json=body, headers={"If-Match": '"{0},1"'}, timeout=10)
     assert stale.status_code == 412
-    assert error_code(stale) == "preconditionFailed"
+    assert error_code(stale) == "resourceModified"  # OneDrive's code for an eTag mismatch
     assert "leavers.csv" in g.children(d, "HR/Exports")  # not moved
 
     moved = drive.http.patch(url, json=body, headers={"If-Match": item["eTag"]}, timeout=10)
@@ -418,6 +452,11 @@ def test_simple_upload_creates_then_replaces(drive: Drive) -> None:
     by_root_path = drive.http.put(drive.url("/root:/HR/Exports/Processed/r.csv:/content"), data=b"z", timeout=10)
     assert by_root_path.status_code == 404  # the parent folder must exist
     g.ensure_folder(d, "HR/Exports/Processed")
+    streamed = drive.http.put(
+        drive.url("/root:/HR/Exports/Processed/s.csv:/content"), data=iter([b"a", b"b"]), timeout=10
+    )
+    assert streamed.status_code == 411  # a chunked body without a length is refused, not stored empty
+    assert "s.csv" not in g.children(d, "HR/Exports/Processed")
     by_root_path = drive.http.put(drive.url("/root:/HR/Exports/Processed/r.csv:/content"), data=b"z", timeout=10)
     assert by_root_path.status_code == 201
     assert g.content(d, by_root_path.json()["id"]) == b"z"
@@ -583,3 +622,138 @@ def test_concurrent_uploads_and_delta_keep_every_item(drive: Drive) -> None:
     pages, _ = drive.delta_all()
     names = [i["name"] for page in pages for i in page if i["parentReference"].get("id") == drive.folder_id]
     assert sorted(names) == sorted(f"c{n}.csv" for n in range(8))
+
+
+def test_the_emulator_command_serves_a_granted_graph_site(tmp_path) -> None:
+    """`python -m hrconnector_core.emulator --graph-site ...`: the printed Graph URL, site and identity work."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hrconnector_core.emulator.__main__ import DEMO_IDENTITY
+
+    from .conftest import REPO
+
+    cmd = [
+        *(sys.executable, "-m", "hrconnector_core.emulator", "--graph-site", "contoso.sharepoint.com/sites/HR"),
+        *("--ca-file", str(tmp_path / "ca.pem"), "--data-dir", str(tmp_path / "emu")),
+    ]
+    env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        info = json.loads(proc.stdout.readline())
+        lines: list[str] = []
+        while "rows received" not in (line := proc.stderr.readline()):
+            assert line, "".join(lines)
+            lines.append(line)
+        text = "".join(lines)
+        assert f"HR_GRAPH_URL={info['graph_url']}" in text
+        [site] = info["graph_sites"]
+        assert site["site"] == "contoso.sharepoint.com/sites/HR" and site["library"] == "Documents"
+        header = next(w.split("=", 1)[1] for w in text.split() if w.startswith("IDENTITY_HEADER="))
+        token = requests.get(
+            f"{info['url']}/msi/token",
+            params={"resource": GRAPH, "client_id": DEMO_IDENTITY},
+            headers={"X-IDENTITY-HEADER": header},
+            verify=info["ca_file"],
+            timeout=10,
+        ).json()["access_token"]
+        http = requests.Session()
+        http.headers["Authorization"] = f"Bearer {token}"
+        verify = info["ca_file"]  # per call: requests prefers REQUESTS_CA_BUNDLE over Session.verify
+        site_url = f"{info['graph_url']}/v1.0/sites/contoso.sharepoint.com:/sites/HR"
+        found = http.get(site_url, verify=verify, timeout=10).json()
+        assert found["id"] == site["site_id"]
+        dropped = requests.post(
+            f"{info['url']}/admin/graph/files",
+            json={
+                "drive_id": site["drive_id"],
+                "path": "Exports/a.csv",
+                "content_b64": base64.b64encode(b"a").decode(),
+            },
+            verify=info["ca_file"],
+            timeout=10,
+        ).json()
+        folder = http.put(
+            f"{info['graph_url']}/v1.0/drives/{site['drive_id']}/items/{dropped['parentReference']['id']}:/r.json:/content",
+            data=b"{}",
+            verify=verify,
+            timeout=10,
+        )
+        assert folder.status_code == 201  # the demo identity may write
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_download_faults_503_and_a_connection_lost_mid_file(drive: Drive) -> None:
+    data = b"id\n" + b"12345\n" * 5000
+    item = drive.graph.put_file(drive.drive_id, "HR/Exports/cut.csv", data)
+    location = drive.http.get(drive.url(f"/items/{item['id']}/content"), allow_redirects=False, timeout=10).headers[
+        "Location"
+    ]
+    drive.graph.fail_next_download(503, retry_after_seconds=2)
+    busy = requests.get(location, timeout=10)
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+
+    drive.graph.cut_next_download(1000)
+    received = bytearray()
+    with requests.get(location, stream=True, timeout=10) as response, pytest.raises(requests.RequestException):
+        assert response.status_code == 200
+        for chunk in response.iter_content(256):
+            received.extend(chunk)
+    assert 0 < len(received) <= 1000  # the client saw part of the body, then the hang-up
+    assert data.startswith(bytes(received))
+
+    whole = requests.get(location, timeout=10)
+    assert whole.content == data
+    assert whole.headers["Content-Type"] == "text/csv"
+
+
+def test_upload_and_delete_honour_if_match(drive: Drive) -> None:
+    g, d = drive.graph, drive.drive_id
+    item = g.put_file(d, "HR/Exports/r.json", b"1")
+    g.put_file(d, "HR/Exports/r.json", b"2")  # a person saved a new version meanwhile
+    url = drive.url(f"/items/{drive.folder_id}:/r.json:/content")
+    stale = drive.http.put(url, data=b"3", headers={"If-Match": item["eTag"]}, timeout=10)
+    assert stale.status_code == 412
+    assert g.content(d, item["id"]) == b"2"
+    gone = drive.http.delete(drive.url(f"/items/{item['id']}"), headers={"If-Match": item["eTag"]}, timeout=10)
+    assert gone.status_code == 412
+    assert g.item(d, item["id"]) is not None
+    current = g.item(d, item["id"])
+    assert current is not None
+    deleted = drive.http.delete(drive.url(f"/items/{item['id']}"), headers={"If-Match": current["eTag"]}, timeout=10)
+    assert deleted.status_code == 204
+    assert g.item(d, item["id"]) is None
+
+
+def test_admin_move_delete_and_expire(emulator: Emulator, drive: Drive) -> None:
+    g, d = drive.graph, drive.drive_id
+    a = g.put_file(d, "HR/Exports/a.csv", b"a")
+    b = g.put_file(d, "HR/Exports/b.csv", b"b")
+    target = g.ensure_folder(d, "HR/Exports/Processed")
+    _, link = drive.delta_all()
+    moved = requests.post(
+        f"{emulator.url}/admin/graph/move",
+        json={"drive_id": d, "item_id": a["id"], "parent_id": target, "name": "a2.csv"},
+        timeout=10,
+    )
+    assert moved.status_code == 200 and moved.json()["name"] == "a2.csv"
+    assert (
+        requests.post(
+            f"{emulator.url}/admin/graph/delete", json={"drive_id": d, "item_id": b["id"]}, timeout=10
+        ).status_code
+        == 200
+    )
+    assert set(g.children(d, "HR/Exports")) == {"Processed"}
+    assert set(g.children(d, "HR/Exports/Processed")) == {"a2.csv"}
+    missing = requests.post(f"{emulator.url}/admin/graph/delete", json={"drive_id": d, "item_id": b["id"]}, timeout=10)
+    assert missing.status_code == 404
+    expired = requests.post(f"{emulator.url}/admin/graph/expire-delta", json={}, timeout=10)
+    assert expired.status_code == 200
+    assert drive.http.get(link, timeout=10).status_code == 410

@@ -2,8 +2,8 @@
 
 Prints one JSON line on stdout with the URL and the CA file (and writes it to --ready-file), so
 scripts can point clients at it with REQUESTS_CA_BUNDLE=<ca> and --authority-host/--ingestion-url
-<url>; then, on stderr, what it accepts (tenants, apps, secrets, jobs, Key Vault secrets) and the
-commands that use it.
+<url> (the Graph folder source: HR_GRAPH_URL=<url>); then, on stderr, what it accepts (tenants,
+apps, secrets, jobs, Key Vault secrets, Graph sites) and the commands that use it.
 """
 
 from __future__ import annotations
@@ -47,9 +47,16 @@ def _vault_secret(text: str) -> tuple[str, str]:
     return name, value if sep else DEMO_SECRET
 
 
+def _graph_site(text: str) -> tuple[str, str]:
+    host, _, path = text.removeprefix("https://").partition("/")
+    if "." not in host:
+        raise argparse.ArgumentTypeError("expected HOST/PATH, e.g. contoso.sharepoint.com/sites/HR")
+    return host, "/" + path.strip("/")
+
+
 def usage_text(url: str, ca_file: str, state: EmulatorState, vault_names: list[str], given_apps: set[str]) -> str:
     """What the emulator accepts and how to point the command line at it (printed at start)."""
-    lines = [f"HR connector emulator at {url} (Entra token endpoint, ingestion API and Key Vault in one)", ""]
+    lines = [f"HR connector emulator at {url} (Entra token endpoint, ingestion API, Key Vault, Graph in one)", ""]
     lines.append("apps it accepts (tenant / app id / secret):")
     for (tenant, app_id), app in sorted(state.apps.items()):
         shown = "(the secret given with --app)" if app_id in given_apps else (app.secret or "(a certificate)")
@@ -76,6 +83,18 @@ def usage_text(url: str, ca_file: str, state: EmulatorState, vault_names: list[s
             f"    --secret-name {vault_names[0]} --key-vault-skip-challenge-check --job-id {DEMO_JOB} \\",
             f"    --authority-host {url} --ingestion-url {url} --file samples/resignation.csv",
         ]
+    graph = state.graph
+    lines.append(f"Microsoft Graph drive API: HR_GRAPH_URL={url} (requests go to {url}/v1.0/...)")
+    for drive in graph.drives.values():
+        site = graph.sites[drive.site_id]
+        readers = sorted(c for (c, s), _ in graph.grants.items() if s == site.id)
+        lines.append(f"  site {site.hostname}{site.path} ({site.id}), library {drive.name} ({drive.id})")
+        lines.append(f"    granted to {', '.join(readers) or 'nobody'}; drop files: POST {url}/admin/graph/files")
+    if graph.drives:
+        lines.append(
+            f"  as the demo identity: AZURE_CLIENT_ID={DEMO_IDENTITY} IDENTITY_ENDPOINT={url}/msi/token "
+            f"IDENTITY_HEADER={state.identity_header}"
+        )
     lines.append(f"rows received: GET {url}/api/jobs/<job id>/log (with the CA above)")
     return "\n".join(lines)
 
@@ -125,9 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         help="put a secret into the emulator's Key Vault (default value: the demo app's secret), readable by a demo "
         "managed identity, for trying --key-vault-url; repeatable",
     )
+    parser.add_argument(
+        "--graph-site",
+        action="append",
+        default=[],
+        metavar="HOST/PATH",
+        type=_graph_site,
+        help="an emulated SharePoint site (e.g. contoso.sharepoint.com/sites/HR) with a Documents library, "
+        "granted (Sites.Selected, write) to the demo managed identity; repeatable",
+    )
     parser.add_argument("--no-demo", action="store_true", help="do not register the demo tenant, app and job")
     parser.add_argument("--discard-rows", action="store_true", help="count rows but do not keep them (benchmarks)")
-    faults = parser.add_argument_group("fault injection (ingestion only)")
+    faults = parser.add_argument_group("fault injection (ingestion only; Graph: POST /admin/graph/faults)")
     faults.add_argument("--rate-429", type=float, default=0.0, help="share of uploads answered 429 (0-1)")
     faults.add_argument("--rate-503", type=float, default=0.0, help="share of uploads answered 503 (0-1)")
     faults.add_argument("--rate-drop", type=float, default=0.0, help="hang up without an answer")
@@ -152,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
         state.register_job(job, app)
     for name, value in args.key_vault_secret:
         state.set_secret(name, value)
-    if args.key_vault_secret:
+    for host, path in args.graph_site:
+        site_id = state.graph.add_site(host, path)
+        state.graph.add_drive(site_id, "Documents")
+        state.graph.grant_site(DEMO_IDENTITY, site_id, "write")
+    if args.key_vault_secret or args.graph_site:
         # The identity DefaultAzureCredential finds (App Service's managed-identity protocol): it may read the vault.
-        state.register_managed_identity(DEMO_IDENTITY, DEMO_TENANT)
+        state.register_managed_identity(DEMO_IDENTITY, DEMO_TENANT, vault_reader=bool(args.key_vault_secret))
     state.set_faults(
         rate_429=args.rate_429,
         rate_503=args.rate_503,
@@ -168,14 +200,24 @@ def main(argv: list[str] | None = None) -> int:
 
     emulator = Emulator(host=args.host, port=args.port, state=state, ca_path=args.ca_file, data_dir=args.data_dir)
     emulator.start()
-    ready = {"url": emulator.url, "ca_file": str(args.ca_file.resolve()), "data_dir": str(args.data_dir.resolve())}
+    ready: dict[str, object] = {
+        "url": emulator.url,
+        "ca_file": str(args.ca_file.resolve()),
+        "data_dir": str(args.data_dir.resolve()),
+        "graph_url": emulator.url,
+        "graph_sites": [
+            {"site": f"{state.graph.sites[d.site_id].hostname}{state.graph.sites[d.site_id].path}",
+             "site_id": d.site_id, "drive_id": d.id, "library": d.name}
+            for d in state.graph.drives.values()
+        ],
+    }  # fmt: skip
     if args.ready_file:
         args.ready_file.parent.mkdir(parents=True, exist_ok=True)
         args.ready_file.write_text(json.dumps(ready), encoding="utf-8")
     print(json.dumps(ready), flush=True)
     vault_names = [name for name, _ in args.key_vault_secret]
     given = {app.lower() for _, app, _ in args.app}
-    print(usage_text(emulator.url, ready["ca_file"], state, vault_names, given), file=sys.stderr, flush=True)
+    print(usage_text(emulator.url, str(ready["ca_file"]), state, vault_names, given), file=sys.stderr, flush=True)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

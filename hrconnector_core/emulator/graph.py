@@ -33,7 +33,13 @@ Additions to the shared design (documented here, as agreed):
   `resyncChangesApplyDifferences` / `resyncChangesUploadDifferences`).
 - `fail_next(*statuses, retry_after_seconds=1)`: the next Graph API requests (not downloads) are
   answered with these statuses (429/503 carry `Retry-After`), in order: deterministic faults.
+- `repeat_in_delta = True`: as Graph may, an incremental delta also lists each changed item
+  earlier in the feed in its state before its last change (the client must use the last occurrence).
+- `reset_faults()`: no rates, no queued faults (for a test fixture's teardown).
 - `expire_download_urls()`: every pre-authenticated URL issued so far answers 401 (as after an hour).
+- `fail_next_download(*statuses, retry_after_seconds=1)`: the next downloads (pre-authenticated
+  URL) answer these statuses; `cut_next_download(after_bytes)`: the next download sends its
+  headers (full Content-Length) and `after_bytes` bytes, then hangs up (a connection lost mid-file).
 - `calls`: [GraphCall(method, path, status, authorization)] - each request with its answer and
   whether it carried an Authorization header (downloads must not).
 - `set_faults(...)` on GraphState itself (EmulatorState.set_graph_faults delegates to it).
@@ -45,25 +51,39 @@ Additions to the shared design (documented here, as agreed):
   parent_id, name}; `POST /admin/graph/expire-delta` {code}.
 - Also served: `GET /drives/{d}`, `GET .../children` (one page, not paged), `DELETE
   /drives/{d}/items/{id}` (204), `GET /sites/{host}` (root site), `GET /sites/{site-id}`,
-  `PUT /drives/{d}/items/{id}/content` and `PUT /drives/{d}/root:/{path}:/content`.
+  `GET /sites/{host}:/{path}:/drives`, `GET /sites/{site-id}/drive`, `GET .../root:/{path}:/content`,
+  `PUT /drives/{d}/items/{id}/content` and `PUT /drives/{d}/root:/{path}:/content`. `GET` of a
+  file item also carries `@microsoft.graph.downloadUrl` (the same pre-authenticated URL).
+
+Access: every `/v1.0` route wants a bearer token the emulator issued for a Graph audience
+(GRAPH_AUDIENCES; else 401 `InvalidAuthenticationToken`) whose app or managed identity holds a
+grant on the item's site: `read` for GET, `write` for POST, PATCH, PUT and DELETE (else 403
+`accessDenied`). Faults are drawn before the token is looked at, as a gateway would throttle.
+
+The Python API raises GraphError (status, code) where the HTTP API would answer an error, and
+KeyError for a folder `children` cannot find.
 
 Delta: a request without a token enumerates every item of the drive (root first, parents before
 children); with a token it returns the latest state of each item changed since that token, once
 (a change to an item also lists its ancestor folders, as Graph does). An enumeration is cut into
 pages of `page_size` when its first page is asked for; `@odata.nextLink` until the last page, which
 carries `@odata.deltaLink`. `token=latest` answers no items and a delta link for now. eTag changes
-on every content change, rename and move; cTag on content changes only.
+on every content change, rename and move; cTag on content changes only. As in OneDrive for
+Business, delta items carry no cTag and no parentReference.path, and a deleted item carries only
+its id, parentReference and `deleted` (no name); `GET` of an item gives every property.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import mimetypes
 import random
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -149,6 +169,7 @@ class _Item:
     modified: str = ""
     deleted: bool = False
     seq: int = 0  # the change sequence number of its last change (delta)
+    previous: dict[str, Any] | None = None  # its delta JSON before its last change (repeat_in_delta)
 
 
 @dataclass
@@ -190,17 +211,22 @@ class GraphState:
         self.sites: dict[str, _Site] = {}
         self.drives: dict[str, _Drive] = {}
         self.items: dict[str, _Item] = {}
+        self._kids: dict[str, dict[str, _Item]] = {}  # folder id -> {child id: child}, live items only
+        self._by_drive: dict[str, list[_Item]] = {}  # drive id -> every item ever made in it
         self.grants: dict[tuple[str, str], str] = {}  # (client id, site id or "*") -> role
         self.page_size = 200
+        # Graph: "the same item may appear more than once in a delta feed; use the last occurrence".
+        # True: each changed item also comes earlier in the feed in its state before its last change.
+        self.repeat_in_delta = False
         self.requests: list[tuple[str, str]] = []
         self.calls: list[GraphCall] = []
         self.faults = GraphFaults()
         self._rng = random.Random()
         self._queued: list[tuple[int, int]] = []  # (status, retry-after)
+        self._download_faults: list[tuple[int, int]] = []  # (status, retry-after) or (0, bytes sent before hanging up)
         self._seq = 0
         self._cursors: dict[str, _Cursor] = {}
         self._downloads: dict[str, tuple[str, str, float]] = {}  # token -> drive, item, expires at
-        self._counter = itertools.count(1)
 
     # -- what a person (or an admin) does ----------------------------------------------------
     def add_site(self, hostname: str, path: str = "/", display_name: str | None = None) -> str:
@@ -311,16 +337,41 @@ class GraphState:
             self._rng = random.Random(self.faults.seed)
             return self.faults
 
+    def reset_faults(self) -> None:
+        """No fault rates, no queued API or download faults (a test's clean start or end)."""
+        with self.lock:
+            self.faults = GraphFaults()
+            self._rng = random.Random()
+            self._queued.clear()
+            self._download_faults.clear()
+
     def fail_next(self, *statuses: int, retry_after_seconds: int = 1) -> None:
         """The next Graph API requests get these statuses, one each, in order."""
         with self.lock:
             self._queued.extend((s, retry_after_seconds) for s in statuses)
+
+    def fail_next_download(self, *statuses: int, retry_after_seconds: int = 1) -> None:
+        """The next downloads from pre-authenticated URLs get these statuses, one each, in order."""
+        with self.lock:
+            self._download_faults.extend((s, retry_after_seconds) for s in statuses)
+
+    def cut_next_download(self, after_bytes: int) -> None:
+        """The next download hangs up after `after_bytes` bytes of its body."""
+        with self.lock:
+            self._download_faults.append((0, after_bytes))
+
+    def take_download_fault(self) -> tuple[int, int] | None:
+        with self.lock:
+            return self._download_faults.pop(0) if self._download_faults else None
 
     # -- internals (called with the lock held) -----------------------------------------------
     def _new_item(self, drive_id: str, name: str, parent_id: str | None, *, folder: bool) -> _Item:
         now = _now()
         item = _Item(_item_id(), drive_id, name, parent_id, folder, created=now, modified=now)
         self.items[item.id] = item
+        self._by_drive.setdefault(drive_id, []).append(item)
+        if parent_id is not None:
+            self._kids.setdefault(parent_id, {})[item.id] = item
         return item
 
     def _touch(self, item: _Item, *, also: _Item | None = None) -> None:
@@ -351,7 +402,7 @@ class GraphState:
         return item
 
     def _children(self, folder: _Item) -> list[_Item]:
-        return [i for i in self.items.values() if i.parent_id == folder.id and not i.deleted]
+        return list(self._kids.get(folder.id, {}).values())
 
     def _child(self, folder: _Item, name: str) -> _Item | None:
         return next((c for c in self._children(folder) if c.name.lower() == name.lower()), None)
@@ -401,6 +452,7 @@ class GraphState:
             raise GraphError(409, "nameAlreadyExists", "A folder with this name already exists.")
         if existing is not None and behavior == "replace":
             self._check_match(existing, if_match)
+            existing.previous = self._json(existing, delta=True)
             existing.content = data
             existing.version += 1
             existing.content_version += 1
@@ -436,6 +488,9 @@ class GraphState:
         old_parent = self.items[item.parent_id]
         if target is old_parent and new_name == item.name:
             return item
+        self._kids[old_parent.id].pop(item.id, None)
+        self._kids.setdefault(target.id, {})[item.id] = item
+        item.previous = self._json(item, delta=True)
         item.parent_id = target.id
         item.name = new_name
         item.version += 1
@@ -448,7 +503,9 @@ class GraphState:
             raise GraphError(400, "invalidRequest", "The root cannot be deleted.")
         for child in self._children(item):
             self._delete(child)
+        item.previous = self._json(item, delta=True)
         item.deleted = True
+        self._kids.get(item.parent_id, {}).pop(item.id, None)
         self._touch(item)
 
     def _check_match(self, item: _Item, if_match: str | None) -> None:
@@ -456,7 +513,9 @@ class GraphState:
             return
         tags = {t.removeprefix("W/") for t in re.findall(r'(?:W/)?"[^"]*"|[^,\s]+', if_match)}
         if self._etag(item) not in tags and self._ctag(item) not in tags:
-            raise GraphError(412, "preconditionFailed", "ETag does not match current item's value")
+            raise GraphError(
+                412, "resourceModified", "The resource has changed since the caller last read it (eTag mismatch)."
+            )
 
     def _etag(self, item: _Item) -> str:
         return f'"{{{item.guid}}},{item.version}"'
@@ -465,9 +524,14 @@ class GraphState:
         return f'"c:{{{item.guid}}},{item.content_version}"'
 
     def _json(self, item: _Item, *, delta: bool = False) -> dict[str, Any]:
-        """The driveItem as Graph returns it; in delta, parentReference carries no path."""
+        """The driveItem as Graph returns it. In delta (OneDrive for Business and SharePoint):
+        parentReference carries no path and there is no cTag; a deleted item is only its id, its
+        parentReference and the `deleted` facet (no name, no cTag, no file or folder facet)."""
         drive = self.drives[item.drive_id]
         site = self.sites[drive.site_id]
+        if delta and item.deleted:
+            reference = {"driveType": drive.drive_type, "driveId": drive.id, "id": item.parent_id, "siteId": site.id}
+            return {"id": item.id, "parentReference": reference, "deleted": {"state": "deleted"}}
         web = f"https://{site.hostname}{site.path.rstrip('/')}/{quote(drive.name)}"
         path = self._path(item)
         body: dict[str, Any] = {
@@ -483,19 +547,18 @@ class GraphState:
         parent: dict[str, Any] = {"driveType": drive.drive_type, "driveId": drive.id, "siteId": site.id}
         if item.parent_id is not None:
             parent["id"] = item.parent_id
-            if not delta and not item.deleted:
+            if not delta:
                 parent_path = self._path(self.items[item.parent_id])
                 parent["path"] = f"/drives/{drive.id}/root:" + (f"/{parent_path}" if parent_path else "")
         body["parentReference"] = parent
         if item.folder:
-            body["folder"] = {"childCount": 0 if item.deleted else len(self._children(item))}
+            body["folder"] = {"childCount": len(self._children(item))}
         else:
             mime = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
             body["file"] = {"mimeType": mime}
         if item.parent_id is None:
             body["root"] = {}
-        if item.deleted:
-            body["deleted"] = {"state": "deleted"}
+        if delta:
             body.pop("cTag")
         return body
 
@@ -512,7 +575,7 @@ class GraphState:
     # -- delta ---------------------------------------------------------------------------------
     def _start_delta(self, drive_id: str, since: int | None, latest: bool = False) -> _Cursor:
         """Freeze the items of one enumeration into pages (a full one when `since` is None)."""
-        items = [i for i in self.items.values() if i.drive_id == drive_id]
+        items = self._by_drive.get(drive_id, [])
         if latest:
             chosen: list[_Item] = []
         elif since is None:
@@ -520,6 +583,8 @@ class GraphState:
         else:
             chosen = sorted((i for i in items if i.seq > since), key=lambda i: i.seq)
         values = [self._json(i, delta=True) for i in chosen]
+        if self.repeat_in_delta and since is not None:
+            values = [i.previous for i in chosen if i.previous is not None] + values
         size = max(1, self.page_size)
         pages = [values[n : n + size] for n in range(0, len(values), size)] or [[]]
         return _Cursor(drive_id, pages=pages, end_seq=self._seq)
@@ -567,12 +632,14 @@ class GraphState:
             self._downloads[token] = (drive_id, item_id, self.clock() + DOWNLOAD_URL_SECONDS)
         return f"{base}/graph-download/{token}"
 
-    def download(self, token: str) -> bytes:
+    def download(self, token: str) -> tuple[bytes, str]:
+        """The current content of the URL's item, and its media type."""
         with self.lock:
             found = self._downloads.get(token)
             if found is None or found[2] <= self.clock():
                 raise GraphError(401, "unauthenticated", "The download URL is invalid or has expired.")
-            return self._get(found[0], found[1]).content
+            item = self._get(found[0], found[1])
+            return item.content, mimetypes.guess_type(item.name)[0] or "application/octet-stream"
 
     # -- access ---------------------------------------------------------------------------------
     def allowed(self, client_id: str, site_id: str, role: str) -> bool:
@@ -608,6 +675,8 @@ _API: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^/sites/(?P<host>[^/:,]+):(?P<path>/[^:]*):?$"), "site_by_path"),
     ("GET", re.compile(r"^/sites/(?P<site>[^/:]+)$"), "site"),
     ("GET", re.compile(r"^/sites/(?P<site>[^/:]+)/drives$"), "site_drives"),
+    ("GET", re.compile(r"^/sites/(?P<host>[^/:,]+):(?P<path>/[^:]*):/drives$"), "site_drives"),
+    ("GET", re.compile(r"^/sites/(?P<site>[^/:]+)/drive$"), "site_default_drive"),
     ("GET", re.compile(rf"^{_D}$"), "drive"),
     ("GET", re.compile(rf"^{_D}/root/delta(?:\(\))?$"), "delta"),
     ("GET", re.compile(rf"^{_D}{_I}/delta(?:\(\))?$"), "folder_delta"),
@@ -657,9 +726,13 @@ class GraphApi:
 
     def serve(self, method: str) -> None:
         handler = self.handler
-        body = handler._body() if method in ("POST", "PATCH", "PUT") else b""
         has_auth = "Authorization" in handler.headers
+        chunked = "chunked" in handler.headers.get("Transfer-Encoding", "").lower()
+        body = handler._body() if method in ("POST", "PATCH", "PUT") and not chunked else b""
         try:
+            if chunked:  # a body without a length would otherwise be read as empty: refuse it
+                handler.close_connection = True
+                raise GraphError(411, "invalidRequest", "A Content-Length header is required.")
             self._serve(method, body)
         except GraphError as exc:
             self.error(exc)
@@ -743,24 +816,10 @@ class GraphApi:
         }
 
     def site_by_path(self, host: str, path: str, body: bytes) -> None:
-        wanted = "/" + path.strip("/") if path.strip("/") else "/"
-        with self.graph.lock:
-            sites = list(self.graph.sites.values())
-        site = next((s for s in sites if s.hostname == host.lower() and s.path.lower() == wanted.lower()), None)
-        if site is None:
-            raise GraphError(404, "itemNotFound", "Requested site could not be found")
-        self._access(site.id, "read")
-        self.send(200, self._site_json(site))
+        self.send(200, self._site_json(self._find_site(None, host, path)))
 
     def site(self, site: str, body: bytes) -> None:
-        if "," not in site:
-            return self.site_by_path(site, "/", body)
-        with self.graph.lock:
-            found = self.graph.sites.get(site.lower()) or self.graph.sites.get(site)
-        if found is None:
-            raise GraphError(404, "itemNotFound", "Requested site could not be found")
-        self._access(found.id, "read")
-        self.send(200, self._site_json(found))
+        self.send(200, self._site_json(self._find_site(site)))
 
     def _drive_json(self, drive: _Drive) -> dict[str, Any]:
         site = self.graph.sites[drive.site_id]
@@ -772,15 +831,36 @@ class GraphApi:
             "description": "",
         }
 
-    def site_drives(self, site: str, body: bytes) -> None:
+    def _find_site(self, site: str | None, host: str | None = None, path: str | None = None) -> _Site:
+        """The site by id, or by host name and server-relative path; 403 without a read grant."""
         with self.graph.lock:
-            found = self.graph.sites.get(site)
+            sites = list(self.graph.sites.values())
+        if site is not None and "," in site:
+            found = next((s for s in sites if s.id == site.lower()), None)
+        else:
+            host = (host or site or "").lower()
+            wanted = "/" + (path or "").strip("/") if (path or "").strip("/") else "/"
+            found = next((s for s in sites if s.hostname == host and s.path.lower() == wanted.lower()), None)
         if found is None:
             raise GraphError(404, "itemNotFound", "Requested site could not be found")
         self._access(found.id, "read")
+        return found
+
+    def site_drives(
+        self, body: bytes, site: str | None = None, host: str | None = None, path: str | None = None
+    ) -> None:
+        found = self._find_site(site, host, path)
         with self.graph.lock:
             drives = [self._drive_json(d) for d in self.graph.drives.values() if d.site_id == found.id]
         self.send(200, {"value": drives})
+
+    def site_default_drive(self, site: str, body: bytes) -> None:
+        found = self._find_site(site)
+        with self.graph.lock:
+            drives = [d for d in self.graph.drives.values() if d.site_id == found.id]
+            if not drives:
+                raise GraphError(404, "itemNotFound", "The site has no document library.")
+            self.send(200, self._drive_json(drives[0]))
 
     def drive(self, drive: str, body: bytes) -> None:
         found = self._drive(drive, "read")
@@ -892,11 +972,26 @@ def serve_download(handler: Handler, token: str) -> None:
     try:
         if has_auth:
             raise GraphError(401, "unauthenticated", "This URL is pre-authenticated; send no Authorization header.")
-        data = graph.download(token)
-        handler._send(200, data, "application/octet-stream")
+        data, media_type = graph.download(token)
+        fault = graph.take_download_fault()
+        if fault is not None and fault[0]:
+            raise GraphError(fault[0], "serviceNotAvailable", "Try again later.", {"Retry-After": str(fault[1])})
+        if fault is not None:
+            status = -1  # hung up mid-body
+            handler.send_response(200)
+            handler.send_header("Content-Type", media_type)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data[: fault[1]])
+            handler.wfile.flush()
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        handler._send(200, data, media_type)
     except GraphError as exc:
         status = exc.status
-        handler._send_json(exc.status, {"error": {"code": exc.code, "message": exc.message}})
+        handler._send_json(exc.status, {"error": {"code": exc.code, "message": exc.message}}, headers=exc.headers)
     finally:
         graph.record("GET", handler.path, status, has_auth)
 
