@@ -55,6 +55,10 @@ class GraphError(HRConnectorError):
         self.code = code
 
 
+class DownloadInterruptedError(GraphError):
+    """The connection broke off in the middle of a file's content: worth starting the file again."""
+
+
 def _error_of(response: requests.Response) -> tuple[str | None, str]:
     """Graph's error code and (capped) message from its JSON error shape."""
     try:
@@ -246,6 +250,6 @@ class GraphClient:
         try:
             yield from response.iter_content(chunk_size=DOWNLOAD_PIECE)
         except requests.RequestException as exc:
-            raise GraphError(f"downloading item content broke off ({type(exc).__name__})") from None
+            raise DownloadInterruptedError(f"downloading item content broke off ({type(exc).__name__})") from None
         finally:
             response.close()

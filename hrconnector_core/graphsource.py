@@ -30,7 +30,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError
-from azure.storage.blob import BlobBlock, BlobLeaseClient, BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobBlock, BlobClient, BlobLeaseClient, BlobServiceClient, ContainerClient
 
 from .blobstore import (
     DamagedStateError,
@@ -42,7 +42,7 @@ from .blobstore import (
 )
 from .credentials import TokenProvider, function_identity
 from .errors import HRConnectorError, StorageError
-from .graph import GraphClient, GraphError, quote_path, segment
+from .graph import DownloadInterruptedError, GraphClient, GraphError, quote_path, segment
 from .graphmove import Folder, Mover, finished_state
 from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, version_key
 from .settings import Connector, GraphFolder, Settings
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_SUFFIXES = (".csv", ".xlsx")  # what hr-incoming takes (service.INPUT_SUFFIXES)
 BLOCK_SIZE = 4 << 20  # bytes staged per block: the most a copy holds in memory
+COPY_ATTEMPTS = 3  # a download that breaks off is started again this many times in one run
 RESYNC_CODES = ("resyncRequired", "resyncChangesApplyDifferences", "resyncChangesUploadDifferences")
 # What one connector's failure raises: the next connector still runs.
 CONNECTOR_ERRORS = (AzureError, HRConnectorError, KeyError, TypeError, ValueError)
@@ -347,8 +348,34 @@ class GraphSource:
 
     def _copy(self, drive_id: str, item_id: str, etag: str, blob_name: str, lease: KeptLease) -> bool:
         """Stream the item into staged blocks, then commit them only if its eTag is still `etag`
-        and the blob does not exist yet. False when the item changed while it was read."""
+        and the blob does not exist yet. False when the item changed while it was read. A
+        download that breaks off starts again (blocks staged under the same ids are replaced)."""
         blob = self.incoming.get_blob_client(blob_name)
+        for attempt in range(1, COPY_ATTEMPTS + 1):
+            try:
+                blocks, size = self._stage(blob, drive_id, item_id)
+                break
+            except DownloadInterruptedError as exc:
+                if attempt == COPY_ATTEMPTS:
+                    raise
+                log.info("%s; reading the file again (attempt %d of %d)", exc, attempt + 1, COPY_ATTEMPTS)
+        now = self.graph.get(f"/v1.0/drives/{segment(drive_id)}/items/{segment(item_id)}")
+        if now.get("eTag") != etag:
+            log.info("the item changed while it was copied; its new version is copied at the next run")
+            return False
+        lease.check()
+        try:
+            blob.commit_block_list(
+                blocks,
+                metadata={"graph_item_id": item_id, "graph_etag": etag.strip('"'), "bytes": str(size)},
+                match_condition=MatchConditions.IfMissing,  # If-None-Match: *
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            log.info("the copy exists already (another run committed it)")
+        return True
+
+    def _stage(self, blob: BlobClient, drive_id: str, item_id: str) -> tuple[list[BlobBlock], int]:
+        """The item's bytes as uncommitted blocks of `block_size`: memory stays at about one block."""
         blocks: list[BlobBlock] = []
         buffer = bytearray()
 
@@ -366,21 +393,7 @@ class GraphSource:
                 del buffer[: self.block_size]
         if buffer or not blocks:
             stage(bytes(buffer))
-        del buffer
-        now = self.graph.get(f"/v1.0/drives/{segment(drive_id)}/items/{segment(item_id)}")
-        if now.get("eTag") != etag:
-            log.info("the item changed while it was copied; its new version is copied at the next run")
-            return False
-        lease.check()
-        try:
-            blob.commit_block_list(
-                blocks,
-                metadata={"graph_item_id": item_id, "graph_etag": etag.strip('"'), "bytes": str(size)},
-                match_condition=MatchConditions.IfMissing,  # If-None-Match: *
-            )
-        except (ResourceExistsError, ResourceModifiedError):
-            log.info("the copy exists already (another run committed it)")
-        return True
+        return blocks, size
 
     # -- after the upload ---------------------------------------------------------------------------
     def _move_finished(self, folder: Folder, lease: KeptLease, summary: SourceSummary) -> None:

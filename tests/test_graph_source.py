@@ -562,3 +562,33 @@ def test_a_copy_without_its_record_is_recorded_not_read_again(sharepoint: ShareP
     assert sp.downloads() == downloads
     assert copies(sp) == {"again.csv": [data]}
     assert sp.records() == {"copied": ["again.csv"]}
+
+
+def test_a_download_cut_mid_file_or_refused_with_503_is_read_again_and_copied_whole(sharepoint: SharePoint) -> None:
+    sp = sharepoint
+    sp.run()
+    data = csv_bytes(HEADER, rows(300))
+    sp.put("cut.csv", data)
+    sp.graph.cut_next_download(len(data) // 2)
+    sp.graph.fail_next_download(503, retry_after_seconds=0)
+    sp.run()
+    assert copies(sp) == {"cut.csv": [data]}
+    assert sp.records() == {"copied": ["cut.csv"]}
+
+
+def test_a_feed_listing_stale_states_before_the_latest_copies_each_version_once(sharepoint: SharePoint) -> None:
+    """Graph may list a changed item earlier in the feed in an older state: the last one counts."""
+    sp = sharepoint
+    sp.graph.repeat_in_delta = True
+    try:
+        sp.run()
+        first, second = csv_bytes(HEADER, rows(1)), csv_bytes(HEADER, rows(1, start=8))
+        sp.put("twice.csv", first)
+        sp.run()
+        sp.put("twice.csv", second)
+        sp.run()
+        sp.run()
+    finally:
+        sp.graph.repeat_in_delta = False
+    assert sorted(copies(sp)["twice.csv"]) == sorted([first, second])
+    assert sp.records() == {"copied": ["twice.csv", "twice.csv"]}
