@@ -592,3 +592,72 @@ def test_a_feed_listing_stale_states_before_the_latest_copies_each_version_once(
         sp.graph.repeat_in_delta = False
     assert sorted(copies(sp)["twice.csv"]) == sorted([first, second])
     assert sp.records() == {"copied": ["twice.csv", "twice.csv"]}
+
+
+SOURCE_WORKER = """
+import json, logging, sys
+
+records = []
+
+class Recorder(logging.Handler):
+    def emit(self, record):
+        records.append({"logger": record.name, "level": record.levelname, "message": record.getMessage()})
+
+root = logging.getLogger()
+root.setLevel(logging.INFO)
+root.addHandler(Recorder(level=logging.NOTSET))
+
+from hrconnector_core.emulator.host import invoke_blob_trigger, invoke_timer
+
+invoke_timer("hr_graph_source")
+invoke_blob_trigger("hr_file_arrived", sys.argv[1], sys.argv[2])
+invoke_timer("hr_graph_source")
+print(json.dumps(records))
+"""
+
+
+def test_only_the_sources_own_lines_reach_the_host_and_no_token_url_or_value(
+    emulator: Emulator, sharepoint: SharePoint, monkeypatch
+) -> None:
+    """As the worker runs it (root logger at INFO, every record forwarded): copy, upload, move."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hrconnector_core.graphstate import version_key
+
+    from .conftest import FUNCTION_IDENTITY, REPO
+
+    sp = sharepoint
+    monkeypatch.setenv("HR_SOURCE_COPY_EXISTING", "true")
+    data_rows_ = rows(6)
+    item = sp.put("leavers.csv", csv_bytes(HEADER, data_rows_))
+    blob = f"main/sharepoint/{version_key(item['id'], item['eTag'])[:12]}/leavers.csv"
+    tokens_before = set(emulator.state.tokens)
+    result = subprocess.run(
+        [sys.executable, "-c", SOURCE_WORKER, sp.env.settings.containers.incoming, blob],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = json.loads(result.stdout.strip().splitlines()[-1])
+    # azure-functions' own note when the worker indexes an app without HTTP functions (once per process).
+    (indexing,) = [r for r in records if r["logger"] == "root"]
+    assert indexing["message"].startswith("Auth level is not applied")
+    records.remove(indexing)
+    assert sp.names(f"{FOLDER}/Processed") == ["leavers.csv", "leavers.csv.report.json"]
+    loggers = {(r["logger"], r["level"]) for r in records}
+    assert loggers == {
+        ("hrconnector_core.graphsource", "INFO"),  # copied; the run's summary
+        ("hrconnector_core.graphmove", "INFO"),  # moved
+        ("hrconnector_core.service", "INFO"),
+        ("hrconnector_core.pipeline.chunks", "INFO"),
+    }
+    everything = json.dumps(records)
+    tokens = set(emulator.state.tokens) - tokens_before
+    assert tokens  # the worker signed in (Graph, Key Vault, ingestion)
+    forbidden = {"http://", "https://", emulator.url, FUNCTION_IDENTITY, sp.drive_id, *tokens}
+    forbidden |= {v for row in data_rows_ for v in row}
+    assert sorted(v for v in forbidden if v in everything) == []
+    assert len(records) < 20
