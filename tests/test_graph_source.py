@@ -661,3 +661,22 @@ def test_only_the_sources_own_lines_reach_the_host_and_no_token_url_or_value(
     forbidden |= {v for row in data_rows_ for v in row}
     assert sorted(v for v in forbidden if v in everything) == []
     assert len(records) < 20
+
+
+def test_every_setting_a_binding_names_is_in_the_local_settings(emulator: Emulator, azurite: Any) -> None:
+    """The host resolves %NAME% in bindings at start-up: a missing one stops every function."""
+    import json
+    import re
+
+    from hrconnector_core.emulator.host import local_settings
+
+    from .conftest import REPO
+
+    named = set()
+    for function in registered_functions().values():
+        named |= set(re.findall(r"%(\w+)%", json.dumps(trigger(function).get_dict_repr(), default=str)))
+    assert {"HR_SCHEDULE", "HR_SOURCE_SCHEDULE", "HR_INCOMING_CONTAINER"} <= named
+    example = json.loads((REPO / "local.settings.json.example").read_text(encoding="utf-8"))["Values"]
+    ours = local_settings("x", emulator, connector="c", job_id="j", tenant_id="t", app_id="a", identity="i",
+                          secret_name="s")  # fmt: skip
+    assert named <= set(example) and named <= set(ours)
