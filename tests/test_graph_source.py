@@ -6,6 +6,7 @@ requests) and Azurite, then the blob function on the copies, then the timer agai
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import threading
@@ -620,7 +621,6 @@ def test_only_the_sources_own_lines_reach_the_host_and_no_token_url_or_value(
     emulator: Emulator, sharepoint: SharePoint, monkeypatch
 ) -> None:
     """As the worker runs it (root logger at INFO, every record forwarded): copy, upload, move."""
-    import json
     import os
     import subprocess
     import sys
@@ -665,7 +665,6 @@ def test_only_the_sources_own_lines_reach_the_host_and_no_token_url_or_value(
 
 def test_every_setting_a_binding_names_is_in_the_local_settings(emulator: Emulator, azurite: Any) -> None:
     """The host resolves %NAME% in bindings at start-up: a missing one stops every function."""
-    import json
     import re
 
     from hrconnector_core.emulator.host import local_settings
@@ -680,3 +679,28 @@ def test_every_setting_a_binding_names_is_in_the_local_settings(emulator: Emulat
     ours = local_settings("x", emulator, connector="c", job_id="j", tenant_id="t", app_id="a", identity="i",
                           secret_name="s")  # fmt: skip
     assert named <= set(example) and named <= set(ours)
+
+
+def test_a_name_taken_in_processed_gets_a_timestamp_and_the_earlier_report_stays(sharepoint: SharePoint) -> None:
+    sp = sharepoint
+    sp.run()
+    first, second = csv_bytes(HEADER, rows(2)), csv_bytes(HEADER, rows(3, start=70))
+    sp.put("daily.csv", first)
+    sp.run()
+    sp.upload_all()
+    sp.run()
+    processed = f"{FOLDER}/Processed"
+    report_one = sp.graph.content(sp.drive_id, sp.children(processed)["daily.csv.report.json"]["id"])
+    sp.put("daily.csv", second)  # the next export under the same name: a new item
+    sp.run()
+    sp.upload_all()
+    sp.run()
+    names = sp.names(processed)
+    (stamped,) = [n for n in names if n.startswith("daily-") and n.endswith("Z.csv")]
+    assert sorted(names) == sorted(["daily.csv", "daily.csv.report.json", stamped, stamped + ".report.json"])
+    children = sp.children(processed)
+    assert sp.graph.content(sp.drive_id, children["daily.csv"]["id"]) == first
+    assert sp.graph.content(sp.drive_id, children[stamped]["id"]) == second
+    assert sp.graph.content(sp.drive_id, children["daily.csv.report.json"]["id"]) == report_one
+    report_two = json.loads(sp.graph.content(sp.drive_id, children[stamped + ".report.json"]["id"]))
+    assert report_two["rows"]["in"] == 3 and json.loads(report_one)["rows"]["in"] == 2
