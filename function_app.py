@@ -1,6 +1,6 @@
 """Azure Functions entry point (v2 programming model).
 
-Thin by design: two triggers that hand over to hrconnector_core.service. Everything they
+Thin by design: three triggers that hand over to hrconnector_core.service. Everything they
 read is in hrconnector_core.settings; docs/function.md describes the behaviour.
 """
 
@@ -10,10 +10,12 @@ import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
 from hrconnector_core.errors import ConfigurationError
+from hrconnector_core.graphsource import run_sources
 from hrconnector_core.service import HRConnectorService
 from hrconnector_core.settings import (
     INCOMING_CONTAINER_SETTING,
     SCHEDULE_SETTING,
+    SOURCE_SCHEDULE_SETTING,
     STORAGE_CONNECTION,
     Settings,
     sdk_log_level,
@@ -58,3 +60,10 @@ def hr_schedule(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.info("the schedule is running late")
     _service().run_schedule()
+
+
+@app.function_name("hr_graph_source")
+@app.timer_trigger(arg_name="timer", schedule=f"%{SOURCE_SCHEDULE_SETTING}%", run_on_startup=False, use_monitor=True)
+def hr_graph_source(timer: func.TimerRequest) -> None:
+    """New files in the connectors' SharePoint/OneDrive folders -> hr-incoming; finished ones moved."""
+    run_sources(Settings.from_env())

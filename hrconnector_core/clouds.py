@@ -28,6 +28,10 @@ class CloudEndpoints:
     resource: str = DEFAULT_RESOURCE
     # The audience of a managed identity's token that an app's federated credential trusts.
     token_exchange_audience: str = "api://AzureADTokenExchange"  # noqa: S105 - an audience, not a secret
+    # Microsoft Graph (the SharePoint/OneDrive source): where requests go, and the token's audience,
+    # which stays the cloud's real Graph host when graph_url is overridden (emulator, proxy).
+    graph_url: str = "https://graph.microsoft.com"
+    graph_resource: str = "https://graph.microsoft.com"
 
     @property
     def scope(self) -> str:
@@ -38,6 +42,11 @@ class CloudEndpoints:
     def signals_url(self) -> str:
         """The upload endpoint; the job id goes in the `jobid` query parameter."""
         return f"{self.ingestion_url}/api/signals"
+
+    @property
+    def graph_scope(self) -> str:
+        """The OAuth 2.0 v2 scope for Microsoft Graph (application permissions: .default)."""
+        return self.graph_resource.rstrip("/") + "/.default"
 
 
 CLOUDS: dict[str, CloudEndpoints] = {
@@ -50,12 +59,16 @@ CLOUDS: dict[str, CloudEndpoints] = {
         "https://login.microsoftonline.us",
         "https://webhook-itarl4.ingestion.office365.us",
         token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
+        graph_url="https://graph.microsoft.us",
+        graph_resource="https://graph.microsoft.us",
     ),
     "dod": CloudEndpoints(
         "dod",
         "https://login.microsoftonline.us",
         "https://webhook-itarl5.ingestion.apps.mil",
         token_exchange_audience="api://AzureADTokenExchangeUSGov",  # noqa: S106 - an audience
+        graph_url="https://dod-graph.microsoft.us",
+        graph_resource="https://dod-graph.microsoft.us",
     ),
 }
 
@@ -69,10 +82,12 @@ class InsecureEndpointError(ConfigurationError):
 
 
 # Which option or setting each override comes from (for the message), and whether plain http is
-# allowed on loopback: for the ingestion URL yes (local tests); azure-identity accepts no http authority.
+# allowed on loopback: for the ingestion URL yes (local tests); azure-identity accepts no http authority,
+# and the Graph URL gets the Function's own token, which never travels in clear (the emulator is https).
 _OVERRIDES = {
     "authority_host": ("authority host (--authority-host, HR_AUTHORITY_HOST)", False),
     "ingestion_url": ("ingestion URL (--ingestion-url, HR_INGESTION_URL)", True),
+    "graph_url": ("Microsoft Graph URL (HR_GRAPH_URL)", False),
 }
 
 
@@ -135,6 +150,7 @@ def resolve_cloud(
     authority_host: str | None = None,
     ingestion_url: str | None = None,
     resource: str | None = None,
+    graph_url: str | None = None,
 ) -> CloudEndpoints:
     """The endpoints of a named cloud with any overrides applied (InsecureEndpointError for plain http)."""
     try:
@@ -146,6 +162,7 @@ def resolve_cloud(
         "authority_host": authority_host,
         "ingestion_url": ingestion_url,
         "resource": resource,
+        "graph_url": graph_url,
     }
     checked = {
         k: check_endpoint(v, _OVERRIDES[k][0], loopback_http=_OVERRIDES[k][1]) if k in _OVERRIDES else v.rstrip("/")

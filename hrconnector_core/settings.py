@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping as MappingType
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +30,7 @@ from .pipeline import DEFAULT_MAX_CONCURRENCY, Policy
 STORAGE_CONNECTION = "HR_STORAGE"
 INCOMING_CONTAINER_SETTING = "HR_INCOMING_CONTAINER"
 SCHEDULE_SETTING = "HR_SCHEDULE"
+SOURCE_SCHEDULE_SETTING = "HR_SOURCE_SCHEDULE"  # the SharePoint/OneDrive source's timer
 SDK_LOG_LEVEL_SETTING = "HR_SDK_LOG_LEVEL"
 SDK_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -133,6 +135,28 @@ class CredentialKind(str, Enum):
 
 
 @dataclass(frozen=True)
+class GraphFolder:
+    """A connector's SharePoint/OneDrive source: the folder whose new files are copied into
+    hr-incoming/<connector>/ (see graphsource)."""
+
+    hostname: str  # contoso.sharepoint.com
+    site_path: str  # /sites/HR, /personal/jane_contoso_com; "" for the root site
+    library: str = "Documents"
+    folder: str = ""  # inside the library, no leading or trailing '/'; "" for the library's root
+    move: bool = True  # after its upload, move the item to Processed/Failed beside it
+    copy_existing: bool = False  # on the first run, copy what is already there (else a baseline)
+
+    @property
+    def site(self) -> str:
+        return self.hostname + self.site_path
+
+    @property
+    def where(self) -> str:
+        """For messages: site, library and folder."""
+        return f"{self.site} / {self.library}" + (f" / {self.folder}" if self.folder else "")
+
+
+@dataclass(frozen=True)
 class Connector:
     name: str
     job_id: str
@@ -147,6 +171,7 @@ class Connector:
     policy: Policy = Policy.UPLOAD_VALID
     mapping: Mapping | None = None
     expected_every_hours: float | None = None  # a file at least this often, or the timer alerts
+    source: GraphFolder | None = None  # a SharePoint/OneDrive folder the source timer copies from
 
 
 @dataclass(frozen=True)
@@ -293,9 +318,15 @@ _FIELDS: dict[str, str] = {
     "policy": "HR_POLICY",
     "mapping": "HR_MAPPING",
     "expected_every_hours": "HR_EXPECTED_EVERY_HOURS",
+    "source_site": "HR_SOURCE_SITE",
+    "source_library": "HR_SOURCE_LIBRARY",
+    "source_folder": "HR_SOURCE_FOLDER",
+    "source_move": "HR_SOURCE_MOVE",
+    "source_copy_existing": "HR_SOURCE_COPY_EXISTING",
 }
 # Fields that belong to one connector; never inherited by the connectors of HR_CONNECTORS.
-_OWN_FIELDS = {"job_id", "mapping"}
+_OWN_FIELDS = {"job_id", "mapping", "source_site", "source_library", "source_folder", "source_move",
+               "source_copy_existing"}  # fmt: skip
 
 
 def _connectors(env: _Env) -> tuple[dict[str, Connector], list[str]]:
@@ -371,7 +402,10 @@ def _connector(name: str, definition: dict[str, Any], env: _Env, *, single: bool
         raise ConfigurationError(f"connector {name!r}: policy must be one of {choices}") from None
     try:
         cloud = resolve_cloud(
-            get("cloud") or "commercial", authority_host=get("authority_host"), ingestion_url=get("ingestion_url")
+            get("cloud") or "commercial",
+            authority_host=get("authority_host"),
+            ingestion_url=get("ingestion_url"),
+            graph_url=env.text("HR_GRAPH_URL"),
         )
     except UnknownCloudError as exc:
         raise ConfigurationError(f"connector {name!r}: {exc}") from None
@@ -398,7 +432,78 @@ def _connector(name: str, definition: dict[str, Any], env: _Env, *, single: bool
         policy=policy,
         mapping=mapping,
         expected_every_hours=_hours(name, get("expected_every_hours")),
+        source=_source(name, get, single=single),
     )
+
+
+def _source(name: str, get: Any, *, single: bool) -> GraphFolder | None:
+    """The connector's SharePoint/OneDrive folder, if it has one (source_site set)."""
+
+    def label(key: str) -> str:  # the setting the value came from, for the message
+        return _FIELDS[key] if single else f"connector {name!r}: {key}"
+
+    site = get("source_site")
+    own = ("source_library", "source_folder", "source_move", "source_copy_existing")
+    others = [k for k in own if get(k) not in (None, "")]
+    if not site:
+        if others:
+            raise ConfigurationError(f"{label(others[0])} is set but {label('source_site')} is not: which site?")
+        return None
+    hostname, site_path = _site(str(site), label("source_site"))
+    library = str(get("source_library") or "Documents").strip()
+    if not library or "/" in library or "\\" in library:
+        raise ConfigurationError(f"{label('source_library')} must be a document library's name, e.g. Documents")
+    folder = _folder(str(get("source_folder") or ""), label("source_folder"))
+    return GraphFolder(
+        hostname,
+        site_path,
+        library,
+        folder,
+        move=_bool(get("source_move"), True, label("source_move")),
+        copy_existing=_bool(get("source_copy_existing"), False, label("source_copy_existing")),
+    )
+
+
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
+_PATH_SEGMENT = re.compile(r"[^\\/:*?\"<>|#%\x00-\x1f]+")
+
+
+def _site(value: str, what: str) -> tuple[str, str]:
+    """`contoso.sharepoint.com/sites/HR` or `https://contoso.sharepoint.com/sites/HR` -> host, path."""
+    text = value.strip()
+    if "://" in text:
+        scheme, _, text = text.partition("://")
+        if scheme.lower() != "https":
+            raise ConfigurationError(f"{what} must be a SharePoint site such as contoso.sharepoint.com/sites/HR "
+                                     "(https:// or no scheme)")  # fmt: skip
+    host, _, path = text.partition("/")
+    segments = [s for s in path.split("/") if s]
+    good = all(_PATH_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments)
+    if not _HOST.fullmatch(host) or "?" in path or not good:
+        raise ConfigurationError(f"{what} must be a SharePoint site such as contoso.sharepoint.com/sites/HR "
+                                 "or contoso-my.sharepoint.com/personal/jane_contoso_com")  # fmt: skip
+    return host.lower(), "".join("/" + s for s in segments)
+
+
+def _folder(value: str, what: str) -> str:
+    segments = [s.strip() for s in value.replace("\\", "/").split("/") if s.strip()]
+    if not all(_PATH_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments):
+        raise ConfigurationError(f"{what} must be a folder path inside the library, e.g. HR/Exports "
+                                 '(no .., and none of \\ : * ? " < > | # %)')  # fmt: skip
+    return "/".join(segments)
+
+
+def _bool(value: Any, default: bool, what: str) -> bool:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ConfigurationError(f"{what} must be true or false")
 
 
 def _hours(name: str, value: Any) -> float | None:

@@ -63,6 +63,7 @@ I = "tests/test_ingestion.py::"  # noqa: E741 - a prefix, like the others
 LEAKS = "tests/test_no_leaks.py"
 IS = "tests/test_integrity_state.py::"
 G = "tests/test_mutation_guards.py::"  # tests written for mutations that survived
+GS = "tests/test_graph_source.py::"
 
 MUTATIONS: list[Mutation] = [
     # -- service: the ten the audit found surviving (four here) ---------------------------------
@@ -619,6 +620,80 @@ MUTATIONS: list[Mutation] = [
         '    return text or ""\n    values = _Values(chunk_data)\n',
         ("tests/test_integrity_http.py", LEAKS),
         "an echoing endpoint puts row values into reports and logs",
+    ),
+    # -- the SharePoint/OneDrive source ---------------------------------------------------------
+    Mutation(
+        "graph source: no file-history check before copying",
+        "hrconnector_core/graphsource.py",
+        "        return bool(self.files.history(blob_name))",
+        "        return False",
+        (GS + "test_a_crash_between_the_copy_and_its_record_copies_nothing_twice",),
+        "a crash between the copy and its record sends the file a second time once it was processed",
+    ),
+    Mutation(
+        "graph source: no record check",
+        "hrconnector_core/graphsource.py",
+        "        if self.state.record(key) is not None:\n",
+        "        if False:\n",
+        (GS + "test_records_outlive_retention_so_a_resync_months_later_copies_nothing_again",),
+        "after retention, a resync copies and uploads every old file again",
+    ),
+    Mutation(
+        "graph source: an expired delta link is not read again",
+        "hrconnector_core/graphsource.py",
+        "if exc.status == 410 and url != start and not summary.resynced:",
+        "if False:",
+        (GS + "test_an_expired_delta_link_reads_everything_again_and_copies_nothing_twice",),
+        "the source stops for good once its delta link expires",
+    ),
+    Mutation(
+        "graph source: no eTag check before the commit",
+        "hrconnector_core/graphsource.py",
+        '        if now.get("eTag") != etag:',
+        "        if False:",
+        (GS + "test_an_item_changed_while_it_is_copied_is_not_committed_and_its_new_version_is",),
+        "a file saved while it is copied is uploaded half old, half new",
+    ),
+    Mutation(
+        "graph source: files already there copied on the first run",
+        "hrconnector_core/graphsource.py",
+        "        baseline = first and not self.folder.copy_existing",
+        "        baseline = False",
+        (GS + "test_files_already_there_on_the_first_run_are_a_baseline",),
+        "a team switching from the flow re-sends every old export",
+    ),
+    Mutation(
+        "graph source: subfolders watched",
+        "hrconnector_core/graphsource.py",
+        '                if (item.get("parentReference") or {}).get("id") == folder_id:',
+        "                if True:",
+        (GS + "test_new_files_are_copied_once_and_only_csv_and_xlsx_of_the_folder_itself",),
+        "files in Processed (and any subfolder) are uploaded again",
+    ),
+    Mutation(
+        "graph source: a leased connector is run anyway",
+        "hrconnector_core/graphsource.py",
+        "            if exc.status_code == 409:  # LeaseAlreadyPresent\n                yield None\n",
+        "            if exc.status_code == 409:  # LeaseAlreadyPresent\n"
+        "                yield _Lease(self.state.delta_name, BlobLeaseClient(blob), 15, 'x')\n",
+        (GS + "test_two_source_runs_at_once_copy_once",),
+        "two overlapping runs both copy (only If-None-Match stands between them)",
+    ),
+    Mutation(
+        "graph move: moved whatever the item's version",
+        "hrconnector_core/graphmove.py",
+        '        if item.get("eTag") != record.etag:',
+        "        if False:",
+        (GS + "test_an_item_changed_or_deleted_after_its_copy_is_not_moved",),
+        "a newer version someone saved is moved to Processed without being uploaded",
+    ),
+    Mutation(
+        "graph client: a link to another host followed with the token",
+        "hrconnector_core/graph.py",
+        "            raise GraphError(\"Graph returned a link to another host; it is not followed with the token\")",
+        "            pass",
+        (GS + "test_a_link_to_another_host_is_not_followed_with_the_token",),
+        "the Function's Graph token is sent wherever a next link points",
     ),
     # -- the test host -------------------------------------------------------------------------
     Mutation(

@@ -84,6 +84,8 @@ def local_settings(
         "HR_STORAGE": storage_connection_string,
         "HR_INCOMING_CONTAINER": "hr-incoming",
         "HR_SCHEDULE": "0 */15 * * * *",
+        "HR_SOURCE_SCHEDULE": "0 */5 * * * *",
+        "HR_GRAPH_URL": emulator.url,
         "HR_CONNECTOR_NAME": connector,
         "HR_JOB_ID": job_id,
         "HR_TENANT_ID": tenant_id,
