@@ -690,7 +690,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "graph client: a link to another host followed with the token",
         "hrconnector_core/graph.py",
-        "            raise GraphError(\"Graph returned a link to another host; it is not followed with the token\")",
+        '            raise GraphError("Graph returned a link to another host; it is not followed with the token")',
         "            pass",
         (GS + "test_a_link_to_another_host_is_not_followed_with_the_token",),
         "the Function's Graph token is sent wherever a next link points",

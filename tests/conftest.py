@@ -57,9 +57,11 @@ def _calm_emulator(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test starts and ends with no faults injected."""
     yield
     if "emulator" in request.fixturenames:
-        request.getfixturevalue("emulator").state.set_faults(
+        state = request.getfixturevalue("emulator").state
+        state.set_faults(
             rate_429=0, rate_503=0, rate_drop=0, latency_ms=0, bandwidth_bytes_per_s=0, retry_after_seconds=1, seed=None
         )
+        state.graph.reset_faults()
 
 
 @pytest.fixture

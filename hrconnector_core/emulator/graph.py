@@ -732,6 +732,7 @@ class GraphApi:
         try:
             if chunked:  # a body without a length would otherwise be read as empty: refuse it
                 handler.close_connection = True
+                _drain_chunked(handler.rfile)  # read first, so the client gets the answer, not a reset
                 raise GraphError(411, "invalidRequest", "A Content-Length header is required.")
             self._serve(method, body)
         except GraphError as exc:
@@ -1031,3 +1032,14 @@ def serve_admin(handler: Handler, method: str, action: str) -> None:
     except (KeyError, ValueError, TypeError) as exc:
         return handler._send_json(400, {"error": f"{type(exc).__name__}: {exc}"})
     handler._send_json(200, result)
+
+
+def _drain_chunked(stream: Any) -> None:
+    """Read a chunked request body to its end (the answer refuses it; the bytes are discarded)."""
+    while True:
+        size = int(stream.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while stream.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return
+        stream.read(size + 2)
