@@ -8,7 +8,6 @@ chunk size, which is what lets a checkpoint name chunks by their index.
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -28,9 +27,6 @@ class Chunk:
     data: bytes  # the CSV payload, header included
 
 
-_NEEDS_QUOTES = re.compile('["\r\n]').search
-
-
 def encode_rows(header: list[str], rows: Iterable[list[str]]) -> bytes:
     """RFC 4180 CSV (CRLF, minimal quoting) in UTF-8 without a byte-order mark.
 
@@ -48,7 +44,8 @@ def encode_rows(header: list[str], rows: Iterable[list[str]]) -> bytes:
         append, writerow = parts.append, writer.writerow
         for fields in rows:
             line = ",".join(fields)
-            if line.count(",") == commas and not _NEEDS_QUOTES(line):
+            # (`in` scans at memchr speed; a regex character class costs five times as much a row)
+            if line.count(",") == commas and '"' not in line and "\n" not in line and "\r" not in line:
                 append(line)
                 append("\r\n")
             else:
