@@ -319,13 +319,17 @@ class RowValidator:
 
     def validate_rows(self, records: Iterable[Record], sink: RowSink) -> Iterator[ValidRow]:
         """Every record is yielded (possibly normalised), or reported to `sink` with its reasons."""
-        # The per-row hot path, kept flat: locals, no calls for a row that passes the fast pattern.
+        # The per-row hot path, kept flat: locals, no calls for a row that passes the fast pattern
+        # beyond the join, the pattern and the duplicate table; the record itself is passed on.
         width, single, by_raw, scenario_index = self.width, self._single, self._plan_by_raw, self._scenario_index
         checked = self.mapping is not None
         skip = self._skips_scenario
         limit = DUPLICATE_CHECK_LIMIT
+        join = SEP.join
+        seen = self._seen
         for record in records:
             row, fields = record
+            passed = record  # what is yielded: the record itself unless its fields change
             if len(fields) != width:  # (a row of empty fields fails every fast pattern: blank below)
                 if not "".join(fields).strip():
                     sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
@@ -333,8 +337,8 @@ class RowValidator:
                 fitted = self._fit(record, sink)
                 if fitted is None:
                     continue
-                fields = fitted
-            joined = SEP.join(fields)  # one string serves the fast pattern and the duplicate check
+                passed = row, fields = row, fitted
+            joined = join(fields)  # one string serves the fast pattern and the duplicate check
             plain = True  # no field holds SEP, so `joined` stands for the row alone
             if checked:
                 plan = single if scenario_index is None else by_raw.get(fields[scenario_index])
@@ -352,21 +356,22 @@ class RowValidator:
                         sink.rejected(record, errors)
                         continue
                     if normalised is not fields:
-                        fields, joined = normalised, SEP.join(normalised)
+                        passed = row, fields = row, normalised
+                        joined = join(normalised)
                     plain = joined.count(SEP) == width - 1
             elif not any(fields):
                 sink.skipped(Issue(row, None, "blank-row", "blank line skipped", Severity.INFO))
                 continue
             else:
                 plain = joined.count(SEP) == width - 1
-            seen = self._seen
             if seen is not None:
                 first = seen.setdefault(hash(joined) if plain else hash(tuple(fields)), row)
                 if first != row:
                     sink.warned(Issue(row, None, "duplicate-row", f"same values as row {first}", Severity.WARNING))
                 elif len(seen) >= limit:
                     self._stop_duplicate_check(row, sink)
-            yield row, fields
+                    seen = None
+            yield passed
 
     def _fit(self, record: Record, sink: RowSink) -> list[str] | None:
         row, fields = record
