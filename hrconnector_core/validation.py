@@ -194,6 +194,7 @@ class _ScenarioPlan:
     # column the pattern starts after it (pos: its length + 1), its value being known already.
     fast: Callable[[str, int], re.Match[str] | None] | None = None
     counts: list[int] = field(default_factory=lambda: [0, 0])  # rows valid, rejected
+    value: str = ""  # the scenario value as the mapping configures it: rows passed on carry it
 
 
 # After this many distinct rows the duplicate check stops: its memory (about 100 bytes a row)
@@ -274,7 +275,7 @@ class RowValidator:
                     self._column(sm.columns["LastWorkingDate"], "LastWorkingDate"),
                 )
             fast = self._fast_pattern(plan_checks, foreign)
-            plan = _ScenarioPlan(sm.scenario.title, plan_checks, foreign, pair, fast)
+            plan = _ScenarioPlan(sm.scenario.title, plan_checks, foreign, pair, fast, value=sm.value or "")
             if sm.value is None:
                 self._single = plan
             else:
@@ -318,7 +319,11 @@ class RowValidator:
         return re.compile(_join_pieces(pieces), re.ASCII).fullmatch
 
     def validate_rows(self, records: Iterable[Record], sink: RowSink) -> Iterator[ValidRow]:
-        """Every record is yielded (possibly normalised), or reported to `sink` with its reasons."""
+        """Every record is yielded (possibly normalised), or reported to `sink` with its reasons.
+
+        A row passed on carries its scenario value as the mapping configures it: validation
+        matches `resignation ` to Resignation, and the service may compare the value exactly.
+        """
         # The per-row hot path, kept flat: locals, no calls for a row that passes the fast pattern
         # beyond the join, the pattern and the duplicate table; the record itself is passed on.
         width, single, by_raw, scenario_index = self.width, self._single, self._plan_by_raw, self._scenario_index
@@ -355,6 +360,8 @@ class RowValidator:
                     if errors:
                         sink.rejected(record, errors)
                         continue
+                    if scenario_index is not None:  # the plan _check found (its spelling may not be cached)
+                        plan = self._plans[fields[scenario_index].strip().casefold()]
                     if normalised is not fields:
                         passed = row, fields = row, normalised
                         joined = join(normalised)
@@ -371,6 +378,8 @@ class RowValidator:
                 elif len(seen) >= limit:
                     self._stop_duplicate_check(row, sink)
                     seen = None
+            if scenario_index is not None and plan is not None:  # (after the duplicate check: as read)
+                fields[scenario_index] = plan.value
             yield passed
 
     def _fit(self, record: Record, sink: RowSink) -> list[str] | None:
