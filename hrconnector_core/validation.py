@@ -361,7 +361,7 @@ class RowValidator:
                         sink.rejected(record, errors)
                         continue
                     if scenario_index is not None:  # the plan _check found (its spelling may not be cached)
-                        plan = self._plans[fields[scenario_index].strip().casefold()]
+                        plan = self._plans.get(fields[scenario_index].strip().casefold())
                     if normalised is not fields:
                         passed = row, fields = row, normalised
                         joined = join(normalised)
