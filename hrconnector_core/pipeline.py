@@ -36,10 +36,10 @@ from .checkpoint import (
 from .chunking import DEFAULT_RECORDS_PER_CALL, Chunk, make_chunks
 from .csvreader import CsvFile, FileFacts, Record, inspect_stream
 from .errors import ConfigurationError, HRConnectorError, InputFileError, UploadError
-from .mapping import Mapping, describe_unplaced, header_key, header_name, infer_mapping
+from .mapping import Mapping, describe_unplaced, header_name, infer_mapping
 from .report import ChunkReport, RejectedRowsWriter, RunReport, reject_neutralised, utc_now
 from .schema import SCENARIOS
-from .validation import RowValidator, ValidRow
+from .validation import RowValidator
 from .xlsxreader import WorkbookFile
 
 if TYPE_CHECKING:  # a dry run never loads requests
@@ -452,9 +452,7 @@ def _read_and_upload(
         read = cast(Generator[Record, None, None], csv_file.records())  # closed if the run stops early
         chunks = make_chunks(
             sent_header(csv_file.header),
-            configured_values(
-                csv_file.header, mapping, validator.validate_rows(_records(csv_file, facts, report, read), report)
-            ),
+            validator.validate_rows(_records(csv_file, facts, report, read), report),
             records_per_call=options.records_per_call,
         )
         uploader = _ChunkUploader(client, recorder, report, options.max_concurrency, held)
@@ -674,9 +672,7 @@ def _verify_skipped_chunks(
         counts = RunReport(file_name=source.name, job_id=options.job_id)  # this pass's counts are not kept
         chunks = make_chunks(
             sent_header(csv_file.header),
-            configured_values(
-                csv_file.header, mapping, validator.validate_rows(_records(csv_file, facts, counts), counts)
-            ),
+            validator.validate_rows(_records(csv_file, facts, counts), counts),
             records_per_call=options.records_per_call,
         )
         for chunk in chunks:
@@ -750,29 +746,6 @@ def sent_header(header: list[str]) -> list[str]:
     """The header as the service gets it: each name without surrounding spaces, so that the
     connector's mapping (which names EmailAddress, never "EmailAddress ") finds its columns."""
     return [header_name(cell) for cell in header]
-
-
-def configured_values(header: list[str], mapping: Mapping, rows: Iterator[ValidRow]) -> Iterator[ValidRow]:
-    """Valid rows with their scenario value as the mapping configures it: validation matches
-    `resignation ` to Resignation, and the service may compare the value exactly."""
-    if mapping.scenario_column is None:
-        return rows
-    wanted = header_key(mapping.scenario_column)
-    index = next((i for i, cell in enumerate(header) if header_key(cell) == wanted), None)
-    values = {sm.value.strip().casefold(): sm.value for sm in mapping.scenarios if sm.value is not None}
-    if index is None:
-        return rows
-    return _with_values(rows, index, values)
-
-
-def _with_values(rows: Iterator[ValidRow], index: int, values: dict[str, str]) -> Iterator[ValidRow]:
-    for row in rows:
-        fields = row[1]
-        value = fields[index]
-        configured = values.get(value.strip().casefold(), value)
-        if configured != value:
-            fields[index] = configured
-        yield row
 
 
 def checkpoint_key(facts: FileFacts, options: UploadOptions, mapping: Mapping) -> CheckpointKey:

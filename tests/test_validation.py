@@ -360,3 +360,23 @@ def test_the_fast_path_and_the_detailed_checks_agree():
         (5, ["d@x.com", "2024-01-28T00:00:00Z", "1"]),
     ]
     assert codes(report) == [(3, "EffectiveDate", "invalid-date")]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_rows_passed_on_carry_the_configured_scenario_value_and_duplicates_are_judged_as_read(fast_path: bool):
+    """Validation matches a spelling to its scenario; the row passed on carries the mapping's
+    spelling, whichever path passed it (a spelling with a control character is never cached)."""
+    header = ["HRScenario", "EmailAddress", "EffectiveDate", "Remarks", "Rating"]
+    records = [
+        (2, ["performance REVIEW ", "a@contoso.com", "2024-01-30T00:00:00Z", "ok", "3"]),
+        (3, ["\x85Performance review", "a@contoso.com", "2024-01-30T00:00:00Z", "ok", "3"]),
+        (4, ["Performance review", "a@contoso.com", " 2024-01-30T00:00:00Z", "ok", "3"]),  # trimmed: detailed
+        (5, ["performance REVIEW ", "a@contoso.com", "2024-01-30T00:00:00Z", "ok", "3"]),
+    ]
+    report = RunReport(file_name="t.csv", job_id="j")
+    validator = RowValidator(header, default_mapping(header), fast_path=fast_path)
+    rows = list(validator.validate_rows(records, report))
+    expected = [(n, "Performance review", "2024-01-30T00:00:00Z") for n in range(2, 6)]
+    assert [(n, f[0], f[2]) for n, f in rows] == expected
+    assert codes(report) == [(5, None, "duplicate-row")]  # row 5 is row 2 as read; rows 3 and 4 differ
+    assert report.issues[0].message == "same values as row 2"

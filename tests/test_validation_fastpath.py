@@ -19,7 +19,17 @@ from hrconnector_core.csvreader import Record
 from hrconnector_core.mapping import Mapping
 from hrconnector_core.pipeline import default_mapping
 from hrconnector_core.schema import SCENARIOS, Kind
-from hrconnector_core.validation import SEP, Issue, RowSink, RowValidator, _before_iso, _before_parsed
+from hrconnector_core.validation import (
+    _DAY,
+    _EMAIL_PATTERN,
+    _FAST_KIND,
+    SEP,
+    Issue,
+    RowSink,
+    RowValidator,
+    _before_iso,
+    _before_parsed,
+)
 
 from .test_validation import check, codes
 
@@ -28,7 +38,10 @@ EVENTS += ["Remarks", "Rating", "OldLevel", "NewLevel", "Extra1", "Extra2"]  # T
 PROFILE = ["EmailAddress"] + [f.name for f in SCENARIOS["employee_profile"].fields[1:]]
 RESIGNATION = ["EmailAddress", "ResignationDate", "LastWorkingDate"]
 REVIEW = ["EmailAddress", "EffectiveDate", "Remarks", "Rating"]
-HEADERS = {"events": EVENTS, "profile": PROFILE, "resignation": RESIGNATION, "review": REVIEW}
+# The scenario column first (the fast patterns start after its value) and elsewhere (they match it).
+EVENTS_LATER = [*EVENTS[1:4], "HRScenario", *EVENTS[4:]]
+HEADERS = {"events": EVENTS, "events-later": EVENTS_LATER, "profile": PROFILE, "resignation": RESIGNATION}
+HEADERS["review"] = REVIEW
 TITLES = [s.title for k, s in SCENARIOS.items() if k != "employee_profile"]
 CONTROLS = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))]
 
@@ -127,11 +140,11 @@ def value_for(column: str, scenario_key: str | None) -> st.SearchStrategy[str]:
 @st.composite
 def rows(draw: st.DrawFn, header: list[str]) -> list[str]:
     key = None
-    if header is EVENTS:
+    if "HRScenario" in header:
         key = draw(st.sampled_from([k for k in SCENARIOS if k != "employee_profile"]))
     fields = [draw(value_for(column, key)) for column in header]
     if key is not None and draw(st.booleans()):
-        fields[0] = SCENARIOS[key].title
+        fields[header.index("HRScenario")] = SCENARIOS[key].title
     if draw(st.integers(0, 2)) == 0:  # move a field boundary: two fields in one, joined by a control
         j = draw(st.integers(0, len(fields) - 2))  # character, and another field cut in two
         merged = [*fields[:j], fields[j] + draw(st.sampled_from([SEP, SEP, *CONTROLS])) + fields[j + 1]]
@@ -188,11 +201,12 @@ def test_the_fast_path_accepts_the_common_rows_of_every_scenario():
     validator = RowValidator(EVENTS, default_mapping(EVENTS))
     for title, fields in samples.items():
         plan = validator._plans[title.casefold()]
-        assert plan.fast is not None and plan.fast(SEP.join(fields)), title
+        # the scenario is the first column: the pattern starts after it
+        assert plan.fast is not None and plan.fast(SEP.join(fields), len(title) + 1), title
     profile = RowValidator(PROFILE, default_mapping(PROFILE))
     fields = ["a@x.com", "Ann", "Lee", "1 Main St", "", "Oslo", "", "0150", "NO", "HR", "Full", "Clerk"]
     assert profile._single is not None and profile._single.fast is not None
-    assert profile._single.fast(SEP.join(fields))
+    assert profile._single.fast(SEP.join(fields), 0)
 
 
 def test_a_field_containing_the_separator_does_not_move_a_field_boundary():
@@ -295,3 +309,29 @@ def test_one_column_mapped_to_two_fields_keeps_both_checks() -> None:
     mapping = Mapping.from_dict({"scenarios": [{"scenario": "performance_review", "columns": columns}]})
     fast, detailed = _both(["Mail", "When"], ["not-an-email", "2024-01-01T00:00:00Z"], mapping)
     assert fast == detailed == ["invalid-email"]
+
+
+# -- the fast pieces: atomic groups and possessive repeats change no language ---------------------
+# The plain (backtracking) forms, as the detailed checks and the documentation state them.
+_PLAIN_DATE = (
+    rf"(?!0000)\d{{4}}-{_DAY}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,7}})?(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)?"
+)
+near_dates = st.one_of(
+    date,
+    st.builds(
+        lambda d, cut, extra: d[:cut] + extra + d[cut:], date, st.integers(0, 40), st.sampled_from(list("0.:-+Z9T"))
+    ),
+    st.text("0123456789-:T.Z+", max_size=36),
+)
+near_emails = st.one_of(email, st.text("ab.@-_c9é \x1f", max_size=12), st.builds("{}.{}".format, email, local))
+
+
+@settings(max_examples=600, deadline=None)
+@given(near_dates, near_emails, st.sampled_from(["", SEP, SEP + "x", "x"]))
+def test_the_fast_pieces_accept_what_the_plain_forms_accept(value_date, value_email, tail):
+    fast_date = re.compile(_FAST_KIND[Kind.DATE] + f"(?:{SEP}x)?", re.ASCII).fullmatch
+    plain_date = re.compile(_PLAIN_DATE + f"(?:{SEP}x)?", re.ASCII).fullmatch
+    assert bool(fast_date(value_date + tail)) == bool(plain_date(value_date + tail))
+    fast_email = re.compile(_FAST_KIND[Kind.EMAIL] + f"(?:{SEP}x)?", re.ASCII).fullmatch
+    plain_email = re.compile(_EMAIL_PATTERN + f"(?:{SEP}x)?", re.ASCII).fullmatch
+    assert bool(fast_email(value_email + tail)) == bool(plain_email(value_email + tail))

@@ -65,6 +65,7 @@ import json, sys
 from hrconnector_core.cli import main
 code = main(sys.argv[1:])
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("azure", "requests", "urllib3", "msal"))
+loaded += [m for m in ("importlib.metadata",) if m in sys.modules]  # only --version needs it
 print(json.dumps({"exit": code, "loaded": loaded}))
 """
 
