@@ -70,6 +70,7 @@ SCENARIO_COLUMNS = {
     "Resignation": ["ResignationDate", "LastWorkingDate"],
     "Employee profile": SCENARIO_HEADER[9:],
 }
+WORKBOOK_SHARE = 0.25  # of the files: Excel workbooks (.xlsx) rather than CSV
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
 
@@ -99,6 +100,10 @@ class FileSpec:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
+    @property
+    def workbook(self) -> bool:
+        return self.name.endswith(".xlsx")
+
 
 def encode_file(
     name: str,
@@ -115,6 +120,72 @@ def encode_file(
     return FileSpec(name, buffer.getvalue().encode(encoding), header, records, dict(faults or {}), tag)
 
 
+DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def encode_workbook(
+    name: str,
+    header: list[str],
+    records: list[list[str]],
+    faults: dict[int, tuple[str, str | None]] | None = None,
+    *,
+    tag: str = "",
+) -> FileSpec:
+    """The rows as an Excel workbook (openpyxl, one sheet): each date and time a datetime cell,
+    every other value a text cell, an empty value no cell. The spec's records become what the
+    documentation says a workbook's cells are read as: a datetime cell as yyyy-mm-ddThh:mm:ss
+    (no zone in Excel), text as it is."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Export"
+    sheet.append(header)
+    expected: list[list[str]] = []
+    for row in records:
+        cells: list[Any] = []
+        for value in row:
+            if DATETIME.fullmatch(value):
+                cells.append(datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
+            else:
+                cells.append(value or None)
+        sheet.append(cells)
+        expected.append([v[:-1] if DATETIME.fullmatch(v) else v for v in row])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return FileSpec(name, buffer.getvalue(), header, expected, dict(faults or {}), tag)
+
+
+def read_workbook(data: bytes) -> list[list[str]]:
+    """A workbook's first sheet as the documentation says it is read (README, "Input files"): a
+    datetime cell as yyyy-mm-ddThh:mm:ss, a date cell at midnight, text as it is, an empty cell
+    as an empty field; cells after a row's last value and empty rows are not there at all."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    try:
+        out: list[list[str]] = []
+        for values in book.worksheets[0].iter_rows(values_only=True):
+            row = [_cell_as_read(v) for v in values]
+            while row and row[-1] == "":
+                row.pop()
+            if row:
+                out.append(row)
+        return out
+    finally:
+        book.close()
+
+
+def _cell_as_read(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    if hasattr(value, "isoformat"):  # a date cell: midnight
+        return f"{value.isoformat()}T00:00:00"
+    return str(value)
+
+
 def _date(g: int, hour: int, seed: int) -> datetime:
     """A date and time of its own per row of a history (1990s: far from any log time stamp)."""
     return datetime(1990, 1, 1) + timedelta(days=g, hours=hour + g % 5, minutes=g % 60, seconds=seed % 60)
@@ -122,7 +193,7 @@ def _date(g: int, hour: int, seed: int) -> datetime:
 
 def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: int = 0) -> FileSpec:
     """`tag` makes every text value unique in the history; `first` (the file's place in the
-    history) makes every date unique."""
+    history) makes every date unique. A name ending in .xlsx makes a workbook of the same rows."""
     n = rng.randint(1, 40)
     bad_rate = rng.choice([0.0, 0.0, 0.1, 0.3])
     every_scenario = rng.random() < 0.4
@@ -163,15 +234,10 @@ def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: 
                 row[header.index(column or "")] = value
             faults[i + 2] = (code, column)  # the report's row: the header is row 1, quoted line breaks do not count
         records.append(row)
-    return encode_file(
-        name,
-        header,
-        records,
-        faults,
-        newline=rng.choice(["\r\n", "\n"]),
-        encoding=rng.choice(["utf-8", "utf-8", "utf-8-sig"]),
-        tag=f"{tag}x",
-    )
+    newline, encoding = rng.choice(["\r\n", "\n"]), rng.choice(["utf-8", "utf-8", "utf-8-sig"])
+    if name.endswith(".xlsx"):
+        return encode_workbook(name, header, records, faults, tag=f"{tag}x")
+    return encode_file(name, header, records, faults, newline=newline, encoding=encoding, tag=f"{tag}x")
 
 
 def _seed_mistake(
@@ -276,11 +342,22 @@ def check(h: History) -> Verdict:
 def _check_file_bytes(f: FileSpec) -> list[str]:
     """The file as written holds the rows the generator meant (read as the product would not:
     with the standard library's csv)."""
-    text = f.data.decode("utf-8-sig")
-    parsed = list(csv.reader(io.StringIO(text, newline="")))
-    if parsed != [f.header, *f.records]:
+    if f.workbook:
+        parsed = read_workbook(f.data)
+        meant = [_trimmed(r) for r in [f.header, *f.records]]  # empty trailing cells are no fields
+    else:
+        parsed = list(csv.reader(io.StringIO(f.data.decode("utf-8-sig"), newline="")))
+        meant = [f.header, *f.records]
+    if parsed != meant:
         return [f"{f.name}: the generated file holds {max(0, len(parsed) - 1)} row(s), its spec {len(f.records)}"]
     return []
+
+
+def _trimmed(row: list[str]) -> list[str]:
+    end = len(row)
+    while end and row[end - 1] == "":
+        end -= 1
+    return row[:end]
 
 
 def _plan(h: History) -> dict[Chunk, Rows]:
@@ -487,11 +564,21 @@ class Rig:
         root = logging.getLogger()
         root.addHandler(self._handler)
         root.setLevel(logging.INFO)
+        self.instances: list[Instance] = []  # Function instances: worker processes, started on demand
+
+    def instances_for(self, n: int) -> list[Instance]:
+        """`n` separate Function instances (processes that imported function_app), reused across
+        histories: each history's settings travel with each invocation."""
+        while len(self.instances) < n:
+            self.instances.append(Instance(len(self.instances)))
+        return self.instances[:n]
 
     def close(self) -> None:
         """Everything as it was: the campaign may run inside a test session."""
         from hrconnector_core import ingestion
 
+        for instance in self.instances:
+            instance.close()
         ingestion.RetryPolicy.__init__.__defaults__ = self._saved_defaults
         os.environ.clear()
         os.environ.update(self._saved_env)
@@ -556,6 +643,93 @@ class Rig:
             time.sleep(0.005)
 
 
+# A Function instance: a process that imports function_app (as a worker does at start-up) and
+# invokes the registered blob function through the emulator's host for each task it reads, its log
+# records at INFO captured (what the worker forwards) and sent back with the outcome.
+INSTANCE = """
+import json, logging, os, sys
+from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS, _ListHandler
+from hrconnector_core import ingestion
+ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
+lines = []
+handler = _ListHandler(lines)
+handler.setLevel(logging.INFO)
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.INFO)
+from hrconnector_core.emulator.host import invoke_blob_trigger, registered_functions
+registered_functions()
+out, sys.stdout = sys.stdout, sys.stderr
+out.write("ready\\n")
+out.flush()
+for line in sys.stdin:
+    task = json.loads(line)
+    os.environ.update(task["env"])
+    lines.clear()
+    error = None
+    try:
+        invoke_blob_trigger(task["function"], task["container"], task["name"])
+    except Exception as exc:
+        error = type(exc).__name__
+    out.write(json.dumps({"error": error, "logs": list(lines)}) + "\\n")
+    out.flush()
+"""
+
+
+class Instance:
+    """One separate Function instance (a process), driven by one invoker thread at a time."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.stderr: list[str] = []
+        self._start()
+
+    def _start(self) -> None:
+        env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", INSTANCE], env=env, cwd=REPO, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
+        ready = self.proc.stdout.readline()
+        if ready.strip() != "ready":
+            raise RuntimeError(f"Function instance {self.number} did not start: {''.join(self.stderr)[-500:]}")
+
+    def _drain(self, stream: Any) -> None:
+        for line in stream:
+            self.stderr.append(line)
+
+    def invoke(self, env: dict[str, str], container: str, name: str) -> tuple[str | None, list[str]]:
+        """The blob function invoked in this instance: (the exception's type or None, its log lines)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        task = {"env": env, "function": BLOB_FUNCTION, "container": container, "name": name}
+        try:
+            self.proc.stdin.write(json.dumps(task) + "\n")
+            self.proc.stdin.flush()
+            reply = self.proc.stdout.readline()
+        except OSError:
+            reply = ""
+        if not reply:  # the instance died: a new one takes its place
+            self.proc.wait()
+            self._start()
+            return "InstanceDied", []
+        data = json.loads(reply)
+        return data["error"], data["logs"]
+
+    def take_stderr(self) -> list[str]:
+        taken, self.stderr[:] = list(self.stderr), []
+        return taken
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class _ListHandler(logging.Handler):
     def __init__(self, lines: list[str]) -> None:
         super().__init__()
@@ -584,7 +758,9 @@ raise SystemExit(main())
 def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
     job = rig.new_job()
     tmp = Path(tempfile.mkdtemp(dir=rig.workdir))
-    spec = make_file(rng, "hr.csv", f"s{h.seed}", seed=h.seed)
+    shape = "xlsx" if random.Random(h.seed + 3_000_000).random() < WORKBOOK_SHARE else "csv"
+    h.faults[f"{shape}-files"] += 1
+    spec = make_file(rng, f"hr.{shape}", f"s{h.seed}", seed=h.seed)
     h.files.append(spec)
     path = tmp / spec.name
     path.write_bytes(spec.data)
@@ -755,8 +931,11 @@ def run_function_history(
     files: int | None = None,
     lease_breaks: bool = True,
     kill_worker: bool = False,
+    instances: str = "processes",
 ) -> float:
-    """Returns the seconds the invokers took (for files per minute)."""
+    """Returns the seconds the invokers took (for files per minute). `instances`: "processes"
+    (each invoker drives a separate Function instance, a process of its own) or "threads" (the
+    invokers are threads of this process)."""
     from azure.core.exceptions import HttpResponseError
     from azure.storage.blob import BlobLeaseClient
 
@@ -765,13 +944,16 @@ def run_function_history(
     from hrconnector_core.settings import Settings
 
     job = rig.new_job()
-    function_env(rig, job, h)
+    env = function_env(rig, job, h)
     settings = Settings.from_env()
     service = HRConnectorService(settings)
     service.ensure_containers()
     count = files if files is not None else rng.randint(1, 3)
+    shapes = random.Random(h.seed + 3_000_000)  # its own stream: the draws of earlier seeds stay as they were
     for i in range(count):
-        spec = make_file(rng, f"main/f{i}.csv", f"s{h.seed}f{i}", first=i * 41, seed=h.seed)
+        shape = "xlsx" if shapes.random() < WORKBOOK_SHARE else "csv"
+        h.faults[f"{shape}-files"] += 1
+        spec = make_file(rng, f"main/f{i}.{shape}", f"s{h.seed}f{i}", first=i * 41, seed=h.seed)
         h.files.append(spec)
         service.incoming.upload_blob(spec.name, spec.data, overwrite=True)
     if files is None:
@@ -781,6 +963,8 @@ def run_function_history(
     rng.shuffle(deliveries)
     h.faults["duplicate-delivery"] += len(deliveries) - len(h.files)
     h.faults["concurrent-invokers"] += invokers > 1
+    pool = rig.instances_for(invokers) if instances == "processes" else []
+    h.faults["process-instances"] += len(pool)
     sweep = rng.random() < 0.4 if files is None else True
     h.faults["timer-sweep"] += sweep
     break_lease = files is None and rng.random() < 0.3 and lease_breaks
@@ -789,16 +973,23 @@ def run_function_history(
     lock = threading.Lock()
     incoming = settings.containers.incoming
 
-    def invoker() -> None:
+    def invoke(number: int, name: str) -> None:
+        """One delivery: in instance `number` (a process), or in this process."""
+        if pool:
+            error, lines = pool[number].invoke(env, incoming, name)
+            with lock:
+                h.logs.extend(lines)
+                errors.extend([error] if error else [])
+            return
+        _swallow(errors, invoke_blob_trigger, BLOB_FUNCTION, incoming, name)
+
+    def invoker(number: int) -> None:
         while True:
             with lock:
                 if not queue:
                     return
                 name = queue.pop()
-            try:
-                invoke_blob_trigger(BLOB_FUNCTION, incoming, name)
-            except Exception as exc:
-                errors.append(type(exc).__name__)
+            invoke(number, name)
 
     def breaker() -> None:
         """Break the lease of a file's state once its first chunk is at the service."""
@@ -825,7 +1016,7 @@ def run_function_history(
     if kill_worker:
         kill_a_worker(rig, h, service, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
     started = time.monotonic()
-    threads = [threading.Thread(target=invoker, name=f"invoker-{i}") for i in range(invokers)]
+    threads = [threading.Thread(target=invoker, args=(i,), name=f"invoker-{i}") for i in range(invokers)]
     if sweep:
         # the timer as it runs two minutes later (the service's injected clock): every file is due
         later = HRConnectorService(settings, clock=lambda: utc_now() + timedelta(minutes=2))
@@ -848,7 +1039,9 @@ def run_function_history(
         _break_leases(service)
         for name in left:
             h.faults["late-delivery"] += 1
-            _swallow(errors, invoke_blob_trigger, BLOB_FUNCTION, incoming, name)
+            invoke(0, name)
+    for instance in pool:
+        h.logs += instance.take_stderr()
     rig.settle()
     rig.observe(h, job)
     containers = {
@@ -962,7 +1155,12 @@ def _break_leases(service: Any) -> None:
 
 # -- a run ------------------------------------------------------------------------------------------
 def run_history(
-    rig: Rig, seed: int, *, paths: tuple[str, ...] = ("cli", "function"), lease_breaks: bool = True
+    rig: Rig,
+    seed: int,
+    *,
+    paths: tuple[str, ...] = ("cli", "function"),
+    lease_breaks: bool = True,
+    instances: str = "processes",
 ) -> tuple[History, Verdict]:
     rng = random.Random(seed)
     path = paths[seed % len(paths)]
@@ -973,7 +1171,9 @@ def run_history(
         if path == "cli":
             run_cli_history(rig, h, rng)
         else:
-            run_function_history(rig, h, rng, lease_breaks=lease_breaks, kill_worker=path == "function-kill")
+            run_function_history(
+                rig, h, rng, lease_breaks=lease_breaks, kill_worker=path == "function-kill", instances=instances
+            )
     except Exception as exc:
         h.errors.append(f"the history raised {type(exc).__name__}: {exc}")
     finally:
@@ -1030,17 +1230,19 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def load_run(rig: Rig, files: int) -> str:
+def load_run(rig: Rig, files: int, *, instances: str = "processes") -> str:
     h = History(seed=-1, path="function", records_per_call=10, max_concurrency=2)
     start = len(rig.lines)
     tokens = rig.tokens()
-    took = run_function_history(rig, h, random.Random(1), files=files)
+    rig.instances_for(4 if instances == "processes" else 0)  # started before the clock runs
+    took = run_function_history(rig, h, random.Random(1), files=files, instances=instances)
     h.logs += rig.lines[start:]
     h.tokens = sorted(rig.tokens() - tokens)
     v = check(h)
     per_minute = files / took * 60
     return (
-        f"load: {files} files dropped at once, 4 invokers + timer sweep, every file delivered twice: "
+        f"load: {files} files dropped at once, 4 Function instances ({instances}) + timer sweep, "
+        f"every file delivered twice: "
         f"{took:.1f} s, {per_minute:.0f} files/min; lost {v.lost}, doubled beyond bound {v.doubled_beyond}, "
         f"in-flight duplicates {v.in_flight_duplicates}; {'OK' if v.ok else 'FAIL: ' + '; '.join(v.problems)}"
     )
@@ -1053,6 +1255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, default=0, help="also a load run with this many files")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--no-lease-breaks", action="store_true", help="leave out the broken-lease fault")
+    parser.add_argument(
+        "--instances",
+        choices=["processes", "threads"],
+        default="processes",
+        help="the Function's concurrent invokers: separate processes (default, as separate instances) or threads",
+    )
     args = parser.parse_args(argv)
     paths = tuple(args.paths.split(","))
     results: list[tuple[History, Verdict]] = []
@@ -1061,7 +1269,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             started = time.monotonic()
             for seed in parse_seeds(args.seeds) if args.seeds else []:
-                h, v = run_history(rig, seed, paths=paths, lease_breaks=not args.no_lease_breaks)
+                h, v = run_history(
+                    rig, seed, paths=paths, lease_breaks=not args.no_lease_breaks, instances=args.instances
+                )
                 results.append((h, v))
                 if args.verbose or not v.ok:
                     print(f"seed {seed} {h.path} rpc={h.records_per_call} conc={h.max_concurrency} "
@@ -1069,7 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
             if results:
                 print(table(results, time.monotonic() - started))
             if args.load:
-                print(load_run(rig, args.load))
+                print(load_run(rig, args.load, instances=args.instances))
         finally:
             rig.close()
     return 0 if all(v.ok for _, v in results) else 1

@@ -21,6 +21,7 @@ from benchmarks.fault_campaign import (
     Rig,
     check,
     encode_file,
+    encode_workbook,
     make_file,
     replay,
     run_history,
@@ -247,6 +248,22 @@ def test_every_generated_value_is_unique_in_a_history_and_scenario_names_are_not
     }  # fmt: skip
 
 
+# -- workbooks: the rows expected are the cells as the documentation says they are read ---------------
+def test_a_workbooks_rows_are_expected_as_its_cells_are_read() -> None:
+    h = clean_history()
+    rows = [["w1@x.com", "1990-02-01T07:00:05Z", "two\nlines tw1", "Rate-tw1"]]
+    h.files[0] = encode_workbook("main/a.xlsx", ["EmailAddress", "EffectiveDate", "Remarks", "Rating"], rows)
+    assert h.files[0].records == [["w1@x.com", "1990-02-01T07:00:05", "two\nlines tw1", "Rate-tw1"]]  # a datetime cell
+    h.received, h.answer_lost = [copy.deepcopy(h.files[0].records), B[0:1]], [False, False]
+    h.reports = {"main/a.xlsx": [report(1, uploaded=1)], "main/b.csv": h.reports["main/b.csv"]}
+    h.placement = {"main/a.xlsx": ["processed"], "main/b.csv": ["processed"]}
+    assert check(h).ok, check(h).problems
+    h.received[0] = [rows[0]]  # the date as the CSV form (with its Z): not what the cell holds
+    assert check(h).lost == 1
+    h.files[0].records[0][2] = "one line tw1"  # a spec the workbook does not hold
+    assert any("the generated file holds" in p for p in check(h).problems)
+
+
 # -- F7: an empty history does not pass -------------------------------------------------------------
 def test_an_empty_history_fails() -> None:
     h = clean_history()
@@ -304,6 +321,8 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
     assert total("function-kill", "lost-response") >= 1
     assert total("function", "concurrent-invokers") >= 3 and total("function", "duplicate-delivery") >= 6
     assert total("function", "lease-broken") >= 1 and total("function", "timer-sweep") >= 2
+    assert total("function", "process-instances") >= 8  # the invokers are separate processes
+    assert total("cli", "xlsx-files") >= 2 and total("function", "xlsx-files") >= 1  # workbooks on both paths
     kills = [(h.seed, len(h.interruptions)) for h, _ in results if h.path == "cli"]
     assert kills == [(h.seed, h.faults["kill"]) for h, _ in results if h.path == "cli"]  # evidence of each kill
     assert sum(v.in_flight_duplicates for _, v in results) > 0  # duplicates happened, each one explained
