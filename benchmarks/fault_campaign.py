@@ -70,6 +70,7 @@ SCENARIO_COLUMNS = {
     "Resignation": ["ResignationDate", "LastWorkingDate"],
     "Employee profile": SCENARIO_HEADER[9:],
 }
+OVERWRITE_SHARE = 0.35  # of the Function histories: a file overwritten in hr-incoming during its upload
 WORKBOOK_SHARE = 0.25  # of the files: Excel workbooks (.xlsx) rather than CSV
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
@@ -86,6 +87,14 @@ class FileSpec:
     records: list[list[str]]  # every row as written; row number (as reports count) = index + 2
     faults: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # row -> (issue code, column)
     tag: str = ""  # in every text value of the file (lets the leak search skip a file whose tag is absent)
+    version: int = 0  # 1 for a version that replaced version 0 of the same name in hr-incoming
+    etag: str = ""  # (Function) the blob's ETag once uploaded: which copy, report and state are this version's
+    replaced: bool = False  # a newer version replaced this one in hr-incoming while a run was uploading it
+
+    @property
+    def key(self) -> str:
+        """The version's name in the checker (the file's name for its first version)."""
+        return self.name if not self.version else f"{self.name}@v{self.version}"
 
     @property
     def valid(self) -> list[list[str]]:
@@ -292,6 +301,7 @@ class History:
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> its reports (last wins)
     placement: dict[str, list[str]] = field(default_factory=dict)  # file -> containers holding it at the end
     leased: list[str] = field(default_factory=list)  # blobs still leased at the end
+    states: dict[str, str] = field(default_factory=dict)  # (Function) file version -> its state's status at the end
     logs: list[str] = field(default_factory=list)  # every captured log line / stdout / stderr
     tokens: list[str] = field(default_factory=list)  # the access tokens issued during the history (secrets too)
     errors: list[str] = field(default_factory=list)  # what the harness itself saw go wrong
@@ -327,9 +337,13 @@ def check(h: History) -> Verdict:
     for f in h.files:
         v.problems += _check_reports(h, f)
         if h.path.startswith("function"):
-            where = h.placement.get(f.name, [])
-            if sorted(where) != ["processed"] and sorted(where) != ["failed"]:
-                v.problems.append(f"{f.name}: ends in {sorted(where)}, not exactly one of processed/failed")
+            where = sorted(h.placement.get(f.key, []))
+            # A replaced version's bytes are gone unless it was copied before the change: its report alone.
+            allowed = [["processed"], ["failed"]] + ([[]] if f.replaced else [])
+            if where not in allowed:
+                v.problems.append(f"{f.key}: ends in {where}, not exactly one of processed/failed")
+            if h.states and h.states.get(f.key) not in ("processed", "failed"):
+                v.problems.append(f"{f.key}: its state ends {h.states.get(f.key)!r}, not processed or failed")
     if h.leased:
         v.problems.append(f"left leased: {h.leased}")
     leaked = leaks(h)
@@ -366,15 +380,29 @@ def _plan(h: History) -> dict[Chunk, Rows]:
     for f in h.files:
         valid = f.valid
         for index, start in enumerate(range(0, len(valid), h.records_per_call)):
-            plan[(f.name, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
+            plan[(f.key, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
     return plan
 
 
 def _check_rows_at_the_service(h: History, v: Verdict) -> None:
-    """Every valid row exactly once; each extra copy must be explained by a fault's evidence."""
+    """Every valid row exactly once; each extra copy must be explained by a fault's evidence. A
+    version replaced during its run: exactly as many of its valid rows as its report says were
+    sent (uploaded, or previously uploaded), each once; the rest never (its bytes are gone)."""
     seen = Counter(tuple(row) for call in h.received for row in call)
-    expected = Counter(tuple(row) for f in h.files for row in f.valid)
+    expected = Counter(tuple(row) for f in h.files if not f.replaced for row in f.valid)
     v.lost = sum(max(0, want - seen.get(row, 0)) for row, want in expected.items())
+    for f in h.files:
+        if not f.replaced:
+            continue
+        arrived = {tuple(r) for r in f.valid if seen.get(tuple(r))}
+        expected.update(arrived)
+        reported = _reported_sent(h, f)
+        v.lost += max(0, reported - len(arrived))
+        if len(arrived) > reported:
+            v.doubled_beyond += len(arrived) - reported
+            v.problems.append(
+                f"{f.key} (replaced): {len(arrived)} of its rows at the service, its report says {reported}"
+            )
     foreign = sum(n for row, n in seen.items() if row not in expected)
     if foreign:
         v.problems.append(f"{foreign} row(s) at the service that no file holds as valid")
@@ -397,14 +425,21 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
         explained[chunk] += n
     v.after_lost_answers = sum(min(copies[c] - 1, lost_answers[c]) * len(plan[c]) for c in copies)
     v.in_flight_duplicates = sum(n * len(plan[c]) for c, n in explained.items())
-    v.doubled_beyond = extra - v.in_flight_duplicates
+    v.doubled_beyond += extra - v.in_flight_duplicates
     if v.lost:
         v.problems.append(f"{v.lost} valid row(s) never reached the service")
-    if v.doubled_beyond:
+    if extra > v.in_flight_duplicates:
         unexplained = sorted(f"{c[0]}#{c[1]}" for c in left if copies[c] - 1 > explained[c])
         v.problems.append(
-            f"{v.doubled_beyond} row(s) doubled beyond the bound (no fault explains chunks {unexplained})"
+            f"{extra - v.in_flight_duplicates} row(s) doubled beyond the bound (no fault explains chunks {unexplained})"
         )
+
+
+def _reported_sent(h: History, f: FileSpec) -> int:
+    """The rows the version's last report says the service has (sent by it or an earlier run)."""
+    reports = h.reports.get(f.key) or [{}]
+    rows = reports[-1].get("rows", {})
+    return int(rows.get("uploaded", 0)) + int(rows.get("previously_uploaded", 0))
 
 
 def _eligible(h: History, cut: Interruption, calls: list[Chunk | None]) -> set[Chunk]:
@@ -449,22 +484,28 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
     """Each report against the file itself: rows in, valid, rejected per reason, each listed row
     one the file has, each rejection the mistake seeded into that row, no valid row rejected."""
     problems: list[str] = []
-    reports = h.reports.get(f.name, [])
+    reports = h.reports.get(f.key, [])
     if not reports:
-        return [f"{f.name}: no report"]
-    rows_in, valid = len(f.records), len(f.valid)
-    reasons = Counter(code for code, _ in f.faults.values())
+        return [f"{f.key}: no report"]
+    rows_in = len(f.records)
     listed: set[int] = set()
+    read_upto = 0 if f.replaced else rows_in  # a replaced version's run may have stopped reading
     for n, report in enumerate(reports):
         rows = report.get("rows", {})
-        where = f"{f.name}: report {n + 1}"
+        where = f"{f.key}: report {n + 1}"
         if not rows.get("balanced"):
             problems.append(f"{where} does not balance")
         if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
             continue  # turned away (or failed) before reading a row: it counts nothing
+        read = rows_in
+        if f.replaced and isinstance(rows.get("in"), int) and rows["in"] < rows_in:
+            read = rows["in"]  # stopped where its version was replaced: the rows before that point
+        read_upto = max(read_upto, read)
+        mistakes = {r: m for r, m in f.faults.items() if r <= read + 1}
+        reasons = Counter(code for code, _ in mistakes.values())
         sent = sum(rows.get(k, 0) for k in ("uploaded", "previously_uploaded", "not_uploaded", "planned"))
         counted = (rows.get("in"), sent, rows.get("rejected"), rows.get("skipped", 0))
-        truth = (rows_in, valid, len(f.faults), 0)
+        truth = (read, read - len(mistakes), len(mistakes), 0)
         if counted != truth:
             problems.append(f"{where} counts (in, valid, rejected, skipped) {counted}; the file has {truth}")
         issues = report.get("issues", {})
@@ -487,9 +528,9 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
                 problems.append(f"{where} rejects row {row} for {given}; its mistake is {code} ({column})")
             elif item.get("message"):
                 listed.add(row)
-    missing = [r for r in f.invalid if r not in listed]
+    missing = [r for r in f.invalid if r not in listed and r <= read_upto + 1]
     if missing:
-        problems.append(f"{f.name}: invalid row(s) {missing} not reported with their reason")
+        problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason")
     return problems
 
 
@@ -888,7 +929,7 @@ def _after_a_kill(rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[
     rig.settle()
     with rig.emulator.state.lock:
         seen = len(rig.emulator.state.uploads.get(job, []))
-    return Interruption(kind, spec.name, completed, seen)
+    return Interruption(kind, spec.key, completed, seen)
 
 
 def _complete(report_path: Path) -> bool:
@@ -955,7 +996,7 @@ def run_function_history(
         h.faults[f"{shape}-files"] += 1
         spec = make_file(rng, f"main/f{i}.{shape}", f"s{h.seed}f{i}", first=i * 41, seed=h.seed)
         h.files.append(spec)
-        service.incoming.upload_blob(spec.name, spec.data, overwrite=True)
+        spec.etag = service.incoming.get_blob_client(spec.name).upload_blob(spec.data, overwrite=True)["etag"]
     if files is None:
         rig.set_faults(rng, h, h.seed)
     invokers = rng.randint(1, 4) if files is None else 4
@@ -968,6 +1009,13 @@ def run_function_history(
     sweep = rng.random() < 0.4 if files is None else True
     h.faults["timer-sweep"] += sweep
     break_lease = files is None and rng.random() < 0.3 and lease_breaks
+    # A new version of the first file replaces it in hr-incoming while a run uploads it (its own
+    # stream: the draws above stay as they were); not with a broken lease or a killed worker, whose
+    # runs end without a report (the checker holds a replaced version to what its report says).
+    side = random.Random(h.seed + 4_000_000)
+    overwrite = files is None and not kill_worker and side.random() < OVERWRITE_SHARE
+    overwrite_after = side.randint(0, 2)  # of the first file's chunks at the service (0: once picked up)
+    break_lease = break_lease and not overwrite
     errors: list[str] = []
     queue = list(deliveries)
     lock = threading.Lock()
@@ -1007,11 +1055,36 @@ def run_function_history(
                             BlobLeaseClient(client).break_lease(lease_break_period=0)
                             h.faults["lease-broken"] += 1
                             if spec is not None:
-                                h.interruptions.append(Interruption("lease-broken", spec.name, done))
+                                h.interruptions.append(Interruption("lease-broken", spec.key, done))
                             return
                     except HttpResponseError:  # gone or no longer leased: try the next
                         continue
             time.sleep(0.005)
+
+    def overwriter() -> None:
+        """Once a run has picked up the first file and the service holds `overwrite_after` of its
+        chunks (or its run is done), a new version (new rows, the same name) replaces it in
+        hr-incoming; its event is delivered too."""
+        old = h.files[0]
+        rows = {tuple(r) for r in old.valid}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with rig.emulator.state.lock:
+                at_service = [u for u in rig.emulator.state.uploads.get(job, []) if u.rows and tuple(u.rows[0]) in rows]
+            claimed = service.files.get(old.name, old.etag) is not None  # a run has picked it up
+            if (claimed and len(at_service) >= overwrite_after) or not service.incoming.get_blob_client(
+                old.name
+            ).exists():
+                break
+            time.sleep(0.002)
+        new = make_file(side, old.name, f"s{h.seed}f0v", first=200, seed=h.seed)
+        new.version = 1
+        new.etag = service.incoming.get_blob_client(new.name).upload_blob(new.data, overwrite=True)["etag"]
+        old.replaced = True  # until the end shows it was copied before the change
+        h.faults["overwritten-during-upload"] += 1
+        with lock:
+            h.files.append(new)
+            queue.append(new.name)  # the new version's event
 
     if kill_worker:
         kill_a_worker(rig, h, service, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
@@ -1023,6 +1096,8 @@ def run_function_history(
         threads.append(threading.Thread(target=lambda: _swallow(errors, later.run_schedule), name="timer"))
     if break_lease:
         threads.append(threading.Thread(target=breaker, name="breaker"))
+    if overwrite:
+        threads.append(threading.Thread(target=overwriter, name="overwriter"))
     for t in threads:
         t.start()
     for t in threads:
@@ -1040,6 +1115,9 @@ def run_function_history(
         for name in left:
             h.faults["late-delivery"] += 1
             invoke(0, name)
+    if overwrite:  # the next timer run: it closes a version left unfinished whose bytes were replaced
+        later = HRConnectorService(settings, clock=lambda: utc_now() + timedelta(minutes=2))
+        _swallow(errors, later.run_schedule)
     for instance in pool:
         h.logs += instance.take_stderr()
     rig.settle()
@@ -1051,16 +1129,30 @@ def run_function_history(
         "reports": service.reports,
     }
     names = {k: [b.name for b in c.list_blobs()] for k, c in containers.items()}
+    in_incoming = {(b.name, b.etag.strip('"')) for b in service.incoming.list_blobs()}
     for f in h.files:
         base = f.name.rsplit("/", 1)[1]
-        for where in ("incoming", "processed", "failed"):
-            held = [n for n in names[where] if n.endswith("/" + base) or n == f.name]
-            h.placement.setdefault(f.name, []).extend([where] * len(held))
+        # each version's own folder: <stamp>-<first 8 hex digits of the SHA-256 of its ETag>
+        folder = "-" + hashlib.sha256(f.etag.strip('"').encode()).hexdigest()[:8] + "/"
+        held = {"incoming": [f.name] if (f.name, f.etag.strip('"')) in in_incoming else []}
+        for where in ("processed", "failed"):
+            held[where] = [n for n in names[where] if n.endswith("/" + base) and folder in n]
+        h.placement[f.key] = [where for where, found in held.items() for _ in found]
         for where in ("processed", "failed", "reports"):
             for n in names[where]:
-                if n.endswith(base + ".report.json") or n.endswith(base + ".rejected.report.json"):
+                if folder in n and (n.endswith(base + ".report.json") or n.endswith(base + ".rejected.report.json")):
                     data = containers[where].get_blob_client(n).download_blob().readall()
-                    h.reports.setdefault(f.name, []).append(json.loads(data))
+                    h.reports.setdefault(f.key, []).append(json.loads(data))
+        state = service.files.get(f.name, f.etag)
+        h.states[f.key] = state.status if state is not None else "absent"
+        if f.version and h.files[0].name == f.name:  # the version it replaced: copied before the change?
+            old = h.files[0]
+            old.replaced = not h.placement.get(old.key)
+            h.faults["replaced-before-its-copy"] += old.replaced
+            if old.replaced:  # what its run had sent of it by then, as its report says
+                sent = _reported_sent(h, old)
+                part = "none" if not sent else "all" if sent == len(old.valid) else "part"
+                h.faults[f"replaced-version-sent-{part}-of-its-rows"] += 1
     for item in service.state.list_blobs():
         lease = service.state.get_blob_client(item.name).get_blob_properties().lease
         if lease.state == "leased":
@@ -1132,7 +1224,7 @@ def _file_of_state_blob(h: History, job: str, blob: str) -> FileSpec | None:
     `locks/<checkpoint id>` (the id: the content's SHA-256 and the job)."""
     for f in h.files:
         key = hashlib.sha256(f"{f.sha256}\n{job}".encode()).hexdigest()[:40]
-        if blob.startswith(f"files/{f.name}/") or blob == f"locks/{key}":
+        if blob == f"files/{f.name}/{f.etag.strip(chr(34))}.json" or blob == f"locks/{key}":
             return f
     return None
 
