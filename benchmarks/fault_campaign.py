@@ -71,6 +71,7 @@ SCENARIO_COLUMNS = {
     "Employee profile": SCENARIO_HEADER[9:],
 }
 OVERWRITE_SHARE = 0.35  # of the Function histories: a file overwritten in hr-incoming during its upload
+REWRITE_SHARE = 0.3  # of the other Function histories: a checkpoint rewritten by another writer
 WORKBOOK_SHARE = 0.25  # of the files: Excel workbooks (.xlsx) rather than CSV
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
@@ -280,7 +281,7 @@ class Interruption:
     uploads the service held. Only chunks not recorded as done (and, after a kill, already at the
     service) may be sent again because of it, at most `max_concurrency` of them."""
 
-    kind: str  # kill (CLI) | worker-kill | lease-broken
+    kind: str  # kill (CLI) | worker-kill | lease-broken | checkpoint-rewritten
     file: str
     completed: set[int]
     uploads_seen: int | None = None  # None: the run went on after it (a broken lease)
@@ -1016,6 +1017,10 @@ def run_function_history(
     overwrite = files is None and not kill_worker and side.random() < OVERWRITE_SHARE
     overwrite_after = side.randint(0, 2)  # of the first file's chunks at the service (0: once picked up)
     break_lease = break_lease and not overwrite
+    # Another writer updates a file's checkpoint in hr-state while a run uploads it (the same
+    # document written back: only its ETag changes), so the run's next checkpoint write meets an
+    # ETag conflict; alone in its history, like the two faults above.
+    rewrite = files is None and not kill_worker and not overwrite and not break_lease and side.random() < REWRITE_SHARE
     errors: list[str] = []
     queue = list(deliveries)
     lock = threading.Lock()
@@ -1086,6 +1091,35 @@ def run_function_history(
             h.files.append(new)
             queue.append(new.name)  # the new version's event
 
+    def rewriter() -> None:
+        """Once the service holds an upload of the job: write a file's checkpoint back over itself
+        (If-Match its ETag), the checkpoint as read then being the evidence (as for a broken lease)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if rig.emulator.state.uploads.get(job):
+                for item in service.state.list_blobs(name_starts_with="checkpoints/"):
+                    client = service.state.get_blob_client(item.name)
+                    try:
+                        downloader = client.download_blob()
+                        raw, etag = downloader.readall(), downloader.properties.etag
+                        data = json.loads(raw)
+                        spec = next((f for f in h.files if f.sha256 == data.get("file_sha256")), None)
+                        if spec is None:
+                            continue
+                        client.upload_blob(
+                            raw, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified
+                        )
+                    except (AzureError, ValueError):  # gone, or written meanwhile: try again
+                        continue
+                    h.faults["checkpoint-rewritten"] += 1
+                    done = {int(i) for i in data.get("completed", {})}
+                    h.interruptions.append(Interruption("checkpoint-rewritten", spec.key, done))
+                    return
+            time.sleep(0.005)
+
     if kill_worker:
         kill_a_worker(rig, h, service, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
     started = time.monotonic()
@@ -1098,6 +1132,8 @@ def run_function_history(
         threads.append(threading.Thread(target=breaker, name="breaker"))
     if overwrite:
         threads.append(threading.Thread(target=overwriter, name="overwriter"))
+    if rewrite:
+        threads.append(threading.Thread(target=rewriter, name="rewriter"))
     for t in threads:
         t.start()
     for t in threads:

@@ -390,6 +390,7 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
     assert total("function", "process-instances") >= 8  # the invokers are separate processes
     # a file overwritten in hr-incoming while a run uploaded it, its old version's bytes gone before its copy
     assert total("function", "overwritten-during-upload") >= 1 and total("function", "replaced-before-its-copy") >= 1
+    assert total("function", "checkpoint-rewritten") >= 1  # an ETag conflict on the run's next checkpoint write
     assert total("cli", "xlsx-files") >= 2 and total("function", "xlsx-files") >= 1  # workbooks on both paths
     kills = [(h.seed, len(h.interruptions)) for h, _ in results if h.path == "cli"]
     assert kills == [(h.seed, h.faults["kill"]) for h, _ in results if h.path == "cli"]  # evidence of each kill
