@@ -1342,7 +1342,7 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
         ("documented in-flight duplicates (rows)", str(sum(v.in_flight_duplicates for _, v in results))),
         ("  of which after a lost answer", str(sum(v.after_lost_answers for _, v in results))),
         (
-            "  of which after a kill or a broken lease",
+            "  of which after a kill, a broken lease or a rewritten checkpoint",
             str(sum(v.in_flight_duplicates - v.after_lost_answers for _, v in results)),
         ),
         ("failing histories", str(len(failing))),
