@@ -72,6 +72,7 @@ SCENARIO_COLUMNS = {
 }
 OVERWRITE_SHARE = 0.35  # of the Function histories: a file overwritten in hr-incoming during its upload
 REWRITE_SHARE = 0.3  # of the other Function histories: a checkpoint rewritten by another writer
+TOKEN_OUTAGE_SHARE = 0.35  # of the CLI histories without another window: the token endpoint failing
 WORKBOOK_SHARE = 0.25  # of the files: Excel workbooks (.xlsx) rather than CSV
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
@@ -607,6 +608,7 @@ class Rig:
         root.addHandler(self._handler)
         root.setLevel(logging.INFO)
         self.instances: list[Instance] = []  # Function instances: worker processes, started on demand
+        self.outage: list[str] = []  # the token endpoint's failing answers in a CLI history's outage window
 
     def instances_for(self, n: int) -> list[Instance]:
         """`n` separate Function instances (processes that imported function_app), reused across
@@ -814,6 +816,12 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
     extra = random.Random(h.seed + 2_000_000)
     window = extra.choice(["", "", "", "403", "token"])
     window_after = extra.randint(0, 3)
+    # Or (a stream of its own again) the token endpoint failing for a while: its next 1-4 answers
+    # 503 or a connection closed unanswered, the app's tokens revoked so a new one is needed.
+    down = random.Random(h.seed + 5_000_000)
+    if not window and down.random() < TOKEN_OUTAGE_SHARE:
+        window = "token-outage"
+        rig.outage = [down.choice(["503", "drop"]) for _ in range(down.randint(1, 4))]
     state_dir = tmp / "state"
     args = [
         "upload", "--tenant-id", TENANT, "--app-id", APP_ID, "--app-secret-env", "HR_CAMPAIGN_SECRET",
@@ -875,7 +883,8 @@ def _authorization_window(
 ) -> Iterator[None]:
     """Once the service holds `target` uploads of `job` (unless the run ends first), until the
     run ends: "403" answers every upload 403 (the job given to another app); "token" revokes the
-    app's tokens and unregisters it, so the one retry with a fresh token fails at the token endpoint."""
+    app's tokens and unregisters it, so the one retry with a fresh token fails at the token endpoint;
+    "token-outage" revokes them and the token endpoint's next answers fail (`rig.outage`)."""
     state = rig.emulator.state
     while proc.poll() is None and len(state.uploads.get(job, [])) < target:
         time.sleep(0.002)
@@ -887,9 +896,11 @@ def _authorization_window(
         app = state.apps[(TENANT.lower(), APP_ID.lower())]
         if kind == "403":
             state.jobs[job.lower()] = "0ther-app"
-        else:
+        elif kind == "token":
             del state.apps[(TENANT.lower(), APP_ID.lower())]
-    if kind == "token":
+        else:  # token-outage: the app stays; the endpoint's next answers fail
+            state.token_faults[:] = rig.outage
+    if kind != "403":
         state.revoke_tokens(APP_ID)
     h.faults[f"{kind}-window"] += 1
     try:
@@ -898,14 +909,18 @@ def _authorization_window(
         with state.lock:
             state.jobs[job.lower()] = APP_ID.lower()
             state.apps[(app.tenant_id, app.app_id)] = app
+            state.token_faults.clear()
             counters = dict(state.counters)
 
         def delta(name: str) -> int:
             return counters.get(name, 0) - before.get(name, 0)
 
         # the calls the window refused: uploads answered 403, or 401 and token requests refused
-        refused = delta("forbidden") if kind == "403" else delta("unauthorized") + delta("token_requests")
-        h.faults[f"{kind}-window-refusals"] += refused - (0 if kind == "403" else delta("tokens_issued"))
+        if kind == "token-outage":  # the token endpoint's answers that failed (503s, connections closed)
+            h.faults["token-outage-window-failures"] += delta("token_unavailable") + delta("token_dropped")
+        else:
+            refused = delta("forbidden") if kind == "403" else delta("unauthorized") + delta("token_requests")
+            h.faults[f"{kind}-window-refusals"] += refused - (0 if kind == "403" else delta("tokens_issued"))
 
 
 def _rejected_rows(path: Path) -> list[int]:

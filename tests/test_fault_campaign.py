@@ -384,6 +384,7 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
     assert total("cli", "kill") >= 5 and total("function-kill", "worker-kill") == 2
     assert total("cli", "lost-response") >= 2 and total("function", "lost-response") >= 3
     assert total("cli", "403-window-refusals") >= 1 and total("cli", "token-window-refusals") >= 1
+    assert total("cli", "token-outage-window-failures") >= 1  # the token endpoint's 503s / unanswered calls met
     assert total("function-kill", "lost-response") >= 1
     assert total("function", "concurrent-invokers") >= 3 and total("function", "duplicate-delivery") >= 6
     assert total("function", "lease-broken") >= 1 and total("function", "timer-sweep") >= 2
