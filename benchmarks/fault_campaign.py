@@ -2,27 +2,30 @@
 
     python -m benchmarks.fault_campaign --seeds 0-299          # the campaign (CLI + Function histories)
     python -m benchmarks.fault_campaign --seeds 17 --verbose   # replay one history
-    python -m benchmarks.fault_campaign --load 100             # 100 files at once, 4 invokers, duplicates
+    python -m benchmarks.fault_campaign --seeds "" --load 100  # 100 files at once, 4 instances, duplicates
 
 Each seed draws one short history: a file (one scenario or every scenario in one file; quoted line
 breaks, commas, quotes, accents; rows with one seeded mistake each; a BOM or not, CRLF or LF; every
-value unique in the history), a chunk size and a concurrency, service faults set on the emulator
-(429 with Retry-After, 503, dropped connections, latency, answers lost after the rows were
-recorded) and a path:
+value unique in the history; a quarter of the files Excel workbooks), a chunk size and a
+concurrency, service faults set on the emulator (429 with Retry-After, 503, dropped connections,
+latency, answers lost after the rows were recorded) and a path:
 - cli: a real `hrconnector upload --verbose` process; sometimes killed with SIGKILL at a random
-  moment, then rerun until it succeeds.
-- function: the registered blob function (as the host calls it) against Azurite, with duplicate and
-  late deliveries, several concurrent invokers, the timer sweep at the same time and a lease broken
-  while a run holds it.
+  moment, then rerun until it succeeds; sometimes an authorization window (403s, the app refused
+  at the token endpoint) or a token endpoint outage (503s, calls unanswered).
+- function: the registered blob function against Azurite, each concurrent invoker a separate
+  process (a Function instance: it imports function_app and calls the function as the host does;
+  `--instances threads` makes them threads of this process), with duplicate and late deliveries,
+  the timer sweep at the same time, and one of: a lease broken while a run holds it, the file
+  overwritten in hr-incoming while a run uploads it, or its checkpoint rewritten by another writer.
 - function-kill (`--paths function-kill`): the same, after a worker process running the function
   was killed with SIGKILL at a random moment (its lease then lapses: broken, as its expiry would).
 
 Retries: the policy's delays are shortened (base 10 ms) for the campaign so a history takes
 seconds; the retry logic itself is the product's. The checker is `check()`; it sees what a user
-could see (rows at the emulator, containers, reports, logs), the generated files, and the evidence
-of each fault taken when it happened: the emulator's flag on an upload whose answer was lost, and
-the checkpoint (and the uploads at the service) right after a kill or just before a lease break.
-Not a test: it prints a table and exits 1 when a history fails.
+could see (rows at the emulator, containers, reports, states, logs), the generated files, and the
+evidence of each fault taken when it happened: the emulator's flag on an upload whose answer was
+lost, and the checkpoint (and the uploads at the service) right after a kill or just before a
+lease break or a checkpoint rewrite. Not a test: it prints a table and exits 1 when a history fails.
 """
 
 from __future__ import annotations
