@@ -12,10 +12,14 @@ from __future__ import annotations
 import subprocess
 import threading
 
+import pytest
+import requests
+
 from hrconnector_core.emulator.host import invoke_blob_trigger
 
 from .conftest import APP_ID, cli_command, cli_env, upload_args
 from .csvdata import HEADER, csv_bytes, rows, write_csv
+from .test_emulator import request_token
 
 
 def counted(emulator, name: str) -> int:
@@ -69,3 +73,14 @@ def test_the_function_gets_a_new_token_when_the_service_refuses_its_token(emulat
     assert sorted(emulator.state.rows(env.job)) == sorted(data)
     listing = env.listing()
     assert listing[env.settings.containers.incoming] == [] and listing[env.settings.containers.failed] == []
+
+
+def test_the_emulators_token_endpoint_fails_the_answers_it_is_told_to_then_recovers(emulator) -> None:
+    """The campaign's token endpoint outage: the next answers 503 or a connection closed unanswered."""
+    with emulator.state.lock:
+        emulator.state.token_faults[:] = ["503", "drop"]
+    first = request_token(emulator)
+    assert first.status_code == 503 and first.json()["error"] == "temporarily_unavailable"
+    with pytest.raises(requests.ConnectionError):
+        request_token(emulator)
+    assert request_token(emulator).status_code == 200 and emulator.state.token_faults == []
