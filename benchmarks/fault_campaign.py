@@ -2,27 +2,30 @@
 
     python -m benchmarks.fault_campaign --seeds 0-299          # the campaign (CLI + Function histories)
     python -m benchmarks.fault_campaign --seeds 17 --verbose   # replay one history
-    python -m benchmarks.fault_campaign --load 100             # 100 files at once, 4 invokers, duplicates
+    python -m benchmarks.fault_campaign --seeds "" --load 100  # 100 files at once, 4 instances, duplicates
 
 Each seed draws one short history: a file (one scenario or every scenario in one file; quoted line
 breaks, commas, quotes, accents; rows with one seeded mistake each; a BOM or not, CRLF or LF; every
-value unique in the history), a chunk size and a concurrency, service faults set on the emulator
-(429 with Retry-After, 503, dropped connections, latency, answers lost after the rows were
-recorded) and a path:
+value unique in the history; a quarter of the files Excel workbooks), a chunk size and a
+concurrency, service faults set on the emulator (429 with Retry-After, 503, dropped connections,
+latency, answers lost after the rows were recorded) and a path:
 - cli: a real `hrconnector upload --verbose` process; sometimes killed with SIGKILL at a random
-  moment, then rerun until it succeeds.
-- function: the registered blob function (as the host calls it) against Azurite, with duplicate and
-  late deliveries, several concurrent invokers, the timer sweep at the same time and a lease broken
-  while a run holds it.
+  moment, then rerun until it succeeds; sometimes an authorization window (403s, the app refused
+  at the token endpoint) or a token endpoint outage (503s, calls unanswered).
+- function: the registered blob function against Azurite, each concurrent invoker a separate
+  process (a Function instance: it imports function_app and calls the function as the host does;
+  `--instances threads` makes them threads of this process), with duplicate and late deliveries,
+  the timer sweep at the same time, and one of: a lease broken while a run holds it, the file
+  overwritten in hr-incoming while a run uploads it, or its checkpoint rewritten by another writer.
 - function-kill (`--paths function-kill`): the same, after a worker process running the function
   was killed with SIGKILL at a random moment (its lease then lapses: broken, as its expiry would).
 
 Retries: the policy's delays are shortened (base 10 ms) for the campaign so a history takes
 seconds; the retry logic itself is the product's. The checker is `check()`; it sees what a user
-could see (rows at the emulator, containers, reports, logs), the generated files, and the evidence
-of each fault taken when it happened: the emulator's flag on an upload whose answer was lost, and
-the checkpoint (and the uploads at the service) right after a kill or just before a lease break.
-Not a test: it prints a table and exits 1 when a history fails.
+could see (rows at the emulator, containers, reports, states, logs), the generated files, and the
+evidence of each fault taken when it happened: the emulator's flag on an upload whose answer was
+lost, and the checkpoint (and the uploads at the service) right after a kill or just before a
+lease break or a checkpoint rewrite. Not a test: it prints a table and exits 1 when a history fails.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ SCENARIO_COLUMNS = {
     "Resignation": ["ResignationDate", "LastWorkingDate"],
     "Employee profile": SCENARIO_HEADER[9:],
 }
+OVERWRITE_SHARE = 0.35  # of the Function histories: a file overwritten in hr-incoming during its upload
+REWRITE_SHARE = 0.3  # of the other Function histories: a checkpoint rewritten by another writer
+TOKEN_OUTAGE_SHARE = 0.35  # of the CLI histories without another window: the token endpoint failing
+WORKBOOK_SHARE = 0.25  # of the files: Excel workbooks (.xlsx) rather than CSV
 FAST_RETRY_DEFAULTS = (20, 0.01, 0.05, 60.0, 10.0, 30.0)  # RetryPolicy's fields, in order
 
 
@@ -85,6 +92,14 @@ class FileSpec:
     records: list[list[str]]  # every row as written; row number (as reports count) = index + 2
     faults: dict[int, tuple[str, str | None]] = field(default_factory=dict)  # row -> (issue code, column)
     tag: str = ""  # in every text value of the file (lets the leak search skip a file whose tag is absent)
+    version: int = 0  # 1 for a version that replaced version 0 of the same name in hr-incoming
+    etag: str = ""  # (Function) the blob's ETag once uploaded: which copy, report and state are this version's
+    replaced: bool = False  # a newer version replaced this one in hr-incoming while a run was uploading it
+
+    @property
+    def key(self) -> str:
+        """The version's name in the checker (the file's name for its first version)."""
+        return self.name if not self.version else f"{self.name}@v{self.version}"
 
     @property
     def valid(self) -> list[list[str]]:
@@ -98,6 +113,10 @@ class FileSpec:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def workbook(self) -> bool:
+        return self.name.endswith(".xlsx")
 
 
 def encode_file(
@@ -115,6 +134,72 @@ def encode_file(
     return FileSpec(name, buffer.getvalue().encode(encoding), header, records, dict(faults or {}), tag)
 
 
+DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def encode_workbook(
+    name: str,
+    header: list[str],
+    records: list[list[str]],
+    faults: dict[int, tuple[str, str | None]] | None = None,
+    *,
+    tag: str = "",
+) -> FileSpec:
+    """The rows as an Excel workbook (openpyxl, one sheet): each date and time a datetime cell,
+    every other value a text cell, an empty value no cell. The spec's records become what the
+    documentation says a workbook's cells are read as: a datetime cell as yyyy-mm-ddThh:mm:ss
+    (no zone in Excel), text as it is."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Export"
+    sheet.append(header)
+    expected: list[list[str]] = []
+    for row in records:
+        cells: list[Any] = []
+        for value in row:
+            if DATETIME.fullmatch(value):
+                cells.append(datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ"))
+            else:
+                cells.append(value or None)
+        sheet.append(cells)
+        expected.append([v[:-1] if DATETIME.fullmatch(v) else v for v in row])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return FileSpec(name, buffer.getvalue(), header, expected, dict(faults or {}), tag)
+
+
+def read_workbook(data: bytes) -> list[list[str]]:
+    """A workbook's first sheet as the documentation says it is read (README, "Input files"): a
+    datetime cell as yyyy-mm-ddThh:mm:ss, a date cell at midnight, text as it is, an empty cell
+    as an empty field; cells after a row's last value and empty rows are not there at all."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    try:
+        out: list[list[str]] = []
+        for values in book.worksheets[0].iter_rows(values_only=True):
+            row = [_cell_as_read(v) for v in values]
+            while row and row[-1] == "":
+                row.pop()
+            if row:
+                out.append(row)
+        return out
+    finally:
+        book.close()
+
+
+def _cell_as_read(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    if hasattr(value, "isoformat"):  # a date cell: midnight
+        return f"{value.isoformat()}T00:00:00"
+    return str(value)
+
+
 def _date(g: int, hour: int, seed: int) -> datetime:
     """A date and time of its own per row of a history (1990s: far from any log time stamp)."""
     return datetime(1990, 1, 1) + timedelta(days=g, hours=hour + g % 5, minutes=g % 60, seconds=seed % 60)
@@ -122,7 +207,7 @@ def _date(g: int, hour: int, seed: int) -> datetime:
 
 def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: int = 0) -> FileSpec:
     """`tag` makes every text value unique in the history; `first` (the file's place in the
-    history) makes every date unique."""
+    history) makes every date unique. A name ending in .xlsx makes a workbook of the same rows."""
     n = rng.randint(1, 40)
     bad_rate = rng.choice([0.0, 0.0, 0.1, 0.3])
     every_scenario = rng.random() < 0.4
@@ -163,15 +248,10 @@ def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: 
                 row[header.index(column or "")] = value
             faults[i + 2] = (code, column)  # the report's row: the header is row 1, quoted line breaks do not count
         records.append(row)
-    return encode_file(
-        name,
-        header,
-        records,
-        faults,
-        newline=rng.choice(["\r\n", "\n"]),
-        encoding=rng.choice(["utf-8", "utf-8", "utf-8-sig"]),
-        tag=f"{tag}x",
-    )
+    newline, encoding = rng.choice(["\r\n", "\n"]), rng.choice(["utf-8", "utf-8", "utf-8-sig"])
+    if name.endswith(".xlsx"):
+        return encode_workbook(name, header, records, faults, tag=f"{tag}x")
+    return encode_file(name, header, records, faults, newline=newline, encoding=encoding, tag=f"{tag}x")
 
 
 def _seed_mistake(
@@ -205,7 +285,7 @@ class Interruption:
     uploads the service held. Only chunks not recorded as done (and, after a kill, already at the
     service) may be sent again because of it, at most `max_concurrency` of them."""
 
-    kind: str  # kill (CLI) | worker-kill | lease-broken
+    kind: str  # kill (CLI) | worker-kill | lease-broken | checkpoint-rewritten
     file: str
     completed: set[int]
     uploads_seen: int | None = None  # None: the run went on after it (a broken lease)
@@ -226,6 +306,7 @@ class History:
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> its reports (last wins)
     placement: dict[str, list[str]] = field(default_factory=dict)  # file -> containers holding it at the end
     leased: list[str] = field(default_factory=list)  # blobs still leased at the end
+    states: dict[str, str] = field(default_factory=dict)  # (Function) file version -> its state's status at the end
     logs: list[str] = field(default_factory=list)  # every captured log line / stdout / stderr
     tokens: list[str] = field(default_factory=list)  # the access tokens issued during the history (secrets too)
     errors: list[str] = field(default_factory=list)  # what the harness itself saw go wrong
@@ -261,9 +342,13 @@ def check(h: History) -> Verdict:
     for f in h.files:
         v.problems += _check_reports(h, f)
         if h.path.startswith("function"):
-            where = h.placement.get(f.name, [])
-            if sorted(where) != ["processed"] and sorted(where) != ["failed"]:
-                v.problems.append(f"{f.name}: ends in {sorted(where)}, not exactly one of processed/failed")
+            where = sorted(h.placement.get(f.key, []))
+            # A replaced version's bytes are gone unless it was copied before the change: its report alone.
+            allowed = [["processed"], ["failed"]] + ([[]] if f.replaced else [])
+            if where not in allowed:
+                v.problems.append(f"{f.key}: ends in {where}, not exactly one of processed/failed")
+            if h.states and h.states.get(f.key) not in ("processed", "failed"):
+                v.problems.append(f"{f.key}: its state ends {h.states.get(f.key)!r}, not processed or failed")
     if h.leased:
         v.problems.append(f"left leased: {h.leased}")
     leaked = leaks(h)
@@ -276,11 +361,22 @@ def check(h: History) -> Verdict:
 def _check_file_bytes(f: FileSpec) -> list[str]:
     """The file as written holds the rows the generator meant (read as the product would not:
     with the standard library's csv)."""
-    text = f.data.decode("utf-8-sig")
-    parsed = list(csv.reader(io.StringIO(text, newline="")))
-    if parsed != [f.header, *f.records]:
+    if f.workbook:
+        parsed = read_workbook(f.data)
+        meant = [_trimmed(r) for r in [f.header, *f.records]]  # empty trailing cells are no fields
+    else:
+        parsed = list(csv.reader(io.StringIO(f.data.decode("utf-8-sig"), newline="")))
+        meant = [f.header, *f.records]
+    if parsed != meant:
         return [f"{f.name}: the generated file holds {max(0, len(parsed) - 1)} row(s), its spec {len(f.records)}"]
     return []
+
+
+def _trimmed(row: list[str]) -> list[str]:
+    end = len(row)
+    while end and row[end - 1] == "":
+        end -= 1
+    return row[:end]
 
 
 def _plan(h: History) -> dict[Chunk, Rows]:
@@ -289,15 +385,29 @@ def _plan(h: History) -> dict[Chunk, Rows]:
     for f in h.files:
         valid = f.valid
         for index, start in enumerate(range(0, len(valid), h.records_per_call)):
-            plan[(f.name, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
+            plan[(f.key, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
     return plan
 
 
 def _check_rows_at_the_service(h: History, v: Verdict) -> None:
-    """Every valid row exactly once; each extra copy must be explained by a fault's evidence."""
+    """Every valid row exactly once; each extra copy must be explained by a fault's evidence. A
+    version replaced during its run: exactly as many of its valid rows as its report says were
+    sent (uploaded, or previously uploaded), each once; the rest never (its bytes are gone)."""
     seen = Counter(tuple(row) for call in h.received for row in call)
-    expected = Counter(tuple(row) for f in h.files for row in f.valid)
+    expected = Counter(tuple(row) for f in h.files if not f.replaced for row in f.valid)
     v.lost = sum(max(0, want - seen.get(row, 0)) for row, want in expected.items())
+    for f in h.files:
+        if not f.replaced:
+            continue
+        arrived = {tuple(r) for r in f.valid if seen.get(tuple(r))}
+        expected.update(arrived)
+        reported = _reported_sent(h, f)
+        v.lost += max(0, reported - len(arrived))
+        if len(arrived) > reported:
+            v.doubled_beyond += len(arrived) - reported
+            v.problems.append(
+                f"{f.key} (replaced): {len(arrived)} of its rows at the service, its report says {reported}"
+            )
     foreign = sum(n for row, n in seen.items() if row not in expected)
     if foreign:
         v.problems.append(f"{foreign} row(s) at the service that no file holds as valid")
@@ -320,14 +430,21 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
         explained[chunk] += n
     v.after_lost_answers = sum(min(copies[c] - 1, lost_answers[c]) * len(plan[c]) for c in copies)
     v.in_flight_duplicates = sum(n * len(plan[c]) for c, n in explained.items())
-    v.doubled_beyond = extra - v.in_flight_duplicates
+    v.doubled_beyond += extra - v.in_flight_duplicates
     if v.lost:
         v.problems.append(f"{v.lost} valid row(s) never reached the service")
-    if v.doubled_beyond:
+    if extra > v.in_flight_duplicates:
         unexplained = sorted(f"{c[0]}#{c[1]}" for c in left if copies[c] - 1 > explained[c])
         v.problems.append(
-            f"{v.doubled_beyond} row(s) doubled beyond the bound (no fault explains chunks {unexplained})"
+            f"{extra - v.in_flight_duplicates} row(s) doubled beyond the bound (no fault explains chunks {unexplained})"
         )
+
+
+def _reported_sent(h: History, f: FileSpec) -> int:
+    """The rows the version's last report says the service has (sent by it or an earlier run)."""
+    reports = h.reports.get(f.key) or [{}]
+    rows = reports[-1].get("rows", {})
+    return int(rows.get("uploaded", 0)) + int(rows.get("previously_uploaded", 0))
 
 
 def _eligible(h: History, cut: Interruption, calls: list[Chunk | None]) -> set[Chunk]:
@@ -372,22 +489,28 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
     """Each report against the file itself: rows in, valid, rejected per reason, each listed row
     one the file has, each rejection the mistake seeded into that row, no valid row rejected."""
     problems: list[str] = []
-    reports = h.reports.get(f.name, [])
+    reports = h.reports.get(f.key, [])
     if not reports:
-        return [f"{f.name}: no report"]
-    rows_in, valid = len(f.records), len(f.valid)
-    reasons = Counter(code for code, _ in f.faults.values())
+        return [f"{f.key}: no report"]
+    rows_in = len(f.records)
     listed: set[int] = set()
+    read_upto = 0 if f.replaced else rows_in  # a replaced version's run may have stopped reading
     for n, report in enumerate(reports):
         rows = report.get("rows", {})
-        where = f"{f.name}: report {n + 1}"
+        where = f"{f.key}: report {n + 1}"
         if not rows.get("balanced"):
             problems.append(f"{where} does not balance")
         if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
             continue  # turned away (or failed) before reading a row: it counts nothing
+        read = rows_in
+        if f.replaced and isinstance(rows.get("in"), int) and rows["in"] < rows_in:
+            read = rows["in"]  # stopped where its version was replaced: the rows before that point
+        read_upto = max(read_upto, read)
+        mistakes = {r: m for r, m in f.faults.items() if r <= read + 1}
+        reasons = Counter(code for code, _ in mistakes.values())
         sent = sum(rows.get(k, 0) for k in ("uploaded", "previously_uploaded", "not_uploaded", "planned"))
         counted = (rows.get("in"), sent, rows.get("rejected"), rows.get("skipped", 0))
-        truth = (rows_in, valid, len(f.faults), 0)
+        truth = (read, read - len(mistakes), len(mistakes), 0)
         if counted != truth:
             problems.append(f"{where} counts (in, valid, rejected, skipped) {counted}; the file has {truth}")
         issues = report.get("issues", {})
@@ -410,9 +533,9 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
                 problems.append(f"{where} rejects row {row} for {given}; its mistake is {code} ({column})")
             elif item.get("message"):
                 listed.add(row)
-    missing = [r for r in f.invalid if r not in listed]
+    missing = [r for r in f.invalid if r not in listed and r <= read_upto + 1]
     if missing:
-        problems.append(f"{f.name}: invalid row(s) {missing} not reported with their reason")
+        problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason")
     return problems
 
 
@@ -487,11 +610,22 @@ class Rig:
         root = logging.getLogger()
         root.addHandler(self._handler)
         root.setLevel(logging.INFO)
+        self.instances: list[Instance] = []  # Function instances: worker processes, started on demand
+        self.outage: list[str] = []  # the token endpoint's failing answers in a CLI history's outage window
+
+    def instances_for(self, n: int) -> list[Instance]:
+        """`n` separate Function instances (processes that imported function_app), reused across
+        histories: each history's settings travel with each invocation."""
+        while len(self.instances) < n:
+            self.instances.append(Instance(len(self.instances)))
+        return self.instances[:n]
 
     def close(self) -> None:
         """Everything as it was: the campaign may run inside a test session."""
         from hrconnector_core import ingestion
 
+        for instance in self.instances:
+            instance.close()
         ingestion.RetryPolicy.__init__.__defaults__ = self._saved_defaults
         os.environ.clear()
         os.environ.update(self._saved_env)
@@ -556,6 +690,93 @@ class Rig:
             time.sleep(0.005)
 
 
+# A Function instance: a process that imports function_app (as a worker does at start-up) and
+# invokes the registered blob function through the emulator's host for each task it reads, its log
+# records at INFO captured (what the worker forwards) and sent back with the outcome.
+INSTANCE = """
+import json, logging, os, sys
+from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS, _ListHandler
+from hrconnector_core import ingestion
+ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
+lines = []
+handler = _ListHandler(lines)
+handler.setLevel(logging.INFO)
+logging.getLogger().addHandler(handler)
+logging.getLogger().setLevel(logging.INFO)
+from hrconnector_core.emulator.host import invoke_blob_trigger, registered_functions
+registered_functions()
+out, sys.stdout = sys.stdout, sys.stderr
+out.write("ready\\n")
+out.flush()
+for line in sys.stdin:
+    task = json.loads(line)
+    os.environ.update(task["env"])
+    lines.clear()
+    error = None
+    try:
+        invoke_blob_trigger(task["function"], task["container"], task["name"])
+    except Exception as exc:
+        error = type(exc).__name__
+    out.write(json.dumps({"error": error, "logs": list(lines)}) + "\\n")
+    out.flush()
+"""
+
+
+class Instance:
+    """One separate Function instance (a process), driven by one invoker thread at a time."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.stderr: list[str] = []
+        self._start()
+
+    def _start(self) -> None:
+        env = dict(os.environ) | {"PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", INSTANCE], env=env, cwd=REPO, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
+        ready = self.proc.stdout.readline()
+        if ready.strip() != "ready":
+            raise RuntimeError(f"Function instance {self.number} did not start: {''.join(self.stderr)[-500:]}")
+
+    def _drain(self, stream: Any) -> None:
+        for line in stream:
+            self.stderr.append(line)
+
+    def invoke(self, env: dict[str, str], container: str, name: str) -> tuple[str | None, list[str]]:
+        """The blob function invoked in this instance: (the exception's type or None, its log lines)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        task = {"env": env, "function": BLOB_FUNCTION, "container": container, "name": name}
+        try:
+            self.proc.stdin.write(json.dumps(task) + "\n")
+            self.proc.stdin.flush()
+            reply = self.proc.stdout.readline()
+        except OSError:
+            reply = ""
+        if not reply:  # the instance died: a new one takes its place
+            self.proc.wait()
+            self._start()
+            return "InstanceDied", []
+        data = json.loads(reply)
+        return data["error"], data["logs"]
+
+    def take_stderr(self) -> list[str]:
+        taken, self.stderr[:] = list(self.stderr), []
+        return taken
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class _ListHandler(logging.Handler):
     def __init__(self, lines: list[str]) -> None:
         super().__init__()
@@ -584,7 +805,9 @@ raise SystemExit(main())
 def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
     job = rig.new_job()
     tmp = Path(tempfile.mkdtemp(dir=rig.workdir))
-    spec = make_file(rng, "hr.csv", f"s{h.seed}", seed=h.seed)
+    shape = "xlsx" if random.Random(h.seed + 3_000_000).random() < WORKBOOK_SHARE else "csv"
+    h.faults[f"{shape}-files"] += 1
+    spec = make_file(rng, f"hr.{shape}", f"s{h.seed}", seed=h.seed)
     h.files.append(spec)
     path = tmp / spec.name
     path.write_bytes(spec.data)
@@ -596,6 +819,12 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
     extra = random.Random(h.seed + 2_000_000)
     window = extra.choice(["", "", "", "403", "token"])
     window_after = extra.randint(0, 3)
+    # Or (a stream of its own again) the token endpoint failing for a while: its next 1-4 answers
+    # 503 or a connection closed unanswered, the app's tokens revoked so a new one is needed.
+    down = random.Random(h.seed + 5_000_000)
+    if not window and down.random() < TOKEN_OUTAGE_SHARE:
+        window = "token-outage"
+        rig.outage = [down.choice(["503", "drop"]) for _ in range(down.randint(1, 4))]
     state_dir = tmp / "state"
     args = [
         "upload", "--tenant-id", TENANT, "--app-id", APP_ID, "--app-secret-env", "HR_CAMPAIGN_SECRET",
@@ -657,7 +886,8 @@ def _authorization_window(
 ) -> Iterator[None]:
     """Once the service holds `target` uploads of `job` (unless the run ends first), until the
     run ends: "403" answers every upload 403 (the job given to another app); "token" revokes the
-    app's tokens and unregisters it, so the one retry with a fresh token fails at the token endpoint."""
+    app's tokens and unregisters it, so the one retry with a fresh token fails at the token endpoint;
+    "token-outage" revokes them and the token endpoint's next answers fail (`rig.outage`)."""
     state = rig.emulator.state
     while proc.poll() is None and len(state.uploads.get(job, [])) < target:
         time.sleep(0.002)
@@ -669,9 +899,11 @@ def _authorization_window(
         app = state.apps[(TENANT.lower(), APP_ID.lower())]
         if kind == "403":
             state.jobs[job.lower()] = "0ther-app"
-        else:
+        elif kind == "token":
             del state.apps[(TENANT.lower(), APP_ID.lower())]
-    if kind == "token":
+        else:  # token-outage: the app stays; the endpoint's next answers fail
+            state.token_faults[:] = rig.outage
+    if kind != "403":
         state.revoke_tokens(APP_ID)
     h.faults[f"{kind}-window"] += 1
     try:
@@ -680,14 +912,18 @@ def _authorization_window(
         with state.lock:
             state.jobs[job.lower()] = APP_ID.lower()
             state.apps[(app.tenant_id, app.app_id)] = app
+            state.token_faults.clear()
             counters = dict(state.counters)
 
         def delta(name: str) -> int:
             return counters.get(name, 0) - before.get(name, 0)
 
         # the calls the window refused: uploads answered 403, or 401 and token requests refused
-        refused = delta("forbidden") if kind == "403" else delta("unauthorized") + delta("token_requests")
-        h.faults[f"{kind}-window-refusals"] += refused - (0 if kind == "403" else delta("tokens_issued"))
+        if kind == "token-outage":  # the token endpoint's answers that failed (503s, connections closed)
+            h.faults["token-outage-window-failures"] += delta("token_unavailable") + delta("token_dropped")
+        else:
+            refused = delta("forbidden") if kind == "403" else delta("unauthorized") + delta("token_requests")
+            h.faults[f"{kind}-window-refusals"] += refused - (0 if kind == "403" else delta("tokens_issued"))
 
 
 def _rejected_rows(path: Path) -> list[int]:
@@ -712,7 +948,7 @@ def _after_a_kill(rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[
     rig.settle()
     with rig.emulator.state.lock:
         seen = len(rig.emulator.state.uploads.get(job, []))
-    return Interruption(kind, spec.name, completed, seen)
+    return Interruption(kind, spec.key, completed, seen)
 
 
 def _complete(report_path: Path) -> bool:
@@ -755,8 +991,11 @@ def run_function_history(
     files: int | None = None,
     lease_breaks: bool = True,
     kill_worker: bool = False,
+    instances: str = "processes",
 ) -> float:
-    """Returns the seconds the invokers took (for files per minute)."""
+    """Returns the seconds the invokers took (for files per minute). `instances`: "processes"
+    (each invoker drives a separate Function instance, a process of its own) or "threads" (the
+    invokers are threads of this process)."""
     from azure.core.exceptions import HttpResponseError
     from azure.storage.blob import BlobLeaseClient
 
@@ -765,15 +1004,18 @@ def run_function_history(
     from hrconnector_core.settings import Settings
 
     job = rig.new_job()
-    function_env(rig, job, h)
+    env = function_env(rig, job, h)
     settings = Settings.from_env()
     service = HRConnectorService(settings)
     service.ensure_containers()
     count = files if files is not None else rng.randint(1, 3)
+    shapes = random.Random(h.seed + 3_000_000)  # its own stream: the draws of earlier seeds stay as they were
     for i in range(count):
-        spec = make_file(rng, f"main/f{i}.csv", f"s{h.seed}f{i}", first=i * 41, seed=h.seed)
+        shape = "xlsx" if shapes.random() < WORKBOOK_SHARE else "csv"
+        h.faults[f"{shape}-files"] += 1
+        spec = make_file(rng, f"main/f{i}.{shape}", f"s{h.seed}f{i}", first=i * 41, seed=h.seed)
         h.files.append(spec)
-        service.incoming.upload_blob(spec.name, spec.data, overwrite=True)
+        spec.etag = service.incoming.get_blob_client(spec.name).upload_blob(spec.data, overwrite=True)["etag"]
     if files is None:
         rig.set_faults(rng, h, h.seed)
     invokers = rng.randint(1, 4) if files is None else 4
@@ -781,24 +1023,44 @@ def run_function_history(
     rng.shuffle(deliveries)
     h.faults["duplicate-delivery"] += len(deliveries) - len(h.files)
     h.faults["concurrent-invokers"] += invokers > 1
+    pool = rig.instances_for(invokers) if instances == "processes" else []
+    h.faults["process-instances"] += len(pool)
     sweep = rng.random() < 0.4 if files is None else True
     h.faults["timer-sweep"] += sweep
     break_lease = files is None and rng.random() < 0.3 and lease_breaks
+    # A new version of the first file replaces it in hr-incoming while a run uploads it (its own
+    # stream: the draws above stay as they were); not with a broken lease or a killed worker, whose
+    # runs end without a report (the checker holds a replaced version to what its report says).
+    side = random.Random(h.seed + 4_000_000)
+    overwrite = files is None and not kill_worker and side.random() < OVERWRITE_SHARE
+    overwrite_after = side.randint(0, 2)  # of the first file's chunks at the service (0: once picked up)
+    break_lease = break_lease and not overwrite
+    # Another writer updates a file's checkpoint in hr-state while a run uploads it (the same
+    # document written back: only its ETag changes), so the run's next checkpoint write meets an
+    # ETag conflict; alone in its history, like the two faults above.
+    rewrite = files is None and not kill_worker and not overwrite and not break_lease and side.random() < REWRITE_SHARE
     errors: list[str] = []
     queue = list(deliveries)
     lock = threading.Lock()
     incoming = settings.containers.incoming
 
-    def invoker() -> None:
+    def invoke(number: int, name: str) -> None:
+        """One delivery: in instance `number` (a process), or in this process."""
+        if pool:
+            error, lines = pool[number].invoke(env, incoming, name)
+            with lock:
+                h.logs.extend(lines)
+                errors.extend([error] if error else [])
+            return
+        _swallow(errors, invoke_blob_trigger, BLOB_FUNCTION, incoming, name)
+
+    def invoker(number: int) -> None:
         while True:
             with lock:
                 if not queue:
                     return
                 name = queue.pop()
-            try:
-                invoke_blob_trigger(BLOB_FUNCTION, incoming, name)
-            except Exception as exc:
-                errors.append(type(exc).__name__)
+            invoke(number, name)
 
     def breaker() -> None:
         """Break the lease of a file's state once its first chunk is at the service."""
@@ -816,22 +1078,80 @@ def run_function_history(
                             BlobLeaseClient(client).break_lease(lease_break_period=0)
                             h.faults["lease-broken"] += 1
                             if spec is not None:
-                                h.interruptions.append(Interruption("lease-broken", spec.name, done))
+                                h.interruptions.append(Interruption("lease-broken", spec.key, done))
                             return
                     except HttpResponseError:  # gone or no longer leased: try the next
                         continue
             time.sleep(0.005)
 
+    def overwriter() -> None:
+        """Once a run has picked up the first file and the service holds `overwrite_after` of its
+        chunks (or its run is done), a new version (new rows, the same name) replaces it in
+        hr-incoming; its event is delivered too."""
+        old = h.files[0]
+        rows = {tuple(r) for r in old.valid}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with rig.emulator.state.lock:
+                at_service = [u for u in rig.emulator.state.uploads.get(job, []) if u.rows and tuple(u.rows[0]) in rows]
+            claimed = service.files.get(old.name, old.etag) is not None  # a run has picked it up
+            if (claimed and len(at_service) >= overwrite_after) or not service.incoming.get_blob_client(
+                old.name
+            ).exists():
+                break
+            time.sleep(0.002)
+        new = make_file(side, old.name, f"s{h.seed}f0v", first=200, seed=h.seed)
+        new.version = 1
+        new.etag = service.incoming.get_blob_client(new.name).upload_blob(new.data, overwrite=True)["etag"]
+        old.replaced = True  # until the end shows it was copied before the change
+        h.faults["overwritten-during-upload"] += 1
+        with lock:
+            h.files.append(new)
+            queue.append(new.name)  # the new version's event
+
+    def rewriter() -> None:
+        """Once the service holds an upload of the job: write a file's checkpoint back over itself
+        (If-Match its ETag), the checkpoint as read then being the evidence (as for a broken lease)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import AzureError
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if rig.emulator.state.uploads.get(job):
+                for item in service.state.list_blobs(name_starts_with="checkpoints/"):
+                    client = service.state.get_blob_client(item.name)
+                    try:
+                        downloader = client.download_blob()
+                        raw, etag = downloader.readall(), downloader.properties.etag
+                        data = json.loads(raw)
+                        spec = next((f for f in h.files if f.sha256 == data.get("file_sha256")), None)
+                        if spec is None:
+                            continue
+                        client.upload_blob(
+                            raw, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified
+                        )
+                    except (AzureError, ValueError):  # gone, or written meanwhile: try again
+                        continue
+                    h.faults["checkpoint-rewritten"] += 1
+                    done = {int(i) for i in data.get("completed", {})}
+                    h.interruptions.append(Interruption("checkpoint-rewritten", spec.key, done))
+                    return
+            time.sleep(0.005)
+
     if kill_worker:
         kill_a_worker(rig, h, service, job, incoming, h.files[0].name, random.Random(h.seed + 1_000_000))
     started = time.monotonic()
-    threads = [threading.Thread(target=invoker, name=f"invoker-{i}") for i in range(invokers)]
+    threads = [threading.Thread(target=invoker, args=(i,), name=f"invoker-{i}") for i in range(invokers)]
     if sweep:
         # the timer as it runs two minutes later (the service's injected clock): every file is due
         later = HRConnectorService(settings, clock=lambda: utc_now() + timedelta(minutes=2))
         threads.append(threading.Thread(target=lambda: _swallow(errors, later.run_schedule), name="timer"))
     if break_lease:
         threads.append(threading.Thread(target=breaker, name="breaker"))
+    if overwrite:
+        threads.append(threading.Thread(target=overwriter, name="overwriter"))
+    if rewrite:
+        threads.append(threading.Thread(target=rewriter, name="rewriter"))
     for t in threads:
         t.start()
     for t in threads:
@@ -848,7 +1168,12 @@ def run_function_history(
         _break_leases(service)
         for name in left:
             h.faults["late-delivery"] += 1
-            _swallow(errors, invoke_blob_trigger, BLOB_FUNCTION, incoming, name)
+            invoke(0, name)
+    if overwrite:  # the next timer run: it closes a version left unfinished whose bytes were replaced
+        later = HRConnectorService(settings, clock=lambda: utc_now() + timedelta(minutes=2))
+        _swallow(errors, later.run_schedule)
+    for instance in pool:
+        h.logs += instance.take_stderr()
     rig.settle()
     rig.observe(h, job)
     containers = {
@@ -858,16 +1183,30 @@ def run_function_history(
         "reports": service.reports,
     }
     names = {k: [b.name for b in c.list_blobs()] for k, c in containers.items()}
+    in_incoming = {(b.name, b.etag.strip('"')) for b in service.incoming.list_blobs()}
     for f in h.files:
         base = f.name.rsplit("/", 1)[1]
-        for where in ("incoming", "processed", "failed"):
-            held = [n for n in names[where] if n.endswith("/" + base) or n == f.name]
-            h.placement.setdefault(f.name, []).extend([where] * len(held))
+        # each version's own folder: <stamp>-<first 8 hex digits of the SHA-256 of its ETag>
+        folder = "-" + hashlib.sha256(f.etag.strip('"').encode()).hexdigest()[:8] + "/"
+        held = {"incoming": [f.name] if (f.name, f.etag.strip('"')) in in_incoming else []}
+        for where in ("processed", "failed"):
+            held[where] = [n for n in names[where] if n.endswith("/" + base) and folder in n]
+        h.placement[f.key] = [where for where, found in held.items() for _ in found]
         for where in ("processed", "failed", "reports"):
             for n in names[where]:
-                if n.endswith(base + ".report.json") or n.endswith(base + ".rejected.report.json"):
+                if folder in n and (n.endswith(base + ".report.json") or n.endswith(base + ".rejected.report.json")):
                     data = containers[where].get_blob_client(n).download_blob().readall()
-                    h.reports.setdefault(f.name, []).append(json.loads(data))
+                    h.reports.setdefault(f.key, []).append(json.loads(data))
+        state = service.files.get(f.name, f.etag)
+        h.states[f.key] = state.status if state is not None else "absent"
+        if f.version and h.files[0].name == f.name:  # the version it replaced: copied before the change?
+            old = h.files[0]
+            old.replaced = not h.placement.get(old.key)
+            h.faults["replaced-before-its-copy"] += old.replaced
+            if old.replaced:  # what its run had sent of it by then, as its report says
+                sent = _reported_sent(h, old)
+                part = "none" if not sent else "all" if sent == len(old.valid) else "part"
+                h.faults[f"replaced-version-sent-{part}-of-its-rows"] += 1
     for item in service.state.list_blobs():
         lease = service.state.get_blob_client(item.name).get_blob_properties().lease
         if lease.state == "leased":
@@ -939,7 +1278,7 @@ def _file_of_state_blob(h: History, job: str, blob: str) -> FileSpec | None:
     `locks/<checkpoint id>` (the id: the content's SHA-256 and the job)."""
     for f in h.files:
         key = hashlib.sha256(f"{f.sha256}\n{job}".encode()).hexdigest()[:40]
-        if blob.startswith(f"files/{f.name}/") or blob == f"locks/{key}":
+        if blob == f"files/{f.name}/{f.etag.strip(chr(34))}.json" or blob == f"locks/{key}":
             return f
     return None
 
@@ -962,7 +1301,12 @@ def _break_leases(service: Any) -> None:
 
 # -- a run ------------------------------------------------------------------------------------------
 def run_history(
-    rig: Rig, seed: int, *, paths: tuple[str, ...] = ("cli", "function"), lease_breaks: bool = True
+    rig: Rig,
+    seed: int,
+    *,
+    paths: tuple[str, ...] = ("cli", "function"),
+    lease_breaks: bool = True,
+    instances: str = "processes",
 ) -> tuple[History, Verdict]:
     rng = random.Random(seed)
     path = paths[seed % len(paths)]
@@ -973,7 +1317,9 @@ def run_history(
         if path == "cli":
             run_cli_history(rig, h, rng)
         else:
-            run_function_history(rig, h, rng, lease_breaks=lease_breaks, kill_worker=path == "function-kill")
+            run_function_history(
+                rig, h, rng, lease_breaks=lease_breaks, kill_worker=path == "function-kill", instances=instances
+            )
     except Exception as exc:
         h.errors.append(f"the history raised {type(exc).__name__}: {exc}")
     finally:
@@ -1014,7 +1360,7 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
         ("documented in-flight duplicates (rows)", str(sum(v.in_flight_duplicates for _, v in results))),
         ("  of which after a lost answer", str(sum(v.after_lost_answers for _, v in results))),
         (
-            "  of which after a kill or a broken lease",
+            "  of which after a kill, a broken lease or a rewritten checkpoint",
             str(sum(v.in_flight_duplicates - v.after_lost_answers for _, v in results)),
         ),
         ("failing histories", str(len(failing))),
@@ -1030,17 +1376,19 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
     return "\n".join(lines)
 
 
-def load_run(rig: Rig, files: int) -> str:
+def load_run(rig: Rig, files: int, *, instances: str = "processes") -> str:
     h = History(seed=-1, path="function", records_per_call=10, max_concurrency=2)
     start = len(rig.lines)
     tokens = rig.tokens()
-    took = run_function_history(rig, h, random.Random(1), files=files)
+    rig.instances_for(4 if instances == "processes" else 0)  # started before the clock runs
+    took = run_function_history(rig, h, random.Random(1), files=files, instances=instances)
     h.logs += rig.lines[start:]
     h.tokens = sorted(rig.tokens() - tokens)
     v = check(h)
     per_minute = files / took * 60
     return (
-        f"load: {files} files dropped at once, 4 invokers + timer sweep, every file delivered twice: "
+        f"load: {files} files dropped at once, 4 Function instances ({instances}) + timer sweep, "
+        f"every file delivered twice: "
         f"{took:.1f} s, {per_minute:.0f} files/min; lost {v.lost}, doubled beyond bound {v.doubled_beyond}, "
         f"in-flight duplicates {v.in_flight_duplicates}; {'OK' if v.ok else 'FAIL: ' + '; '.join(v.problems)}"
     )
@@ -1053,6 +1401,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load", type=int, default=0, help="also a load run with this many files")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--no-lease-breaks", action="store_true", help="leave out the broken-lease fault")
+    parser.add_argument(
+        "--instances",
+        choices=["processes", "threads"],
+        default="processes",
+        help="the Function's concurrent invokers: separate processes (default, as separate instances) or threads",
+    )
     args = parser.parse_args(argv)
     paths = tuple(args.paths.split(","))
     results: list[tuple[History, Verdict]] = []
@@ -1061,7 +1415,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             started = time.monotonic()
             for seed in parse_seeds(args.seeds) if args.seeds else []:
-                h, v = run_history(rig, seed, paths=paths, lease_breaks=not args.no_lease_breaks)
+                h, v = run_history(
+                    rig, seed, paths=paths, lease_breaks=not args.no_lease_breaks, instances=args.instances
+                )
                 results.append((h, v))
                 if args.verbose or not v.ok:
                     print(f"seed {seed} {h.path} rpc={h.records_per_call} conc={h.max_concurrency} "
@@ -1069,7 +1425,7 @@ def main(argv: list[str] | None = None) -> int:
             if results:
                 print(table(results, time.monotonic() - started))
             if args.load:
-                print(load_run(rig, args.load))
+                print(load_run(rig, args.load, instances=args.instances))
         finally:
             rig.close()
     return 0 if all(v.ok for _, v in results) else 1

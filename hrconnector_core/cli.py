@@ -273,18 +273,20 @@ def _secret(args: argparse.Namespace) -> str | None:
 def _client(args: argparse.Namespace, cloud: CloudEndpoints) -> IngestionClient:
     if not args.tenant_id or not args.app_id:
         raise ConfigurationError("--tenant-id and --app-id are required to upload")
+    from azure.core.credentials import TokenCredential
+
     from .credentials import TokenProvider, certificate_credential, secret_credential
     from .ingestion import IngestionClient
 
     secret = _secret(args)
-    if secret is not None:
-        credential = secret_credential(args.tenant_id, args.app_id, secret, cloud)
-    else:
-        password = os.environ.get(args.certificate_password_env) if args.certificate_password_env else None
-        credential = certificate_credential(
-            args.tenant_id, args.app_id, str(args.certificate), cloud, password=password
-        )
-    tokens = TokenProvider(credential, cloud.scope)
+    password = os.environ.get(args.certificate_password_env) if args.certificate_password_env else None
+
+    def credential() -> TokenCredential:  # a new one after a 401: its token cache starts empty
+        if secret is not None:
+            return secret_credential(args.tenant_id, args.app_id, secret, cloud)
+        return certificate_credential(args.tenant_id, args.app_id, str(args.certificate), cloud, password=password)
+
+    tokens = TokenProvider(credential(), cloud.scope, renew=credential)
     tokens.token()  # fail fast on a wrong app, tenant or secret, before reading the file
     return IngestionClient(cloud, args.job_id, tokens, file_name=sent_file_name(args.file.name))
 

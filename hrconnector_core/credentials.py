@@ -229,10 +229,12 @@ class TokenProvider:
         credential: TokenCredential,
         scope: str,
         *,
+        renew: Callable[[], TokenCredential] | None = None,
         refresh_margin: float = REFRESH_MARGIN_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._credential = credential
+        self._renew = renew
         self._scope = scope
         self._margin = refresh_margin
         self._clock = clock
@@ -247,10 +249,14 @@ class TokenProvider:
             return self._token.token
 
     def invalidate(self, token: str) -> None:
-        """Forget `token` (the service refused it) so the next call fetches a new one."""
+        """Forget `token` (the service refused it) so the next call fetches a new one. An
+        azure-identity credential hands back its cached token until that expires, revoked or not,
+        so the new one comes from a new credential when `renew` makes one."""
         with self._lock:
             if self._token is not None and self._token.token == token:
                 self._token = None
+                if self._renew is not None:
+                    self._credential = self._renew()
 
     def _fetch(self) -> AccessToken:
         try:

@@ -186,7 +186,10 @@ class HRConnectorService:
     def client(
         self, connector: Connector, file_name: str, *, guard: Callable[[], None] | None = None
     ) -> IngestionClient:
-        tokens = TokenProvider(connector_credential(connector, self.settings), connector.cloud.scope)
+        def credential() -> TokenCredential:  # a new one after a 401: its token cache starts empty
+            return connector_credential(connector, self.settings)
+
+        tokens = TokenProvider(credential(), connector.cloud.scope, renew=credential)
         tokens.token()  # a wrong app, tenant or secret fails here, before the file is read
         name = sent_file_name(PurePosixPath(file_name).name)
         if guard is None:

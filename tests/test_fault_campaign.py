@@ -21,6 +21,7 @@ from benchmarks.fault_campaign import (
     Rig,
     check,
     encode_file,
+    encode_workbook,
     make_file,
     replay,
     run_history,
@@ -247,6 +248,88 @@ def test_every_generated_value_is_unique_in_a_history_and_scenario_names_are_not
     }  # fmt: skip
 
 
+# -- workbooks: the rows expected are the cells as the documentation says they are read ---------------
+def test_a_workbooks_rows_are_expected_as_its_cells_are_read() -> None:
+    h = clean_history()
+    rows = [["w1@x.com", "1990-02-01T07:00:05Z", "two\nlines tw1", "Rate-tw1"]]
+    h.files[0] = encode_workbook("main/a.xlsx", ["EmailAddress", "EffectiveDate", "Remarks", "Rating"], rows)
+    assert h.files[0].records == [["w1@x.com", "1990-02-01T07:00:05", "two\nlines tw1", "Rate-tw1"]]  # a datetime cell
+    h.received, h.answer_lost = [copy.deepcopy(h.files[0].records), B[0:1]], [False, False]
+    h.reports = {"main/a.xlsx": [report(1, uploaded=1)], "main/b.csv": h.reports["main/b.csv"]}
+    h.placement = {"main/a.xlsx": ["processed"], "main/b.csv": ["processed"]}
+    assert check(h).ok, check(h).problems
+    h.received[0] = [rows[0]]  # the date as the CSV form (with its Z): not what the cell holds
+    assert check(h).lost == 1
+    h.files[0].records[0][2] = "one line tw1"  # a spec the workbook does not hold
+    assert any("the generated file holds" in p for p in check(h).problems)
+
+
+# -- a file overwritten in hr-incoming during its upload ---------------------------------------------
+C = [
+    ["c1@x.com", "1990-03-02T07:00:05Z", "remark tc1", "Rate-tc1"],
+    ["c2@x.com", "1990-03-03T08:01:05Z", "remark tc2", "Rate-tc2"],
+]
+
+
+def replaced_history() -> History:
+    """main/a.csv replaced by a new version (rows C) while its run uploaded it: the old run sent
+    its first chunk and its report says so (2 uploaded, 1 not); the new version arrived in full."""
+    h = clean_history()
+    h.files[0].replaced = True
+    new = encode_file("main/a.csv", ["EmailAddress", "EffectiveDate", "Remarks", "Rating"], copy.deepcopy(C))
+    new.version = 1
+    h.files.append(new)
+    h.received = [A[0:2], C[0:2], B[0:1]]
+    h.answer_lost = [False, False, False]
+    old = report(3, uploaded=2)
+    old["rows"]["not_uploaded"] = 1
+    h.reports = {"main/a.csv": [old], "main/a.csv@v1": [report(2, uploaded=2)], "main/b.csv": h.reports["main/b.csv"]}
+    h.placement = {"main/a.csv": [], "main/a.csv@v1": ["processed"], "main/b.csv": ["processed"]}
+    h.states = {"main/a.csv": "processed", "main/a.csv@v1": "processed", "main/b.csv": "processed"}
+    return h
+
+
+def test_a_replaced_version_is_held_to_what_its_report_says_it_sent() -> None:
+    h = replaced_history()
+    assert check(h).ok, check(h).problems
+    h.received.append(copy.deepcopy(A[2:3]))  # the old version's unsent row sent after all
+    h.answer_lost.append(False)
+    verdict = check(h)
+    assert verdict.doubled_beyond == 1 and any("its report says 2" in p for p in verdict.problems)
+    h = replaced_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 3, "not_uploaded": 0}  # says 3 sent; 2 arrived
+    assert check(h).lost == 1
+
+
+def test_a_replaced_versions_row_doubled_and_the_new_versions_rows_are_each_checked() -> None:
+    h = replaced_history()
+    h.received.append(copy.deepcopy(A[0:2]))  # the old version's chunk twice, no fault explains it
+    h.answer_lost.append(False)
+    assert check(h).doubled_beyond == 2
+    h = replaced_history()
+    h.received[1] = C[0:1]  # a row of the new version missing
+    assert check(h).lost == 1
+
+
+def test_a_version_left_unfinished_or_unplaced_is_detected() -> None:
+    h = replaced_history()
+    h.states["main/a.csv"] = "processing"
+    assert any("main/a.csv: its state ends 'processing'" in p for p in check(h).problems)
+    h = replaced_history()
+    h.files[0].replaced = False  # not replaced: its copy must be in processed or failed
+    assert any("main/a.csv: ends in []" in p for p in check(h).problems)
+
+
+def test_a_replaced_version_read_part_way_lists_the_mistakes_it_read() -> None:
+    h = replaced_history()
+    h.files[1].replaced = True  # main/b.csv, as if replaced after its run read one row
+    h.reports["main/b.csv"] = [report(1, uploaded=1)]  # read row 2 only (row 3, invalid, not read)
+    h.placement["main/b.csv"] = []
+    assert check(h).ok, check(h).problems
+    h.reports["main/b.csv"] = [report(1, uploaded=0)]  # read one row, a valid one, and counts it nowhere
+    assert any("main/b.csv: report 1 counts" in p for p in check(h).problems)
+
+
 # -- F7: an empty history does not pass -------------------------------------------------------------
 def test_an_empty_history_fails() -> None:
     h = clean_history()
@@ -301,9 +384,15 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
     assert total("cli", "kill") >= 5 and total("function-kill", "worker-kill") == 2
     assert total("cli", "lost-response") >= 2 and total("function", "lost-response") >= 3
     assert total("cli", "403-window-refusals") >= 1 and total("cli", "token-window-refusals") >= 1
+    assert total("cli", "token-outage-window-failures") >= 1  # the token endpoint's 503s / unanswered calls met
     assert total("function-kill", "lost-response") >= 1
     assert total("function", "concurrent-invokers") >= 3 and total("function", "duplicate-delivery") >= 6
     assert total("function", "lease-broken") >= 1 and total("function", "timer-sweep") >= 2
+    assert total("function", "process-instances") >= 8  # the invokers are separate processes
+    # a file overwritten in hr-incoming while a run uploaded it, its old version's bytes gone before its copy
+    assert total("function", "overwritten-during-upload") >= 1 and total("function", "replaced-before-its-copy") >= 1
+    assert total("function", "checkpoint-rewritten") >= 1  # an ETag conflict on the run's next checkpoint write
+    assert total("cli", "xlsx-files") >= 2 and total("function", "xlsx-files") >= 1  # workbooks on both paths
     kills = [(h.seed, len(h.interruptions)) for h, _ in results if h.path == "cli"]
     assert kills == [(h.seed, h.faults["kill"]) for h, _ in results if h.path == "cli"]  # evidence of each kill
     assert sum(v.in_flight_duplicates for _, v in results) > 0  # duplicates happened, each one explained

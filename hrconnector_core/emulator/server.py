@@ -169,6 +169,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _token(self, tenant: str, form: dict[str, str], audience: str, *, v1: bool) -> None:
         self.state.count("token_requests")
+        fault = self.state.take_token_fault()
+        if fault == "drop":
+            self.state.count("token_dropped")
+            raise _HangUpError
+        if fault is not None:
+            self.state.count("token_unavailable")
+            body = {"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable."}
+            return self._send_json(503, body)  # OAuth 2.0's error code for it (RFC 6749, 5.2 / 4.1.2.1)
         if form.get("grant_type") != "client_credentials":
             return self._aad_error(
                 400, "unsupported_grant_type", 70003, "AADSTS70003: The app requested an unsupported grant type."

@@ -105,6 +105,9 @@ class EmulatorState:
     counters: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     holds: list[UploadHold] = field(default_factory=list)  # the next upload calls to hold, in order
+    # The token endpoint's next answers, in order: "503" (Entra temporarily unavailable) or "drop"
+    # (the connection closed with no answer, as a client sees a time-out).
+    token_faults: list[str] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random)
     graph: GraphState = field(default_factory=GraphState)  # the emulated Microsoft Graph drive API
 
@@ -161,6 +164,10 @@ class EmulatorState:
     def take_hold(self) -> UploadHold | None:
         with self.lock:
             return self.holds.pop(0) if self.holds else None
+
+    def take_token_fault(self) -> str | None:
+        with self.lock:
+            return self.token_faults.pop(0) if self.token_faults else None
 
     def count(self, name: str) -> None:
         with self.lock:
