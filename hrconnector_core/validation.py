@@ -293,7 +293,7 @@ class RowValidator:
         if not self._fast_path or any(c.date_format for c in checks):
             return None  # converted dates need the detailed path
         positions = [c.position for c in checks]
-        if len(set(positions)) < len(positions) or self._scenario_index in positions:
+        if len(set(positions)) < len(positions) or self._scenario_index in {*positions, *(i for i, _ in foreign)}:
             return None  # one column read by two checks: one pattern piece cannot hold both
         pieces: list[str | None] = [None] * self.width  # None: a column no check reads
         if self._scenario_index is not None:

@@ -311,6 +311,34 @@ def test_one_column_mapped_to_two_fields_keeps_both_checks() -> None:
     assert fast == detailed == ["invalid-email"]
 
 
+def test_the_scenario_column_read_by_another_scenario_warns_on_every_row_on_both_paths() -> None:
+    """The review's case: performance reviews read their remarks from the scenario column, so a
+    resignation row has a value in a column only another scenario reads (a warning). The fast
+    pattern skipped the first column as the scenario value and lost that warning after row 1."""
+    both = {"EmailAddress": "EmailAddress"}
+    mapping = Mapping.from_dict(
+        {
+            "scenario_column": "HRScenario",
+            "scenarios": [
+                {"scenario": "resignation", "value": "Resignation",
+                 "columns": {**both, "ResignationDate": "ResignationDate", "LastWorkingDate": "LastWorkingDate"}},
+                {"scenario": "performance_review", "value": "Performance review",
+                 "columns": {**both, "EffectiveDate": "EffectiveDate", "Remarks": "HRScenario"}},
+            ],
+        }
+    )  # fmt: skip
+    header = ["HRScenario", "EmailAddress", "ResignationDate", "LastWorkingDate", "EffectiveDate"]
+    row = ["Resignation", "", "2024-01-01T00:00:00Z", "2024-01-02T00:00:00Z", ""]
+    outcomes = []
+    for fast in (True, False):
+        sink = Recorder()
+        records: list[Record] = [(n, [row[0], f"p{n}@b.co", *row[2:]]) for n in (2, 3, 4)]
+        passed = list(RowValidator(header, mapping, fast_path=fast).validate_rows(records, sink))
+        warnings = [(e[1].row, e[1].code) for e in sink.events if e[0] == "warned"]  # type: ignore[attr-defined]
+        outcomes.append((len(passed), warnings))
+    assert outcomes[0] == outcomes[1] == (3, [(n, "value-in-other-scenario-column") for n in (2, 3, 4)])
+
+
 # -- the fast pieces: atomic groups and possessive repeats change no language ---------------------
 # The plain (backtracking) forms, as the detailed checks and the documentation state them.
 _PLAIN_DATE = (
