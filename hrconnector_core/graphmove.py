@@ -4,8 +4,9 @@ outcome where they dropped them.
 
 Order, so that a crash at any step is finished by the next run and nothing is done twice: the
 item is looked at first (already in the target folder: only the record is missing), then the
-report is uploaded (replacing any earlier attempt's), then the item is moved under If-Match its
-copied eTag, then the record says `moved`. An item deleted, changed or moved away by a person
+report is uploaded (replacing any earlier attempt's), then the item, if its content is still the
+copied one (its cTag; a rename does not matter), is moved under If-Match the eTag just read, then
+the record says `moved`. An item deleted, changed or moved away by a person
 meanwhile is left alone and the record says why.
 """
 
@@ -21,7 +22,7 @@ from azure.storage.blob import BlobServiceClient
 
 from .blobstore import FileState
 from .graph import GraphClient, GraphError, quote_path, segment
-from .graphstate import FAILED_TO_MOVE, MOVED, ItemRecord
+from .graphstate import FAILED_TO_MOVE, MOVED, ItemRecord, content_tag
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +97,20 @@ class Mover:
             return record
         if parent != self.folder.folder_id:
             return self._not_moved(record, "the item was moved out of the folder after it was copied")
-        if item.get("eTag") != record.etag:
+        if content_tag(item) != (record.ctag or record.etag):  # renamed only: still the copied content
             changed = "the item was changed after it was copied (the new version is copied on its own)"
             return self._not_moved(record, changed)
         target = self.target(folder_name)
         assert target is not None
+        name = str(item.get("name") or record.name)  # as a person may have renamed it
         for attempt in range(2):
-            final = self._free_name(target, record.name, force_suffix=attempt > 0)
+            final = self._free_name(target, name, force_suffix=attempt > 0)
             self._upload_reports(target, final, state)
             try:
                 self.graph.patch(
                     self._item_path(record.item_id),
                     {"parentReference": {"id": target}, "name": final},
-                    if_match=record.etag,
+                    if_match=str(item["eTag"]),  # as just read: a change since refuses the move
                     **{"@microsoft.graph.conflictBehavior": "fail"},
                 )
             except GraphError as exc:

@@ -7,8 +7,8 @@ One run per connector at a time (a lease on its `delta.json`), on the source tim
 2. ask the drive's delta query what changed since the stored delta link (Graph supports delta on
    a drive's root only, so only items whose parent is the watched folder are kept; Processed and
    Failed are subfolders and so never copied); an expired link (410) starts a full enumeration;
-3. copy each new version (item id + eTag) of a .csv/.xlsx into
-   `<connector>/sharepoint/<key[:12]>/<name>`: streamed into staged blocks (bounded memory), the
+3. copy each new version (item id + content tag, cTag: a rename is not a new version) of a
+   .csv/.xlsx into `<connector>/sharepoint/<key[:12]>/<name>`: streamed into staged blocks (bounded memory), the
    item re-read (changed meanwhile: nothing committed, the next delta brings the new version),
    then committed only if the blob does not exist. A version with a record, a blob, or file
    history in hr-state (a crash after the copy, the copy already processed) is not copied again;
@@ -44,7 +44,7 @@ from .credentials import TokenProvider, function_identity
 from .errors import HRConnectorError, StorageError
 from .graph import DownloadInterruptedError, GraphClient, GraphError, quote_path, segment
 from .graphmove import Folder, Mover, finished_state
-from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, version_key
+from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, content_tag, version_key
 from .settings import Connector, GraphFolder, Settings
 from .telemetry import dimensions, log_context
 
@@ -308,22 +308,27 @@ class GraphSource:
     def _handle(
         self, item: dict[str, Any], folder: Folder, baseline: bool, lease: KeptLease, summary: SourceSummary
     ) -> None:
-        name = str(item.get("name") or "")
         if "file" not in item:
             return  # a folder (only the watched folder's children are here: see _changes)
         if "deleted" in item:
-            log.info("%s was deleted from the folder", name)
+            log.info("%s was deleted from the folder", item.get("name") or "an item")
             return
-        if not name.lower().endswith(SOURCE_SUFFIXES) or name.startswith("~$"):
+        if not self._wanted(item):
             return
-        item_id, etag = str(item["id"]), str(item["eTag"])
-        key = version_key(item_id, etag)
+        item_id = str(item["id"])
+        if not item.get("cTag"):  # delta in OneDrive for Business and SharePoint carries none
+            current = self._current(folder, item_id, summary)
+            if current is None or not self._wanted(current):
+                return
+            item = current
+        name, etag, ctag = str(item["name"]), str(item["eTag"]), content_tag(item)
+        key = version_key(item_id, ctag)
         if self.state.record(key) is not None:
-            summary.skipped += 1
+            summary.skipped += 1  # this content of this item is handled (renamed or moved back since)
             return
         lease.check()  # a run that lost its lease writes and copies nothing more
         blob_name = f"{self.connector.name}/sharepoint/{key[:12]}/{name}"
-        record = ItemRecord(key, item_id, etag, name, COPIED, blob=blob_name, at=self._now())
+        record = ItemRecord(key, item_id, etag, name, COPIED, ctag=ctag, blob=blob_name, at=self._now())
         if baseline:
             record.status, record.blob = BASELINE, None
             self.state.create(record)
@@ -332,7 +337,7 @@ class GraphSource:
         with log_context(file=blob_name):
             if self._already_copied(blob_name):
                 log.info("%s was copied by an earlier run that stopped before its record", name)
-            elif not self._copy(folder.drive_id, item_id, etag, blob_name, lease):
+            elif not self._copy(folder.drive_id, item_id, etag, ctag, blob_name, lease):
                 return  # changed while it was read: the next delta brings the new version
             else:
                 summary.copied.append(blob_name)
@@ -340,15 +345,35 @@ class GraphSource:
             record.copied_at = record.at
             self.state.create(record)
 
+    @staticmethod
+    def _wanted(item: dict[str, Any]) -> bool:
+        name = item.get("name")
+        return isinstance(name, str) and name.lower().endswith(SOURCE_SUFFIXES) and not name.startswith("~$")
+
+    def _current(self, folder: Folder, item_id: str, summary: SourceSummary) -> dict[str, Any] | None:
+        """The item as it is now (with its cTag), None when it left the folder meanwhile (the
+        next delta says where it went)."""
+        try:
+            item = self.graph.get(f"/v1.0/drives/{segment(folder.drive_id)}/items/{segment(item_id)}")
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            log.info("an item was deleted from the folder before it was read")
+            return None
+        if (item.get("parentReference") or {}).get("id") != folder.folder_id or "file" not in item:
+            log.info("%s left the folder before it was read", item.get("name"))
+            return None
+        return item
+
     def _already_copied(self, blob_name: str) -> bool:
         """The copy exists, or the blob path has seen it already (processed and gone)."""
         if self.incoming.get_blob_client(blob_name).exists():
             return True
         return bool(self.files.history(blob_name))
 
-    def _copy(self, drive_id: str, item_id: str, etag: str, blob_name: str, lease: KeptLease) -> bool:
-        """Stream the item into staged blocks, then commit them only if its eTag is still `etag`
-        and the blob does not exist yet. False when the item changed while it was read. A
+    def _copy(self, drive_id: str, item_id: str, etag: str, ctag: str, blob_name: str, lease: KeptLease) -> bool:
+        """Stream the item into staged blocks, then commit them only if its content tag is still
+        `ctag` and the blob does not exist yet. False when the content changed while it was read. A
         download that breaks off starts again (blocks staged under the same ids are replaced)."""
         blob = self.incoming.get_blob_client(blob_name)
         for attempt in range(1, COPY_ATTEMPTS + 1):
@@ -360,14 +385,19 @@ class GraphSource:
                     raise
                 log.info("%s; reading the file again (attempt %d of %d)", exc, attempt + 1, COPY_ATTEMPTS)
         now = self.graph.get(f"/v1.0/drives/{segment(drive_id)}/items/{segment(item_id)}")
-        if now.get("eTag") != etag:
+        if content_tag(now) != ctag:
             log.info("the item changed while it was copied; its new version is copied at the next run")
             return False
         lease.check()
         try:
             blob.commit_block_list(
                 blocks,
-                metadata={"graph_item_id": item_id, "graph_etag": etag.strip('"'), "bytes": str(size)},
+                metadata={
+                    "graph_item_id": item_id,
+                    "graph_etag": etag.strip('"'),
+                    "graph_ctag": ctag.strip('"'),
+                    "bytes": str(size),
+                },
                 match_condition=MatchConditions.IfMissing,  # If-None-Match: *
             )
         except (ResourceExistsError, ResourceModifiedError):

@@ -649,7 +649,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "graph source: no eTag check before the commit",
         "hrconnector_core/graphsource.py",
-        '        if now.get("eTag") != etag:',
+        "        if content_tag(now) != ctag:",
         "        if False:",
         (GS + "test_an_item_changed_while_it_is_copied_is_not_committed_and_its_new_version_is",),
         "a file saved while it is copied is uploaded half old, half new",
@@ -682,7 +682,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "graph move: moved whatever the item's version",
         "hrconnector_core/graphmove.py",
-        '        if item.get("eTag") != record.etag:',
+        "        if content_tag(item) != (record.ctag or record.etag):",
         "        if False:",
         (GS + "test_an_item_changed_or_deleted_after_its_copy_is_not_moved",),
         "a newer version someone saved is moved to Processed without being uploaded",

@@ -633,7 +633,7 @@ def test_only_the_sources_own_lines_reach_the_host_and_no_token_url_or_value(
     monkeypatch.setenv("HR_SOURCE_COPY_EXISTING", "true")
     data_rows_ = rows(6)
     item = sp.put("leavers.csv", csv_bytes(HEADER, data_rows_))
-    blob = f"main/sharepoint/{version_key(item['id'], item['eTag'])[:12]}/leavers.csv"
+    blob = f"main/sharepoint/{version_key(item['id'], item['cTag'])[:12]}/leavers.csv"
     tokens_before = set(emulator.state.tokens)
     result = subprocess.run(
         [sys.executable, "-c", SOURCE_WORKER, sp.env.settings.containers.incoming, blob],
