@@ -204,11 +204,20 @@ class GraphSource:
             doc, etag = found if found else ({}, None)
         except DamagedStateError as exc:  # never a baseline: new files would be recorded, not copied
             log.warning("%s; reading the whole folder again (records keep copies single)", exc)
-            doc, etag = {"folder_id": None, "damaged": True}, exc.etag
+            doc, etag = {"completed": True}, exc.etag
         drive_id, folder_id = self._resolve()
-        # The first run for this folder: what is there is a baseline (unless copy_existing).
-        first = doc.get("folder_id") != folder_id and not doc.pop("damaged", False)
+        # Only a connector whose source never completed a run takes what is there as a baseline
+        # (unless copy_existing); a state from before `completed` was kept: a folder id meant one.
+        completed = bool(doc.get("completed", bool(doc.get("folder_id"))))
+        first = not completed
         link = doc.get("delta_link") if doc.get("drive_id") == drive_id else None
+        if completed and doc.get("folder_id") != folder_id:
+            log.warning(
+                "the folder %s is not the one of the last run (created again, or the setting changed): "
+                "every file in it is copied (records keep each version single), not taken as a baseline",
+                self.folder.where,
+            )
+            link = None  # a full enumeration: the files already in that folder are not changes
         items, link = self._changes(drive_id, folder_id, link, summary)
         folder = Folder(drive_id, folder_id)
         baseline = first and not self.folder.copy_existing
@@ -234,6 +243,7 @@ class GraphSource:
         )
         if not failed:  # else the next run sees these changes again (the records keep it exact)
             doc["delta_link"] = link
+        doc["completed"] = completed or not failed  # a first run stays first until all is recorded
         self.state.blobs.write(self.state.delta_name, doc, etag=etag, lease=lease.client)
         if self.folder.move:
             self._move_finished(folder, lease, summary)

@@ -102,7 +102,6 @@ def test_moved_out_and_back_before_upload_is_sent_once(emulator: Emulator, share
 
 
 # -- the baseline -----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="review finding 2: not fixed yet")
 def test_a_first_run_with_one_failed_baseline_record_never_sends_that_old_file(
     emulator: Emulator, sharepoint: SharePoint, edge: Any
 ) -> None:
@@ -524,7 +523,6 @@ def test_a_read_grant_with_moving_on_says_which_grant_is_missing(
     assert "write" in text or "HR_SOURCE_MOVE" in text, f"no hint at the grant or the setting: {text}"
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 4: not fixed yet")
 def test_a_folder_deleted_and_created_again_does_not_swallow_new_files(sharepoint: SharePoint) -> None:
     """The watched folder is re-created (new id) and an export dropped in before the next run:
     the source treats it as a first run and records the new export as a baseline: never sent."""
@@ -536,6 +534,28 @@ def test_a_folder_deleted_and_created_again_does_not_swallow_new_files(sharepoin
     sp.put("new-after-recreate.csv", data)
     sp.run()
     assert copies(sp) == {"new-after-recreate.csv": [data]}
+
+
+def test_the_folder_setting_changed_away_and_back_does_not_swallow_new_files(
+    sharepoint: SharePoint, monkeypatch, caplog
+) -> None:
+    """A connector that has run is pointed at another folder, then back: the files dropped
+    meanwhile (in either folder) are copied, with a warning, never taken as a baseline."""
+    sp = sharepoint
+    old = csv_bytes(HEADER, rows(1, start=90))
+    sp.put("old.csv", old)
+    sp.run()  # the first run: old.csv is a baseline
+    other = csv_bytes(HEADER, rows(2, start=7))
+    sp.put("other.csv", other, folder="HR/Other")
+    monkeypatch.setenv("HR_SOURCE_FOLDER", "HR/Other")
+    caplog.set_level(logging.WARNING, logger="hrconnector_core")
+    sp.run()
+    assert any("not the one of the last run" in r.getMessage() for r in caplog.records)
+    new = csv_bytes(HEADER, rows(2, start=3))
+    sp.put("new.csv", new)
+    monkeypatch.setenv("HR_SOURCE_FOLDER", FOLDER)
+    sp.run()
+    assert copies(sp) == {"other.csv": [other], "new.csv": [new]}  # old.csv stays a baseline
 
 
 def test_a_410_in_the_middle_of_incremental_paging_copies_each_once(sharepoint: SharePoint, edge: Any) -> None:
