@@ -70,6 +70,7 @@ class SourceSummary:
     copied: list[str] = field(default_factory=list)  # hr-incoming blob names
     baseline: int = 0
     skipped: int = 0  # versions already handled
+    odd: int = 0  # entries Graph gave without what a file needs (id, name, eTag): skipped, warned
     moved: list[str] = field(default_factory=list)
     not_moved: list[str] = field(default_factory=list)
     resynced: bool = False
@@ -173,8 +174,8 @@ class GraphSource:
                 self._graph.close()
         log.info(
             "SharePoint source %s: %d file(s) copied, %d moved, %d not moved, %d recorded as already there, "
-            "%d failure(s)", self.folder.where, len(summary.copied), len(summary.moved), len(summary.not_moved),
-            summary.baseline, len(summary.failures),
+            "%d odd entries skipped, %d failure(s)", self.folder.where, len(summary.copied), len(summary.moved),
+            len(summary.not_moved), summary.baseline, summary.odd, len(summary.failures),
             extra=dimensions(copied=len(summary.copied), moved=len(summary.moved), failures=len(summary.failures)),
         )  # fmt: skip
         return summary
@@ -301,9 +302,10 @@ class GraphSource:
                     continue
                 raise
             for item in page.get("value") or []:
-                if not isinstance(item, dict) or "id" not in item:
-                    continue
-                if (item.get("parentReference") or {}).get("id") == folder_id:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    continue  # not an item: nothing to keep or to drop
+                parent = item.get("parentReference")
+                if isinstance(parent, dict) and parent.get("id") == folder_id:
                     items[str(item["id"])] = item  # a later page's state of an item wins
                 else:
                     items.pop(str(item["id"]), None)  # moved out of the folder since
@@ -327,10 +329,16 @@ class GraphSource:
             return
         item_id = str(item["id"])
         if not item.get("cTag"):  # delta in OneDrive for Business and SharePoint carries none
-            current = self._current(folder, item_id, summary)
+            current = self._current(folder, item_id)
             if current is None or not self._wanted(current):
                 return
             item = current
+        if not all(isinstance(item.get(k), str) and item[k] for k in ("eTag", "name")) or not isinstance(
+            item.get("cTag", ""), str
+        ):
+            summary.odd += 1  # one odd answer must not stop the delta link for every other file
+            log.warning("Graph described %s without a usable eTag; it is skipped", item.get("name") or "an item")
+            return
         name, etag, ctag = str(item["name"]), str(item["eTag"]), content_tag(item)
         key = version_key(item_id, ctag)
         if self.state.record(key) is not None:
@@ -360,7 +368,7 @@ class GraphSource:
         name = item.get("name")
         return isinstance(name, str) and name.lower().endswith(SOURCE_SUFFIXES) and not name.startswith("~$")
 
-    def _current(self, folder: Folder, item_id: str, summary: SourceSummary) -> dict[str, Any] | None:
+    def _current(self, folder: Folder, item_id: str) -> dict[str, Any] | None:
         """The item as it is now (with its cTag), None when it left the folder meanwhile (the
         next delta says where it went)."""
         try:
@@ -370,7 +378,8 @@ class GraphSource:
                 raise
             log.info("an item was deleted from the folder before it was read")
             return None
-        if (item.get("parentReference") or {}).get("id") != folder.folder_id or "file" not in item:
+        parent = item.get("parentReference")
+        if not isinstance(parent, dict) or parent.get("id") != folder.folder_id or "file" not in item:
             log.info("%s left the folder before it was read", item.get("name"))
             return None
         return item

@@ -665,7 +665,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "graph source: subfolders watched",
         "hrconnector_core/graphsource.py",
-        '                if (item.get("parentReference") or {}).get("id") == folder_id:',
+        '                if isinstance(parent, dict) and parent.get("id") == folder_id:',
         "                if True:",
         (GS + "test_new_files_are_copied_once_and_only_csv_and_xlsx_of_the_folder_itself",),
         "files in Processed (and any subfolder) are uploaded again",

@@ -350,6 +350,45 @@ def test_a_delta_entry_without_an_etag_does_not_fail_every_run(sharepoint: Share
     assert copies(sp) == {"good.csv": [good]}
 
 
+def test_an_item_graph_describes_without_an_etag_is_skipped_and_the_delta_link_moves_on(
+    sharepoint: SharePoint, edge: Any, caplog
+) -> None:
+    """The item itself (read for its cTag) comes without an eTag, and another entry's
+    parentReference is not an object: both are skipped with a warning, the good file is copied,
+    and the delta link is stored (the next run reads one page, not the whole library)."""
+    sp = sharepoint
+    sp.run()
+    good = csv_bytes(HEADER, rows(1))
+    sp.put("good.csv", good)
+    odd = sp.put("odd.csv", csv_bytes(HEADER, rows(1, start=4)))
+
+    def odd_item(request: requests.PreparedRequest) -> bool:
+        return request.method == "GET" and urlsplit(request.url or "").path.endswith(f"/items/{odd['id']}")
+
+    def strip(request: requests.PreparedRequest, response: requests.Response) -> None:
+        body = response.json()
+        body.pop("eTag")
+        response._content = json.dumps(body).encode()
+
+    def delta(request: requests.PreparedRequest) -> bool:
+        return "/root/delta" in (request.url or "")
+
+    def bad_parent(request: requests.PreparedRequest, response: requests.Response) -> None:
+        body = response.json()
+        body["value"].append({"id": "ODD2", "name": "x.csv", "file": {}, "parentReference": "not an object"})
+        response._content = json.dumps(body).encode()
+
+    edge.after(odd_item, strip)
+    edge.after(delta, bad_parent)
+    caplog.set_level(logging.INFO, logger="hrconnector_core")
+    sp.run()
+    assert copies(sp) == {"good.csv": [good]}
+    assert any("without a usable eTag" in r.getMessage() for r in caplog.records)
+    assert any("1 odd entries skipped" in r.getMessage() for r in caplog.records)
+    doc = json.loads(sp.env.service.state.get_blob_client("graph/main/delta.json").download_blob().readall())
+    assert doc["delta_link"] and doc["completed"] is True
+
+
 # -- settings ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("env", "setting"),
