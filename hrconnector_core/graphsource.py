@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 SOURCE_SUFFIXES = (".csv", ".xlsx")  # what hr-incoming takes (service.INPUT_SUFFIXES)
 BLOCK_SIZE = 4 << 20  # bytes staged per block: the most a copy holds in memory
 COPY_ATTEMPTS = 3  # a download that breaks off is started again this many times in one run
+# Delta pages one run reads at most (Graph's pages hold up to a few hundred items: a library of
+# about a million items); a feed that goes on past it is a fault, and the run says so.
+MAX_DELTA_PAGES = 5000
 RESYNC_CODES = ("resyncRequired", "resyncChangesApplyDifferences", "resyncChangesUploadDifferences")
 # What one connector's failure raises: the next connector still runs.
 CONNECTOR_ERRORS = (AzureError, HRConnectorError, KeyError, TypeError, ValueError)
@@ -290,13 +293,20 @@ class GraphSource:
         start = f"/v1.0/drives/{segment(drive_id)}/root/delta"
         url = link or start
         items: dict[str, dict[str, Any]] = {}
+        seen: set[str] = set()  # the links read: one that comes again would be read for ever
         while True:
+            if url in seen:
+                raise GraphError("Graph gave a delta page link it had given before: the feed does not end; stopped")
+            if len(seen) >= MAX_DELTA_PAGES:
+                raise GraphError(f"the delta feed went on past {MAX_DELTA_PAGES} pages in one run; stopped")
+            seen.add(url)
             try:
                 page = self.graph.get(url)
             except GraphError as exc:
                 if exc.status == 410 and url != start and not summary.resynced:
                     summary.resynced = True
                     items.clear()
+                    seen.clear()
                     url = start
                     log.warning("the delta link expired (%s); reading the whole library again", exc.code or "410")
                     continue

@@ -652,7 +652,6 @@ def test_an_item_a_person_moved_into_processed_still_gets_its_report(sharepoint:
     assert "manual.csv.report.json" in sp.names(f"{FOLDER}/Processed"), sp.names(f"{FOLDER}/Processed")
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 5: not fixed yet")
 def test_a_delta_feed_that_never_ends_stops_the_run(sharepoint: SharePoint, edge: Any) -> None:
     """A buggy Graph answers every delta page with the same @odata.nextLink and no delta link.
     The run must give up (a page cap), not loop until the Function's timeout holding the lease."""
@@ -675,6 +674,34 @@ def test_a_delta_feed_that_never_ends_stops_the_run(sharepoint: SharePoint, edge
     with pytest.raises(SourceError):
         sp.run()
     assert len(pages) <= 1000, f"{len(pages)} identical pages read"
+
+
+def test_a_delta_feed_of_new_links_that_never_ends_stops_at_the_page_cap(
+    sharepoint: SharePoint, edge: Any, monkeypatch
+) -> None:
+    """Every page a new next link, never a delta link: the run stops at the cap with a clear error."""
+    from hrconnector_core import graphsource
+
+    monkeypatch.setattr(graphsource, "MAX_DELTA_PAGES", 20)
+    sp = sharepoint
+    sp.run()
+    pages: list[int] = []
+
+    def delta(request: requests.PreparedRequest) -> bool:
+        return "/root/delta" in (request.url or "")
+
+    def endless(request: requests.PreparedRequest) -> requests.Response:
+        pages.append(1)
+        if len(pages) > 200:
+            raise requests.ConnectionError("test: the run is still paging after 200 pages")
+        base = (request.url or "").split("/v1.0/")[0]
+        link = f"{base}/v1.0/drives/{sp.drive_id}/root/delta?token=page{len(pages)}"
+        return _json_answer(request, 200, {"value": [], "@odata.nextLink": link})
+
+    edge.rule(Rule(delta, before=endless))
+    with pytest.raises(SourceError, match="past 20 pages"):
+        sp.run()
+    assert len(pages) == 20
 
 
 def test_the_failed_path_puts_the_report_and_rejected_rows_in_failed(sharepoint: SharePoint, edge: Any) -> None:
