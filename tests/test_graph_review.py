@@ -438,15 +438,16 @@ def test_bad_source_settings_name_the_setting(
         run_sources(settings)
 
 
-@pytest.mark.xfail(strict=True, reason="review finding 12: not fixed yet")
 def test_connectors_json_source_fields_of_the_wrong_type_name_the_field(sharepoint: SharePoint, monkeypatch) -> None:
-    for field, value in (("source_folder", ["HR", "Exports"]), ("source_library", {"x": 1}), ("source_site", 5)):
+    cases: list[tuple[str, Any]] = [("source_folder", ["HR", "Exports"]), ("source_library", {"x": 1})]
+    cases += [("source_site", 5), ("source_move", [1])]
+    for field, value in cases:
         connectors = {"main": {"job_id": sharepoint.env.job, "source_site": sharepoint.site, field: value}}
         monkeypatch.setenv("HR_CONNECTORS", json.dumps(connectors))
         try:
             settings = Settings.from_env()
         except ConfigurationError as exc:
-            assert field in str(exc), str(exc)
+            assert field in str(exc) and "'main'" in str(exc), str(exc)
             continue
         problems = " ".join(settings.problems)
         assert field in problems, f"{field}={value!r} accepted: {settings.connectors['main'].source}"
