@@ -475,6 +475,11 @@ class GraphSource:
                     record = mover.move(record, state)
                 except (GraphError, AzureError) as exc:
                     why = str(exc) if isinstance(exc, GraphError) else type(exc).__name__
+                    if isinstance(exc, GraphError) and exc.status == 403:
+                        why += (
+                            " (moving items and uploading reports needs the site grant `write`; with `read`, "
+                            "set HR_SOURCE_MOVE, or source_move in HR_CONNECTORS, to false)"
+                        )
                     summary.failures.append(f"moving {record.name}: {why}")
                     log.error("%s could not be moved: %s", record.name, why)
                     continue

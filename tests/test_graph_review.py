@@ -564,7 +564,6 @@ def test_no_hr_value_or_name_content_in_graph_error_logs(sharepoint: SharePoint,
 
 
 # -- more: grants, a re-created folder, 410 mid-paging, re-created items ---------------------------------------
-@pytest.mark.xfail(strict=True, reason="review finding 11: not fixed yet")
 def test_a_read_grant_with_moving_on_says_which_grant_is_missing(
     sharepoint: SharePoint, function_identity: str
 ) -> None:
@@ -579,7 +578,11 @@ def test_a_read_grant_with_moving_on_says_which_grant_is_missing(
         sp.run()
     text = str(caught.value)
     assert "403" in text
-    assert "write" in text or "HR_SOURCE_MOVE" in text, f"no hint at the grant or the setting: {text}"
+    assert "`write`" in text and "HR_SOURCE_MOVE" in text, f"no hint at the grant or the setting: {text}"
+    assert sp.records() == {"copied": ["r.csv"]}  # moved once the grant is right
+    sp.graph.grant_site(function_identity, sp.site_id, "write")
+    sp.run()
+    assert sp.records() == {"moved": ["r.csv"]}
 
 
 def test_a_folder_deleted_and_created_again_does_not_swallow_new_files(sharepoint: SharePoint) -> None:
