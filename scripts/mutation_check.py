@@ -647,7 +647,7 @@ MUTATIONS: list[Mutation] = [
         "the source stops for good once its delta link expires",
     ),
     Mutation(
-        "graph source: no eTag check before the commit",
+        "graph source: no content-tag check before the commit",
         "hrconnector_core/graphsource.py",
         "        if content_tag(now) != ctag:",
         "        if False:",

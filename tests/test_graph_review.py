@@ -1,6 +1,5 @@
-"""Adversarial review of issue 14 (the SharePoint/OneDrive Graph source). Real parts: the emulator
-over HTTPS, Azurite, the registered functions called as the host would. A failing test here is a
-finding (see the review report)."""
+"""The adversarial review of issue 14 (the SharePoint/OneDrive Graph source), its findings fixed.
+Real parts: the emulator over HTTPS, Azurite, the registered functions called as the host would."""
 
 from __future__ import annotations
 
@@ -37,8 +36,8 @@ def _uploads(emulator: Emulator, job: str) -> int:
 # -- exactly once: a rename is not a new version of the data ------------------------------------------
 def test_a_file_renamed_before_its_move_is_uploaded_once(emulator: Emulator, sharepoint: SharePoint) -> None:
     """A person renames a dropped export (same content, same item) after the source copied it but
-    before the source's next run moved it. Graph changes the eTag on a rename; the source keys
-    versions on item id + eTag, so the same rows are copied and sent a second time."""
+    before the source's next run moved it. Graph changes the eTag on a rename, not the cTag: the
+    same rows are not copied again, and the item is moved under its new name."""
     sp = sharepoint
     sp.run()
     data = csv_bytes(HEADER, rows(3))
@@ -72,7 +71,7 @@ def test_a_renamed_baseline_file_is_not_sent(emulator: Emulator, sharepoint: Sha
 def test_moving_off_a_rename_after_the_upload_sends_nothing_again(
     emulator: Emulator, sharepoint: SharePoint, monkeypatch
 ) -> None:
-    """Moving off: files stay in the folder for ever; any later rename re-sends the file."""
+    """Moving off: files stay in the folder for ever; a later rename sends nothing again."""
     sp = sharepoint
     monkeypatch.setenv("HR_SOURCE_MOVE", "false")
     sp.run()
@@ -106,8 +105,8 @@ def test_a_first_run_with_one_failed_baseline_record_never_sends_that_old_file(
     emulator: Emulator, sharepoint: SharePoint, edge: Any
 ) -> None:
     """The first run records what is there as a baseline; one record write fails (storage
-    hiccup). The run saves folder_id anyway, so the next run is no longer 'first' and copies the
-    old file whose baseline record is missing, although copy_existing is false."""
+    hiccup). The next run is still 'first' (no run completed), so the old file whose baseline
+    record is missing is recorded, not copied (copy_existing is false)."""
     sp = sharepoint
     old_a, old_b = csv_bytes(HEADER, rows(2)), csv_bytes(HEADER, rows(2, start=10))
     sp.put("old-a.csv", old_a)
@@ -587,7 +586,7 @@ def test_a_read_grant_with_moving_on_says_which_grant_is_missing(
 
 def test_a_folder_deleted_and_created_again_does_not_swallow_new_files(sharepoint: SharePoint) -> None:
     """The watched folder is re-created (new id) and an export dropped in before the next run:
-    the source treats it as a first run and records the new export as a baseline: never sent."""
+    the connector has completed a run, so nothing is a baseline: the export is copied."""
     sp = sharepoint
     sp.run()
     sp.graph.delete_item(sp.drive_id, sp.folder_id)
@@ -661,7 +660,7 @@ def test_a_file_deleted_and_created_again_with_the_same_name_is_sent_again(
 
 def test_an_item_a_person_moved_into_processed_still_gets_its_report(sharepoint: SharePoint) -> None:
     """Copied and uploaded; before the source's move a person drags it into Processed
-    themselves. The record says `moved`, but no report is put next to it."""
+    themselves. The record says `moved`, and the report is put next to it."""
     sp = sharepoint
     sp.run()
     item = sp.put("manual.csv", csv_bytes(HEADER, rows(2)))
@@ -676,7 +675,7 @@ def test_an_item_a_person_moved_into_processed_still_gets_its_report(sharepoint:
 
 def test_a_delta_feed_that_never_ends_stops_the_run(sharepoint: SharePoint, edge: Any) -> None:
     """A buggy Graph answers every delta page with the same @odata.nextLink and no delta link.
-    The run must give up (a page cap), not loop until the Function's timeout holding the lease."""
+    The run gives up (a repeated link), not loop until the Function's timeout holding the lease."""
     sp = sharepoint
     sp.run()
     pages: list[int] = []
@@ -764,7 +763,7 @@ def test_moving_off_a_rename_months_later_sends_nothing_again(
     emulator: Emulator, sharepoint: SharePoint, monkeypatch
 ) -> None:
     """Moving off, the file stays; retention (91 days on) clears the file states; then a person
-    renames the file. The rename is a new eTag: a new 'version' whose content was sent long ago."""
+    renames the file. A new eTag, the same cTag: its record (never deleted) says it was sent."""
     from datetime import timedelta
 
     from hrconnector_core.service import utc_now
@@ -815,7 +814,7 @@ def test_kill_9_around_the_move_leaves_one_item_and_one_report(
 
 def test_an_earlier_files_report_left_in_processed_is_not_overwritten(sharepoint: SharePoint) -> None:
     """Processed holds `daily.csv.report.json` of an earlier file whose csv a person deleted
-    (or moved on). The next `daily.csv` is moved as `daily.csv` and its report replaces the earlier one."""
+    (or moved on). The next `daily.csv` gets a free name for itself and its report together."""
     sp = sharepoint
     sp.run()
     sp.put("daily.csv", csv_bytes(HEADER, rows(2)))
@@ -890,8 +889,8 @@ def test_two_source_processes_at_once_copy_once(emulator: Emulator, sharepoint: 
 
 
 def test_a_move_refused_with_412_leaves_no_orphan_report_in_processed(sharepoint: SharePoint, edge: Any) -> None:
-    """The report is uploaded before the move; the move is refused (the item changed between the
-    check and the PATCH): Processed now holds a report for a file that is not there."""
+    """The move is refused (the item changed between the check and the PATCH): the report is
+    uploaded only after a move, so Processed holds no report for a file that is not there."""
     sp = sharepoint
     sp.run()
     sp.put("raced.csv", csv_bytes(HEADER, rows(2)))
