@@ -104,6 +104,8 @@ class Mover:
             if exc.status != 404:
                 raise
             return self._not_moved(record, "the item was deleted from the folder after it was copied")
+        if not isinstance(item.get("eTag"), str) or not item["eTag"]:  # odd: never moved without If-Match
+            return self._not_moved(record, "Graph described the item without an eTag")
         parent = (item.get("parentReference") or {}).get("id")
         name = str(item.get("name") or record.name)  # as a person may have renamed it
         # Already there: moved by an earlier run that stopped before its report and record, or
@@ -127,7 +129,7 @@ class Mover:
                 self.graph.patch(
                     self._item_path(record.item_id),
                     {"parentReference": {"id": target}, "name": final},
-                    if_match=str(item["eTag"]),  # as just read: a change since refuses the move
+                    if_match=item["eTag"],  # as just read: a change since refuses the move
                     **FAIL,
                 )
             except GraphError as exc:

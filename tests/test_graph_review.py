@@ -407,6 +407,27 @@ def test_an_item_graph_describes_without_an_etag_is_skipped_and_the_delta_link_m
     assert doc["delta_link"] and doc["completed"] is True
 
 
+def test_an_item_without_an_etag_at_its_move_is_not_moved_without_if_match(sharepoint: SharePoint, edge: Any) -> None:
+    sp = sharepoint
+    sp.run()
+    item = sp.put("m.csv", csv_bytes(HEADER, rows(1)))
+    sp.run()
+    sp.upload_all()
+
+    def item_get(request: requests.PreparedRequest) -> bool:
+        return request.method == "GET" and urlsplit(request.url or "").path.endswith(f"/items/{item['id']}")
+
+    def strip(request: requests.PreparedRequest, response: requests.Response) -> None:
+        body = response.json()
+        body.pop("eTag")
+        response._content = json.dumps(body).encode()
+
+    edge.after(item_get, strip)
+    sp.run()
+    assert sp.records() == {"failed-to-move": ["m.csv"]}
+    assert sp.names() == ["m.csv"]
+
+
 # -- settings ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("env", "setting"),
