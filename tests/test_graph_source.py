@@ -145,9 +145,12 @@ def test_new_files_are_copied_once_and_only_csv_and_xlsx_of_the_folder_itself(sh
     sp.put("b.CSV", b)
     sp.put("notes.txt", b"not an export")
     sp.put("~$a.xlsx", b"an Excel lock file")
-    sp.put("old.csv", a, folder=f"{FOLDER}/Archive")  # a subfolder is not watched
+    archived = sp.put("old.csv", a, folder=f"{FOLDER}/Archive")  # a subfolder is not watched
+    elsewhere = sp.put("other.csv", a, folder="Elsewhere")  # nor the rest of the library
     sp.run()
     assert copies(sp) == {"a.csv": [a], "b.CSV": [b]}
+    # Not even looked at: delta lists the whole library, only the folder's children are kept.
+    assert not [p for m, p in sp.graph.requests if p.endswith((archived["id"], elsewhere["id"]))]
     assert sp.records() == {"copied": ["a.csv", "b.CSV"]}
     downloads = sp.downloads()
     sp.run()
