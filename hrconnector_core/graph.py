@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -133,9 +133,11 @@ class GraphClient:
         headers = {"If-Match": if_match} if if_match else None
         return self._json(self.request("PATCH", path, json=body, headers=headers, params=params or None))
 
-    def put_content(self, path: str, data: bytes, content_type: str) -> dict[str, Any]:
-        """A small file's content (Graph's simple upload takes up to 4 MB)."""
-        return self._json(self.request("PUT", path, data=data, headers={"Content-Type": content_type}))
+    def put_content(self, path: str, data: bytes | IO[bytes], content_type: str, **params: str) -> dict[str, Any]:
+        """A small file's content (Graph's simple upload takes up to 4 MB): bytes, or a seekable
+        file sent from its start at each attempt (memory stays at a block)."""
+        headers = {"Content-Type": content_type}
+        return self._json(self.request("PUT", path, data=data, headers=headers, params=params or None))
 
     @staticmethod
     def _json(response: requests.Response) -> dict[str, Any]:
@@ -166,6 +168,9 @@ class GraphClient:
         while True:
             attempt += 1
             token = self._tokens.token()
+            body = kwargs.get("data")
+            if body is not None and hasattr(body, "seek"):  # a file: every attempt sends it whole
+                body.seek(0)
             try:
                 response = self._session.request(
                     method,

@@ -7,8 +7,8 @@ One run per connector at a time (a lease on its `delta.json`), on the source tim
 2. ask the drive's delta query what changed since the stored delta link (Graph supports delta on
    a drive's root only, so only items whose parent is the watched folder are kept; Processed and
    Failed are subfolders and so never copied); an expired link (410) starts a full enumeration;
-3. copy each new version (item id + eTag) of a .csv/.xlsx into
-   `<connector>/sharepoint/<key[:12]>/<name>`: streamed into staged blocks (bounded memory), the
+3. copy each new version (item id + content tag, cTag: a rename is not a new version) of a
+   .csv/.xlsx into `<connector>/sharepoint/<key[:12]>/<name>`: streamed into staged blocks (bounded memory), the
    item re-read (changed meanwhile: nothing committed, the next delta brings the new version),
    then committed only if the blob does not exist. A version with a record, a blob, or file
    history in hr-state (a crash after the copy, the copy already processed) is not copied again;
@@ -44,7 +44,7 @@ from .credentials import TokenProvider, function_identity
 from .errors import HRConnectorError, StorageError
 from .graph import DownloadInterruptedError, GraphClient, GraphError, quote_path, segment
 from .graphmove import Folder, Mover, finished_state
-from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, version_key
+from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, content_tag, version_key
 from .settings import Connector, GraphFolder, Settings
 from .telemetry import dimensions, log_context
 
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 SOURCE_SUFFIXES = (".csv", ".xlsx")  # what hr-incoming takes (service.INPUT_SUFFIXES)
 BLOCK_SIZE = 4 << 20  # bytes staged per block: the most a copy holds in memory
 COPY_ATTEMPTS = 3  # a download that breaks off is started again this many times in one run
+# Delta pages one run reads at most (Graph's pages hold up to a few hundred items: a library of
+# about a million items); a feed that goes on past it is a fault, and the run says so.
+MAX_DELTA_PAGES = 5000
 RESYNC_CODES = ("resyncRequired", "resyncChangesApplyDifferences", "resyncChangesUploadDifferences")
 # What one connector's failure raises: the next connector still runs.
 CONNECTOR_ERRORS = (AzureError, HRConnectorError, KeyError, TypeError, ValueError)
@@ -70,6 +73,7 @@ class SourceSummary:
     copied: list[str] = field(default_factory=list)  # hr-incoming blob names
     baseline: int = 0
     skipped: int = 0  # versions already handled
+    odd: int = 0  # entries Graph gave without what a file needs (id, name, eTag): skipped, warned
     moved: list[str] = field(default_factory=list)
     not_moved: list[str] = field(default_factory=list)
     resynced: bool = False
@@ -173,8 +177,8 @@ class GraphSource:
                 self._graph.close()
         log.info(
             "SharePoint source %s: %d file(s) copied, %d moved, %d not moved, %d recorded as already there, "
-            "%d failure(s)", self.folder.where, len(summary.copied), len(summary.moved), len(summary.not_moved),
-            summary.baseline, len(summary.failures),
+            "%d odd entries skipped, %d failure(s)", self.folder.where, len(summary.copied), len(summary.moved),
+            len(summary.not_moved), summary.baseline, summary.odd, len(summary.failures),
             extra=dimensions(copied=len(summary.copied), moved=len(summary.moved), failures=len(summary.failures)),
         )  # fmt: skip
         return summary
@@ -204,11 +208,20 @@ class GraphSource:
             doc, etag = found if found else ({}, None)
         except DamagedStateError as exc:  # never a baseline: new files would be recorded, not copied
             log.warning("%s; reading the whole folder again (records keep copies single)", exc)
-            doc, etag = {"folder_id": None, "damaged": True}, exc.etag
+            doc, etag = {"completed": True}, exc.etag
         drive_id, folder_id = self._resolve()
-        # The first run for this folder: what is there is a baseline (unless copy_existing).
-        first = doc.get("folder_id") != folder_id and not doc.pop("damaged", False)
+        # Only a connector whose source never completed a run takes what is there as a baseline
+        # (unless copy_existing); a state from before `completed` was kept: a folder id meant one.
+        completed = bool(doc.get("completed", bool(doc.get("folder_id"))))
+        first = not completed
         link = doc.get("delta_link") if doc.get("drive_id") == drive_id else None
+        if completed and doc.get("folder_id") != folder_id:
+            log.warning(
+                "the folder %s is not the one of the last run (created again, or the setting changed): "
+                "every file in it is copied (records keep each version single), not taken as a baseline",
+                self.folder.where,
+            )
+            link = None  # a full enumeration: the files already in that folder are not changes
         items, link = self._changes(drive_id, folder_id, link, summary)
         folder = Folder(drive_id, folder_id)
         baseline = first and not self.folder.copy_existing
@@ -234,6 +247,7 @@ class GraphSource:
         )
         if not failed:  # else the next run sees these changes again (the records keep it exact)
             doc["delta_link"] = link
+        doc["completed"] = completed or not failed  # a first run stays first until all is recorded
         self.state.blobs.write(self.state.delta_name, doc, etag=etag, lease=lease.client)
         if self.folder.move:
             self._move_finished(folder, lease, summary)
@@ -279,21 +293,29 @@ class GraphSource:
         start = f"/v1.0/drives/{segment(drive_id)}/root/delta"
         url = link or start
         items: dict[str, dict[str, Any]] = {}
+        seen: set[str] = set()  # the links read: one that comes again would be read for ever
         while True:
+            if url in seen:
+                raise GraphError("Graph gave a delta page link it had given before: the feed does not end; stopped")
+            if len(seen) >= MAX_DELTA_PAGES:
+                raise GraphError(f"the delta feed went on past {MAX_DELTA_PAGES} pages in one run; stopped")
+            seen.add(url)
             try:
                 page = self.graph.get(url)
             except GraphError as exc:
                 if exc.status == 410 and url != start and not summary.resynced:
                     summary.resynced = True
                     items.clear()
+                    seen.clear()
                     url = start
                     log.warning("the delta link expired (%s); reading the whole library again", exc.code or "410")
                     continue
                 raise
             for item in page.get("value") or []:
-                if not isinstance(item, dict) or "id" not in item:
-                    continue
-                if (item.get("parentReference") or {}).get("id") == folder_id:
+                if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                    continue  # not an item: nothing to keep or to drop
+                parent = item.get("parentReference")
+                if isinstance(parent, dict) and parent.get("id") == folder_id:
                     items[str(item["id"])] = item  # a later page's state of an item wins
                 else:
                     items.pop(str(item["id"]), None)  # moved out of the folder since
@@ -308,22 +330,33 @@ class GraphSource:
     def _handle(
         self, item: dict[str, Any], folder: Folder, baseline: bool, lease: KeptLease, summary: SourceSummary
     ) -> None:
-        name = str(item.get("name") or "")
         if "file" not in item:
             return  # a folder (only the watched folder's children are here: see _changes)
         if "deleted" in item:
-            log.info("%s was deleted from the folder", name)
+            log.info("%s was deleted from the folder", item.get("name") or "an item")
             return
-        if not name.lower().endswith(SOURCE_SUFFIXES) or name.startswith("~$"):
+        if not self._wanted(item):
             return
-        item_id, etag = str(item["id"]), str(item["eTag"])
-        key = version_key(item_id, etag)
+        item_id = str(item["id"])
+        if not item.get("cTag"):  # delta in OneDrive for Business and SharePoint carries none
+            current = self._current(folder, item_id)
+            if current is None or not self._wanted(current):
+                return
+            item = current
+        if not all(isinstance(item.get(k), str) and item[k] for k in ("eTag", "name")) or not isinstance(
+            item.get("cTag", ""), str
+        ):
+            summary.odd += 1  # one odd answer must not stop the delta link for every other file
+            log.warning("Graph described %s without a usable eTag; it is skipped", item.get("name") or "an item")
+            return
+        name, etag, ctag = str(item["name"]), str(item["eTag"]), content_tag(item)
+        key = version_key(item_id, ctag)
         if self.state.record(key) is not None:
-            summary.skipped += 1
+            summary.skipped += 1  # this content of this item is handled (renamed or moved back since)
             return
         lease.check()  # a run that lost its lease writes and copies nothing more
         blob_name = f"{self.connector.name}/sharepoint/{key[:12]}/{name}"
-        record = ItemRecord(key, item_id, etag, name, COPIED, blob=blob_name, at=self._now())
+        record = ItemRecord(key, item_id, etag, name, COPIED, ctag=ctag, blob=blob_name, at=self._now())
         if baseline:
             record.status, record.blob = BASELINE, None
             self.state.create(record)
@@ -332,7 +365,7 @@ class GraphSource:
         with log_context(file=blob_name):
             if self._already_copied(blob_name):
                 log.info("%s was copied by an earlier run that stopped before its record", name)
-            elif not self._copy(folder.drive_id, item_id, etag, blob_name, lease):
+            elif not self._copy(folder.drive_id, item_id, etag, ctag, blob_name, lease):
                 return  # changed while it was read: the next delta brings the new version
             else:
                 summary.copied.append(blob_name)
@@ -340,15 +373,36 @@ class GraphSource:
             record.copied_at = record.at
             self.state.create(record)
 
+    @staticmethod
+    def _wanted(item: dict[str, Any]) -> bool:
+        name = item.get("name")
+        return isinstance(name, str) and name.lower().endswith(SOURCE_SUFFIXES) and not name.startswith("~$")
+
+    def _current(self, folder: Folder, item_id: str) -> dict[str, Any] | None:
+        """The item as it is now (with its cTag), None when it left the folder meanwhile (the
+        next delta says where it went)."""
+        try:
+            item = self.graph.get(f"/v1.0/drives/{segment(folder.drive_id)}/items/{segment(item_id)}")
+        except GraphError as exc:
+            if exc.status != 404:
+                raise
+            log.info("an item was deleted from the folder before it was read")
+            return None
+        parent = item.get("parentReference")
+        if not isinstance(parent, dict) or parent.get("id") != folder.folder_id or "file" not in item:
+            log.info("%s left the folder before it was read", item.get("name"))
+            return None
+        return item
+
     def _already_copied(self, blob_name: str) -> bool:
         """The copy exists, or the blob path has seen it already (processed and gone)."""
         if self.incoming.get_blob_client(blob_name).exists():
             return True
         return bool(self.files.history(blob_name))
 
-    def _copy(self, drive_id: str, item_id: str, etag: str, blob_name: str, lease: KeptLease) -> bool:
-        """Stream the item into staged blocks, then commit them only if its eTag is still `etag`
-        and the blob does not exist yet. False when the item changed while it was read. A
+    def _copy(self, drive_id: str, item_id: str, etag: str, ctag: str, blob_name: str, lease: KeptLease) -> bool:
+        """Stream the item into staged blocks, then commit them only if its content tag is still
+        `ctag` and the blob does not exist yet. False when the content changed while it was read. A
         download that breaks off starts again (blocks staged under the same ids are replaced)."""
         blob = self.incoming.get_blob_client(blob_name)
         for attempt in range(1, COPY_ATTEMPTS + 1):
@@ -360,14 +414,19 @@ class GraphSource:
                     raise
                 log.info("%s; reading the file again (attempt %d of %d)", exc, attempt + 1, COPY_ATTEMPTS)
         now = self.graph.get(f"/v1.0/drives/{segment(drive_id)}/items/{segment(item_id)}")
-        if now.get("eTag") != etag:
+        if content_tag(now) != ctag:
             log.info("the item changed while it was copied; its new version is copied at the next run")
             return False
         lease.check()
         try:
             blob.commit_block_list(
                 blocks,
-                metadata={"graph_item_id": item_id, "graph_etag": etag.strip('"'), "bytes": str(size)},
+                metadata={
+                    "graph_item_id": item_id,
+                    "graph_etag": etag.strip('"'),
+                    "graph_ctag": ctag.strip('"'),
+                    "bytes": str(size),
+                },
                 match_condition=MatchConditions.IfMissing,  # If-None-Match: *
             )
         except (ResourceExistsError, ResourceModifiedError):
@@ -416,6 +475,11 @@ class GraphSource:
                     record = mover.move(record, state)
                 except (GraphError, AzureError) as exc:
                     why = str(exc) if isinstance(exc, GraphError) else type(exc).__name__
+                    if isinstance(exc, GraphError) and exc.status == 403:
+                        why += (
+                            " (moving items and uploading reports needs the site grant `write`; with `read`, "
+                            "set HR_SOURCE_MOVE, or source_move in HR_CONNECTORS, to false)"
+                        )
                     summary.failures.append(f"moving {record.name}: {why}")
                     log.error("%s could not be moved: %s", record.name, why)
                     continue

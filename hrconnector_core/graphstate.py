@@ -1,9 +1,12 @@
 """What the SharePoint/OneDrive source remembers, in hr-state (no HR data):
 
     graph/<connector>/delta.json              drive, folder, site, delta link, last run; leased by a run
-    graph/<connector>/items/<key>.json        one record per item version (item id + eTag)
+    graph/<connector>/items/<key>.json        one record per item version (item id + content tag)
 
-A record says what became of one version: `baseline` (there before the source's first run, not
+A version is the item's id and its content tag (cTag, which changes with the bytes only): a
+rename, or a move out of the folder and back, changes the eTag but not the data, so it is not a
+new version and nothing is sent again, however long after the upload. A record says what became
+of one version: `baseline` (there before the source's first run, not
 copied), `copied` (in hr-incoming under `blob`), `moved` (to Processed/Failed with its report),
 `failed-to-move` (deleted, changed or moved away meanwhile: left where it was). Records are never
 deleted by retention: they are what makes a new full enumeration (an expired delta link) copy
@@ -26,18 +29,26 @@ from .errors import StorageError
 BASELINE, COPIED, MOVED, FAILED_TO_MOVE = "baseline", "copied", "moved", "failed-to-move"
 
 
-def version_key(item_id: str, etag: str) -> str:
-    """One key per item version: the same item and eTag always give the same key (and blob name)."""
-    return hashlib.sha256(f"{item_id}\n{etag}".encode()).hexdigest()[:32]
+def version_key(item_id: str, ctag: str) -> str:
+    """One key per version of an item's content: the same item and cTag always give the same key
+    (and blob name)."""
+    return hashlib.sha256(f"{item_id}\n{ctag}".encode()).hexdigest()[:32]
+
+
+def content_tag(item: dict[str, Any]) -> str:
+    """The item's content tag (cTag: changes with its bytes, not with a rename or a move); its
+    eTag where an answer carries no cTag (then a rename counts as a new version)."""
+    return str(item.get("cTag") or item["eTag"])
 
 
 @dataclass
 class ItemRecord:
     key: str
     item_id: str
-    etag: str
+    etag: str  # the eTag when it was recorded (a move is made If-Match the eTag it reads then)
     name: str
     status: str
+    ctag: str | None = None  # the content tag of the version (key); None in records of before
     blob: str | None = None  # hr-incoming name of the copy
     at: str | None = None  # when the status was set
     copied_at: str | None = None

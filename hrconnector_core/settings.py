@@ -442,18 +442,24 @@ def _source(name: str, get: Any, *, single: bool) -> GraphFolder | None:
     def label(key: str) -> str:  # the setting the value came from, for the message
         return _FIELDS[key] if single else f"connector {name!r}: {key}"
 
-    site = get("source_site")
+    def text(key: str) -> str:  # a JSON list or object is refused, never turned into its str()
+        value = get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{label(key)} must be text, not a JSON {type(value).__name__}")
+        return value or ""
+
+    site = text("source_site")
     own = ("source_library", "source_folder", "source_move", "source_copy_existing")
     others = [k for k in own if get(k) not in (None, "")]
     if not site:
         if others:
             raise ConfigurationError(f"{label(others[0])} is set but {label('source_site')} is not: which site?")
         return None
-    hostname, site_path = _site(str(site), label("source_site"))
-    library = str(get("source_library") or "Documents").strip()
+    hostname, site_path = _site(site, label("source_site"))
+    library = (text("source_library") or "Documents").strip()
     if not library or "/" in library or "\\" in library:
         raise ConfigurationError(f"{label('source_library')} must be a document library's name, e.g. Documents")
-    folder = _folder(str(get("source_folder") or ""), label("source_folder"))
+    folder = _folder(text("source_folder"), label("source_folder"))
     return GraphFolder(
         hostname,
         site_path,

@@ -647,9 +647,9 @@ MUTATIONS: list[Mutation] = [
         "the source stops for good once its delta link expires",
     ),
     Mutation(
-        "graph source: no eTag check before the commit",
+        "graph source: no content-tag check before the commit",
         "hrconnector_core/graphsource.py",
-        '        if now.get("eTag") != etag:',
+        "        if content_tag(now) != ctag:",
         "        if False:",
         (GS + "test_an_item_changed_while_it_is_copied_is_not_committed_and_its_new_version_is",),
         "a file saved while it is copied is uploaded half old, half new",
@@ -665,7 +665,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "graph source: subfolders watched",
         "hrconnector_core/graphsource.py",
-        '                if (item.get("parentReference") or {}).get("id") == folder_id:',
+        '                if isinstance(parent, dict) and parent.get("id") == folder_id:',
         "                if True:",
         (GS + "test_new_files_are_copied_once_and_only_csv_and_xlsx_of_the_folder_itself",),
         "files in Processed (and any subfolder) are uploaded again",
@@ -682,7 +682,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "graph move: moved whatever the item's version",
         "hrconnector_core/graphmove.py",
-        '        if item.get("eTag") != record.etag:',
+        "        if content_tag(item) != (record.ctag or record.etag):",
         "        if False:",
         (GS + "test_an_item_changed_or_deleted_after_its_copy_is_not_moved",),
         "a newer version someone saved is moved to Processed without being uploaded",

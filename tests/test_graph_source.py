@@ -145,9 +145,12 @@ def test_new_files_are_copied_once_and_only_csv_and_xlsx_of_the_folder_itself(sh
     sp.put("b.CSV", b)
     sp.put("notes.txt", b"not an export")
     sp.put("~$a.xlsx", b"an Excel lock file")
-    sp.put("old.csv", a, folder=f"{FOLDER}/Archive")  # a subfolder is not watched
+    archived = sp.put("old.csv", a, folder=f"{FOLDER}/Archive")  # a subfolder is not watched
+    elsewhere = sp.put("other.csv", a, folder="Elsewhere")  # nor the rest of the library
     sp.run()
     assert copies(sp) == {"a.csv": [a], "b.CSV": [b]}
+    # Not even looked at: delta lists the whole library, only the folder's children are kept.
+    assert not [p for m, p in sp.graph.requests if p.endswith((archived["id"], elsewhere["id"]))]
     assert sp.records() == {"copied": ["a.csv", "b.CSV"]}
     downloads = sp.downloads()
     sp.run()
@@ -633,7 +636,7 @@ def test_only_the_sources_own_lines_reach_the_host_and_no_token_url_or_value(
     monkeypatch.setenv("HR_SOURCE_COPY_EXISTING", "true")
     data_rows_ = rows(6)
     item = sp.put("leavers.csv", csv_bytes(HEADER, data_rows_))
-    blob = f"main/sharepoint/{version_key(item['id'], item['eTag'])[:12]}/leavers.csv"
+    blob = f"main/sharepoint/{version_key(item['id'], item['cTag'])[:12]}/leavers.csv"
     tokens_before = set(emulator.state.tokens)
     result = subprocess.run(
         [sys.executable, "-c", SOURCE_WORKER, sp.env.settings.containers.incoming, blob],
