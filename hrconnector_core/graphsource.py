@@ -45,12 +45,12 @@ from .errors import HRConnectorError, StorageError
 from .graph import DownloadInterruptedError, GraphClient, GraphError, quote_path, segment
 from .graphmove import Folder, Mover, finished_state
 from .graphstate import BASELINE, COPIED, FAILED_TO_MOVE, ItemRecord, SourceState, content_tag, version_key
+from .service import is_input_file
 from .settings import Connector, GraphFolder, Settings
 from .telemetry import dimensions, log_context
 
 log = logging.getLogger(__name__)
 
-SOURCE_SUFFIXES = (".csv", ".xlsx")  # what hr-incoming takes (service.INPUT_SUFFIXES)
 BLOCK_SIZE = 4 << 20  # bytes staged per block: the most a copy holds in memory
 COPY_ATTEMPTS = 3  # a download that breaks off is started again this many times in one run
 # Delta pages one run reads at most (Graph's pages hold up to a few hundred items: a library of
@@ -376,7 +376,7 @@ class GraphSource:
     @staticmethod
     def _wanted(item: dict[str, Any]) -> bool:
         name = item.get("name")
-        return isinstance(name, str) and name.lower().endswith(SOURCE_SUFFIXES) and not name.startswith("~$")
+        return isinstance(name, str) and is_input_file(name)
 
     def _current(self, folder: Folder, item_id: str) -> dict[str, Any] | None:
         """The item as it is now (with its cTag), None when it left the folder meanwhile (the

@@ -69,6 +69,12 @@ from .telemetry import dimensions, log_context
 log = logging.getLogger(__name__)
 INPUT_SUFFIXES = (".csv", ".xlsx")  # what hr-incoming takes: CSV files and Excel workbooks
 
+
+def is_input_file(name: str) -> bool:
+    """A CSV file or a workbook, not the lock file Excel leaves beside an open workbook (`~$...`)."""
+    return name.lower().endswith(INPUT_SUFFIXES) and not name.rpartition("/")[2].startswith("~$")
+
+
 PROFILE_TITLE = SCENARIOS["employee_profile"].title
 # Employee profiles expire in the connector after 30 days; past this age a failed refresh alerts.
 PROFILE_ALERT_DAYS = 20
@@ -201,7 +207,7 @@ class HRConnectorService:
         """Handle the blob an event named; safe to call any number of times, from any instance."""
         name = blob.blob_name
         with log_context(file=name):
-            if not name.lower().endswith(INPUT_SUFFIXES) or name.rpartition("/")[2].startswith("~$"):
+            if not is_input_file(name):
                 log.warning("not a .csv or .xlsx file; left where it is")
                 return Outcome("ignored", name)
             try:

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -694,39 +695,9 @@ def test_an_item_a_person_moved_into_processed_still_gets_its_report(sharepoint:
     assert "manual.csv.report.json" in sp.names(f"{FOLDER}/Processed"), sp.names(f"{FOLDER}/Processed")
 
 
-def test_a_delta_feed_that_never_ends_stops_the_run(sharepoint: SharePoint, edge: Any) -> None:
-    """A buggy Graph answers every delta page with the same @odata.nextLink and no delta link.
-    The run gives up (a repeated link), not loop until the Function's timeout holding the lease."""
-    sp = sharepoint
-    sp.run()
-    pages: list[int] = []
-
-    def delta(request: requests.PreparedRequest) -> bool:
-        return "/root/delta" in (request.url or "")
-
-    def loop(request: requests.PreparedRequest) -> requests.Response:
-        pages.append(1)
-        if len(pages) > 2000:
-            raise requests.ConnectionError("test: the run is still paging after 2000 pages")
-        base = (request.url or "").split("/v1.0/")[0]
-        link = f"{base}/v1.0/drives/{sp.drive_id}/root/delta?token=same"
-        return _json_answer(request, 200, {"value": [], "@odata.nextLink": link})
-
-    edge.rule(Rule(delta, before=loop))
-    with pytest.raises(SourceError):
-        sp.run()
-    assert len(pages) <= 1000, f"{len(pages)} identical pages read"
-
-
-def test_a_delta_feed_of_new_links_that_never_ends_stops_at_the_page_cap(
-    sharepoint: SharePoint, edge: Any, monkeypatch
-) -> None:
-    """Every page a new next link, never a delta link: the run stops at the cap with a clear error."""
-    from hrconnector_core import graphsource
-
-    monkeypatch.setattr(graphsource, "MAX_DELTA_PAGES", 20)
-    sp = sharepoint
-    sp.run()
+def _endless_delta(sp: SharePoint, edge: Any, token: Callable[[int], str]) -> list[int]:
+    """Every delta page answered with a next link (`token(page)`) and never a delta link; returns
+    the pages served (the test's own stop at 2000 pages keeps a looping run from hanging)."""
     pages: list[int] = []
 
     def delta(request: requests.PreparedRequest) -> bool:
@@ -734,15 +705,37 @@ def test_a_delta_feed_of_new_links_that_never_ends_stops_at_the_page_cap(
 
     def endless(request: requests.PreparedRequest) -> requests.Response:
         pages.append(1)
-        if len(pages) > 200:
-            raise requests.ConnectionError("test: the run is still paging after 200 pages")
+        if len(pages) > 2000:
+            raise requests.ConnectionError("test: the run is still paging after 2000 pages")
         base = (request.url or "").split("/v1.0/")[0]
-        link = f"{base}/v1.0/drives/{sp.drive_id}/root/delta?token=page{len(pages)}"
+        link = f"{base}/v1.0/drives/{sp.drive_id}/root/delta?token={token(len(pages))}"
         return _json_answer(request, 200, {"value": [], "@odata.nextLink": link})
 
     edge.rule(Rule(delta, before=endless))
+    return pages
+
+
+def test_a_delta_feed_that_never_ends_stops_the_run(sharepoint: SharePoint, edge: Any) -> None:
+    """A buggy Graph answers every delta page with the same @odata.nextLink and no delta link.
+    The run gives up (a repeated link), not loop until the Function's timeout holding the lease."""
+    sharepoint.run()
+    pages = _endless_delta(sharepoint, edge, lambda _page: "same")
+    with pytest.raises(SourceError):
+        sharepoint.run()
+    assert len(pages) <= 1000, f"{len(pages)} identical pages read"
+
+
+def test_a_delta_feed_of_new_links_that_never_ends_stops_at_the_page_cap(
+    sharepoint: SharePoint, edge: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page a new next link, never a delta link: the run stops at the cap with a clear error."""
+    from hrconnector_core import graphsource
+
+    monkeypatch.setattr(graphsource, "MAX_DELTA_PAGES", 20)
+    sharepoint.run()
+    pages = _endless_delta(sharepoint, edge, lambda page: f"page{page}")
     with pytest.raises(SourceError, match="past 20 pages"):
-        sp.run()
+        sharepoint.run()
     assert len(pages) == 20
 
 
