@@ -303,6 +303,10 @@ class History:
     # what was observed
     received: list[list[list[str]]] = field(default_factory=list)  # the emulator's uploads (rows of each call)
     answer_lost: list[bool] = field(default_factory=list)  # per upload: the emulator's response_lost flag
+    headers: list[list[str]] = field(default_factory=list)  # per upload: the header it carried
+    received_at: list[str] = field(default_factory=list)  # per upload: when the service recorded it (ISO, ms)
+    # every invocation of the Function that raised: (the exception's type, its message and traceback)
+    invocation_errors: list[tuple[str, str]] = field(default_factory=list)
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> its reports (last wins)
     placement: dict[str, list[str]] = field(default_factory=dict)  # file -> containers holding it at the end
     leased: list[str] = field(default_factory=list)  # blobs still leased at the end
@@ -327,7 +331,8 @@ class Verdict:
 
 
 Chunk = tuple[str, int]  # (file, chunk index)
-Rows = tuple[tuple[str, ...], ...]
+Row = tuple[tuple[str, str], ...]  # a row keyed by its columns' names (see _keyed)
+Rows = tuple[Row, ...]
 
 
 def check(h: History) -> Verdict:
@@ -351,11 +356,36 @@ def check(h: History) -> Verdict:
                 v.problems.append(f"{f.key}: its state ends {h.states.get(f.key)!r}, not processed or failed")
     if h.leased:
         v.problems.append(f"left leased: {h.leased}")
+    v.problems += _check_invocation_errors(h)
     leaked = leaks(h)
     if leaked:
         v.problems.append(f"{len(leaked)} secret/row value(s) in the logs or reports")
     v.problems += h.errors
     return v
+
+
+# What the registered blob function documents it raises: FileFailedError for a file that ended in
+# failed (the host then logs it). Anything else an invocation raises is a defect.
+EXPECTED_INVOCATION_ERRORS = ("FileFailedError",)
+
+
+def _check_invocation_errors(h: History) -> list[str]:
+    """Every invocation error is one the product documents, for a file that did fail."""
+    problems: list[str] = []
+    # a version that ended in failed, or was replaced before its copy (its run cannot finish it)
+    failed = {f.name for f in h.files if "failed" in h.placement.get(f.key, []) or f.replaced}
+    for kind, text in h.invocation_errors:
+        if kind not in EXPECTED_INVOCATION_ERRORS:
+            problems.append(f"an invocation raised {kind}, which the product does not document")
+        elif not any(f"{name}: not uploaded" in text for name in failed):
+            problems.append(f"an invocation raised {kind} for a file that did not end in failed")
+    return problems
+
+
+def _keyed(header: list[str], row: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """A row as the service reads it: each value under its column's name (extra fields unnamed)."""
+    names = [*header, *(f"(extra {i})" for i in range(len(row) - len(header)))]
+    return tuple(zip(names, row, strict=False))
 
 
 def _check_file_bytes(f: FileSpec) -> list[str]:
@@ -385,7 +415,7 @@ def _plan(h: History) -> dict[Chunk, Rows]:
     for f in h.files:
         valid = f.valid
         for index, start in enumerate(range(0, len(valid), h.records_per_call)):
-            plan[(f.key, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
+            plan[(f.key, index)] = tuple(_keyed(f.header, r) for r in valid[start : start + h.records_per_call])
     return plan
 
 
@@ -393,13 +423,18 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
     """Every valid row exactly once; each extra copy must be explained by a fault's evidence. A
     version replaced during its run: exactly as many of its valid rows as its report says were
     sent (uploaded, or previously uploaded), each once; the rest never (its bytes are gone)."""
-    seen = Counter(tuple(row) for call in h.received for row in call)
-    expected = Counter(tuple(row) for f in h.files if not f.replaced for row in f.valid)
+    missing = len(h.received) - len(h.headers)
+    if missing > 0:
+        v.problems.append(f"{missing} upload(s) at the service without their header recorded")
+    headers = [*h.headers, *([[]] * max(0, missing))]
+    received = [tuple(_keyed(hdr, row) for row in call) for call, hdr in zip(h.received, headers, strict=False)]
+    seen = Counter(row for call in received for row in call)
+    expected = Counter(_keyed(f.header, row) for f in h.files if not f.replaced for row in f.valid)
     v.lost = sum(max(0, want - seen.get(row, 0)) for row, want in expected.items())
     for f in h.files:
         if not f.replaced:
             continue
-        arrived = {tuple(r) for r in f.valid if seen.get(tuple(r))}
+        arrived = {_keyed(f.header, r) for r in f.valid if seen.get(_keyed(f.header, r))}
         expected.update(arrived)
         reported = _reported_sent(h, f)
         v.lost += max(0, reported - len(arrived))
@@ -410,11 +445,11 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
             )
     foreign = sum(n for row, n in seen.items() if row not in expected)
     if foreign:
-        v.problems.append(f"{foreign} row(s) at the service that no file holds as valid")
+        v.problems.append(f"{foreign} row(s) at the service that no file holds as valid (under its columns)")
     extra = sum(max(0, n - expected[row]) for row, n in seen.items() if row in expected)
     plan = _plan(h)
     by_rows = {rows: chunk for chunk, rows in plan.items()}
-    calls = [by_rows.get(tuple(tuple(r) for r in call)) for call in h.received]
+    calls = [by_rows.get(call) for call in received]
     copies = Counter(c for c in calls if c is not None)
     lost_answers = Counter(
         c for i, c in enumerate(calls) if c is not None and i < len(h.answer_lost) and h.answer_lost[i]
@@ -440,10 +475,66 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
         )
 
 
+def _final_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of the version's last run that did something (by its start; a report found
+    twice counts once): the one its place (processed/failed) and the user go by."""
+    ran = [r for r in reports if r.get("status") != "not-run"] or reports or [{}]
+    return max(enumerate(ran), key=lambda ir: (str(ir[1].get("started_at") or ""), ir[0]))[1]
+
+
+def _check_report_against_the_service(
+    h: History, f: FileSpec, reports: list[dict[str, Any]], final: dict[str, Any]
+) -> list[str]:
+    """The split of each report held against the service's record of this version's rows, by
+    when they arrived: `previously_uploaded` only rows there before the run started (before it
+    ended if another run held the file at the same time: a broken lease), `uploaded` only rows
+    that arrived while it ran. Its final report's status agrees with where the version went:
+    processed <=> every valid row uploaded (now or before) and no error; failed otherwise."""
+    problems: list[str] = []
+    mine = {_keyed(f.header, r) for r in f.valid}
+    times = [*h.received_at, *[""] * (len(h.received) - len(h.received_at))]
+    headers = [*h.headers, *[[]] * (len(h.received) - len(h.headers))]
+    arrivals: dict[Row, list[str]] = {}  # each row of this version: when the service got each copy
+    for call, hdr, at in zip(h.received, headers, times, strict=False):
+        for row in call:
+            key = _keyed(hdr, row)
+            if key in mine and at:
+                arrivals.setdefault(key, []).append(at)
+    shared = any(i.kind == "lease-broken" and i.file == f.key for i in h.interruptions)
+    for n, report in enumerate(reports):
+        rows, start, end = report.get("rows", {}), report.get("started_at"), report.get("finished_at")
+        if report.get("status") == "not-run" or not start:
+            continue
+        before = sum(1 for ats in arrivals.values() if min(ats) < (end if shared and end else start))
+        during = sum(1 for ats in arrivals.values() if any(start <= at and (not end or at <= end) for at in ats))
+        where = f"{f.key}: report {n + 1}"
+        if int(rows.get("previously_uploaded", 0)) > before:
+            problems.append(
+                f"{where} says {rows.get('previously_uploaded')} row(s) were uploaded before it; "
+                f"the service had {before}"
+            )
+        if int(rows.get("uploaded", 0)) > during:
+            problems.append(f"{where} says it uploaded {rows.get('uploaded')} row(s); {during} arrived while it ran")
+    if f.replaced:
+        return problems
+    rows = final.get("rows", {})
+    done = not final.get("error") and not rows.get("not_uploaded") and not rows.get("planned")
+    status = final.get("status")
+    if h.path == "cli" or "processed" in h.placement.get(f.key, []):
+        meant = "partial" if rows.get("rejected") else "succeeded"
+        if not done or status != meant:
+            problems.append(
+                f"{f.key}: ends processed, its final report says {status!r} "
+                f"(error {final.get('error')!r}, {rows.get('not_uploaded')} not uploaded)"
+            )
+    elif "failed" in h.placement.get(f.key, []) and done and status != "failed":
+        problems.append(f"{f.key}: ends failed, its final report says {status!r} with every row uploaded")
+    return problems
+
+
 def _reported_sent(h: History, f: FileSpec) -> int:
     """The rows the version's last report says the service has (sent by it or an earlier run)."""
-    reports = h.reports.get(f.key) or [{}]
-    rows = reports[-1].get("rows", {})
+    rows = _final_report(h.reports.get(f.key) or [{}]).get("rows", {})
     return int(rows.get("uploaded", 0)) + int(rows.get("previously_uploaded", 0))
 
 
@@ -494,7 +585,9 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
         return [f"{f.key}: no report"]
     rows_in = len(f.records)
     listed: set[int] = set()
+    final = _final_report(reports)
     read_upto = 0 if f.replaced else rows_in  # a replaced version's run may have stopped reading
+    problems += _check_report_against_the_service(h, f, reports, final)
     for n, report in enumerate(reports):
         rows = report.get("rows", {})
         where = f"{f.key}: report {n + 1}"
@@ -531,11 +624,13 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
             if item.get("code") != code or (column is not None and item.get("column") != column):
                 given = f"{item.get('code')} ({item.get('column')})"
                 problems.append(f"{where} rejects row {row} for {given}; its mistake is {code} ({column})")
-            elif item.get("message"):
-                listed.add(row)
+            elif item.get("message") and report is final:
+                listed.add(row)  # the final report of the version lists them all (an earlier one may not)
+    if final.get("status") == "not-run" or (final.get("error") and not final.get("rows", {}).get("in")):
+        read_upto = 0  # the last run read nothing (only for a version whose bytes went before its copy)
     missing = [r for r in f.invalid if r not in listed and r <= read_upto + 1]
     if missing:
-        problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason")
+        problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason in its final report")
     return problems
 
 
@@ -565,7 +660,8 @@ DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 def leaks(h: History) -> list[str]:
     """The secret and HR values found in any captured log record, stdout, stderr or report. Each value
     is searched for unless a cheaper search proves it absent (its day, its file's tag)."""
-    text = "\n".join([*h.logs, *(json.dumps(r, ensure_ascii=False) for rs in h.reports.values() for r in rs)])
+    records = [*h.logs, *(text for _, text in h.invocation_errors)]  # the host logs each error whole
+    text = "\n".join([*records, *(json.dumps(r, ensure_ascii=False) for rs in h.reports.values() for r in rs)])
     days = set(DAY.findall(text))
     found = {s for s in (SECRET, *h.tokens) if s in text}
     for f in h.files:
@@ -669,6 +765,8 @@ class Rig:
         with self.emulator.state.lock:
             uploads = list(self.emulator.state.uploads.get(job, []))
         h.received = [u.rows for u in uploads]
+        h.headers = [list(u.header) for u in uploads]
+        h.received_at = [u.received_at for u in uploads]
         h.answer_lost = [u.response_lost for u in uploads]
         h.faults["lost-response"] += sum(h.answer_lost)
 
@@ -694,7 +792,7 @@ class Rig:
 # invokes the registered blob function through the emulator's host for each task it reads, its log
 # records at INFO captured (what the worker forwards) and sent back with the outcome.
 INSTANCE = """
-import json, logging, os, sys
+import json, logging, os, sys, traceback
 from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS, _ListHandler
 from hrconnector_core import ingestion
 ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
@@ -716,7 +814,7 @@ for line in sys.stdin:
     try:
         invoke_blob_trigger(task["function"], task["container"], task["name"])
     except Exception as exc:
-        error = type(exc).__name__
+        error = [type(exc).__name__, traceback.format_exc()]
     out.write(json.dumps({"error": error, "logs": list(lines)}) + "\\n")
     out.flush()
 """
@@ -746,8 +844,9 @@ class Instance:
         for line in stream:
             self.stderr.append(line)
 
-    def invoke(self, env: dict[str, str], container: str, name: str) -> tuple[str | None, list[str]]:
-        """The blob function invoked in this instance: (the exception's type or None, its log lines)."""
+    def invoke(self, env: dict[str, str], container: str, name: str) -> tuple[tuple[str, str] | None, list[str]]:
+        """The blob function invoked in this instance: (the exception's type and its message with its
+        traceback, as the host logs them, or None; its log lines)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         task = {"env": env, "function": BLOB_FUNCTION, "container": container, "name": name}
         try:
@@ -759,9 +858,9 @@ class Instance:
         if not reply:  # the instance died: a new one takes its place
             self.proc.wait()
             self._start()
-            return "InstanceDied", []
+            return ("InstanceDied", "the instance's process died during the invocation"), []
         data = json.loads(reply)
-        return data["error"], data["logs"]
+        return (tuple(data["error"]) if data["error"] else None), data["logs"]
 
     def take_stderr(self) -> list[str]:
         taken, self.stderr[:] = list(self.stderr), []
@@ -1039,7 +1138,7 @@ def run_function_history(
     # document written back: only its ETag changes), so the run's next checkpoint write meets an
     # ETag conflict; alone in its history, like the two faults above.
     rewrite = files is None and not kill_worker and not overwrite and not break_lease and side.random() < REWRITE_SHARE
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     queue = list(deliveries)
     lock = threading.Lock()
     incoming = settings.containers.incoming
@@ -1157,7 +1256,6 @@ def run_function_history(
     for t in threads:
         t.join()
     took = time.monotonic() - started
-    h.faults["invocation-error"] += len(errors)
     rig.calm()
     # Late deliveries and the host's retries: whatever is left in incoming is delivered again,
     # with leases a broken or dead run left broken (what their lapse would do).
@@ -1174,6 +1272,8 @@ def run_function_history(
         _swallow(errors, later.run_schedule)
     for instance in pool:
         h.logs += instance.take_stderr()
+    h.faults["invocation-error"] += len(errors)
+    h.invocation_errors += errors  # the leak search reads each one's message and traceback
     rig.settle()
     rig.observe(h, job)
     containers = {
@@ -1283,11 +1383,15 @@ def _file_of_state_blob(h: History, job: str, blob: str) -> FileSpec | None:
     return None
 
 
-def _swallow(errors: list[str], fn: Any, *args: Any) -> None:
+def _swallow(errors: list[tuple[str, str]], fn: Any, *args: Any) -> None:
+    """Run an invocation as the host does: what it raises is kept whole (its type, message and
+    traceback: the host logs all of it to Application Insights)."""
+    import traceback
+
     try:
         fn(*args)
     except Exception as exc:
-        errors.append(type(exc).__name__)
+        errors.append((type(exc).__name__, traceback.format_exc()))
 
 
 def _break_leases(service: Any) -> None:

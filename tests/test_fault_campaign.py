@@ -19,7 +19,7 @@ from benchmarks.fault_campaign import (
     History,
     Interruption,
     Rig,
-    check,
+    Verdict,
     encode_file,
     encode_workbook,
     make_file,
@@ -27,6 +27,7 @@ from benchmarks.fault_campaign import (
     run_history,
     table,
 )
+from benchmarks.fault_campaign import check as check_history
 
 A = [
     ["a1@x.com", "1990-01-02T07:00:05Z", "remark ta1", "Rate-ta1"],
@@ -37,6 +38,20 @@ B = [
     ["Employee profile", "b1@x.com", "Firsttb1", "Lasttb1"],
     ["Employee profile", "bad-b2", "Firsttb2", "Lasttb2"],
 ]
+
+
+STARTED, DURING = "2026-01-01T00:00:00.000+00:00", "2026-01-01T00:00:30.000+00:00"
+FINISHED = "2026-01-01T00:01:00.000+00:00"
+
+
+def check(h: History) -> Verdict:
+    """The checker, each hand-made upload given the header it carried: its file's (the product sends
+    the file's header). A test that means another header sets `h.headers` itself."""
+    for call in h.received[len(h.headers) :]:
+        owner = next((f for f in h.files if call and list(call[0]) in f.valid), None)
+        h.headers.append(list(owner.header) if owner else [])
+    h.received_at += [DURING] * (len(h.received) - len(h.received_at))  # while the run of report() ran
+    return check_history(h)
 
 
 def clean_history() -> History:
@@ -72,6 +87,8 @@ def report(rows_in: int, *, uploaded: int, rejected: dict[int, str] | None = Non
     rows |= {"skipped": 0, "not_uploaded": 0, "planned": 0, "balanced": True}
     counts = dict(Counter(rejected.values()))
     return {
+        "started_at": STARTED,
+        "finished_at": FINISHED,
         "status": "partial" if rejected else "succeeded",
         "rows": rows,
         "issues": {"counts": counts, "items": items},
@@ -447,3 +464,82 @@ def test_rejected_rows_keep_their_reasons_when_the_run_loses_its_lease_after_its
 def _quietly(fn, *args) -> None:
     with contextlib.suppress(Exception):  # the run that lost its lease may fail; the end state is judged
         fn(*args)
+
+
+# -- review 15 ---------------------------------------------------------------------------------------
+def test_values_under_the_wrong_column_at_the_service_are_detected() -> None:
+    """Rows are compared as column -> value: the right values under swapped column names (the
+    header the service got) are not the file's rows."""
+    h = clean_history()
+    swapped = ["EmailAddress", "EffectiveDate", "Rating", "Remarks"]
+    h.headers = [swapped, *[list(h.files[0].header)] * 2, list(h.files[1].header)]
+    verdict = check(h)
+    assert verdict.lost == 2 and any("no file holds as valid" in p for p in verdict.problems)
+
+
+def test_an_upload_without_its_header_recorded_fails() -> None:
+    h = clean_history()
+    check(h)
+    h.headers.pop()
+    assert any("without their header recorded" in p for p in check_history(h).problems)
+
+
+def test_an_unexpected_invocation_error_and_a_value_in_an_exception_message_are_detected() -> None:
+    h = clean_history()
+    h.invocation_errors = [("RuntimeError", "Traceback ...\nRuntimeError: post-processing failed")]
+    assert any("raised RuntimeError" in p for p in check(h).problems)
+    h = clean_history()
+    h.invocation_errors = [("FileFailedError", "FileFailedError: main/a.csv: not uploaded")]
+    assert any("did not end in failed" in p for p in check(h).problems)  # every file was processed
+    h.placement["main/a.csv"] = ["failed"]
+    h.reports["main/a.csv"][0] |= {"status": "failed", "error": "refused"}
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "not_uploaded": 3}
+    assert not any("raised" in p for p in check(h).problems)
+    h = clean_history()  # the host logs the message and traceback: a value in them is a leak
+    h.invocation_errors = [("FileFailedError", "FileFailedError: payload a2@x.com,1990-01-03T08:01:05Z")]
+    h.placement["main/a.csv"] = ["failed"]
+    assert any("secret/row value(s)" in p for p in check(h).problems)
+
+
+def test_a_report_that_calls_this_runs_uploads_previously_uploaded_is_detected() -> None:
+    """The split is held against when the rows reached the service: none was there before this run."""
+    h = clean_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "previously_uploaded": 3}
+    assert any("uploaded before it; the service had 0" in p for p in check(h).problems)
+    h = clean_history()
+    h.received_at = ["2025-12-31T23:59:00.000+00:00"] * 4  # all there before the run: none uploaded by it
+    assert any("says it uploaded 3 row(s); 0 arrived while it ran" in p for p in check(h).problems)
+
+
+def test_a_processed_file_whose_report_says_its_rows_were_not_uploaded_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "not_uploaded": 3}
+    assert any("main/a.csv: ends processed" in p for p in check(h).problems)
+
+
+def test_a_report_status_that_contradicts_where_the_file_went_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/a.csv"][0]["status"] = "failed"
+    h.reports["main/a.csv"][0]["error"] = "the service refused the file"
+    assert any("main/a.csv: ends processed, its final report says 'failed'" in p for p in check(h).problems)
+    h = clean_history()
+    h.placement["main/a.csv"] = ["failed"]  # every row uploaded, no error: it should have been processed
+    assert any("main/a.csv: ends failed" in p for p in check(h).problems)
+
+
+def test_a_later_report_that_drops_a_rejected_rows_reason_is_detected() -> None:
+    """The final report of the version lists every rejected row with its reason."""
+    h = clean_history()
+    first = h.reports["main/b.csv"][0]
+    second = copy.deepcopy(first)
+    second["started_at"] = FINISHED  # a rerun: its row there already
+    second["rows"] |= {"uploaded": 0, "previously_uploaded": 1}
+    second["issues"]["items"] = []  # counts by reason kept, the row and its reason gone
+    h.reports["main/b.csv"] = [first, second]
+    assert any("[3] not reported with their reason in its final report" in p for p in check(h).problems)
+    h.reports["main/b.csv"] = [second, first]  # the one that lists it is the later run's: fine
+    first["started_at"] = "2026-01-01T00:02:00.000+00:00"
+    first["rows"] |= {"uploaded": 0, "previously_uploaded": 1}
+    second["rows"] |= {"uploaded": 1, "previously_uploaded": 0}
+    second["started_at"] = STARTED
+    assert check(h).ok, check(h).problems
