@@ -307,6 +307,7 @@ class History:
     received_at: list[str] = field(default_factory=list)  # per upload: when the service recorded it (ISO, ms)
     # every invocation of the Function that raised: (the exception's type, its message and traceback)
     invocation_errors: list[tuple[str, str]] = field(default_factory=list)
+    instance_pids: set[int] = field(default_factory=set)  # the Function instance processes that ran an invocation
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> its reports (last wins)
     placement: dict[str, list[str]] = field(default_factory=dict)  # file -> containers holding it at the end
     leased: list[str] = field(default_factory=list)  # blobs still leased at the end
@@ -748,9 +749,10 @@ class Rig:
             "rate_lost_response": rng.choice([0.0, 0.0, 0.15]),
         }
         self.emulator.state.set_faults(**f, seed=seed)
-        h.faults["429"] += f["rate_429"] > 0
-        h.faults["503"] += f["rate_503"] > 0
-        h.faults["drop"] += f["rate_drop"] > 0
+        # histories where the rate was set; what the service really answered: "429-met" etc. (run_history)
+        h.faults["429-rate-set"] += f["rate_429"] > 0
+        h.faults["503-rate-set"] += f["rate_503"] > 0
+        h.faults["drop-rate-set"] += f["rate_drop"] > 0
         h.faults["latency"] += f["latency_ms"] > 0
         h.faults["lost-response-window"] += f["rate_lost_response"] > 0
 
@@ -769,6 +771,10 @@ class Rig:
         h.received_at = [u.received_at for u in uploads]
         h.answer_lost = [u.response_lost for u in uploads]
         h.faults["lost-response"] += sum(h.answer_lost)
+
+    def counters(self) -> dict[str, int]:
+        with self.emulator.state.lock:
+            return dict(self.emulator.state.counters)
 
     def tokens(self) -> set[str]:
         with self.emulator.state.lock:
@@ -1123,7 +1129,6 @@ def run_function_history(
     h.faults["duplicate-delivery"] += len(deliveries) - len(h.files)
     h.faults["concurrent-invokers"] += invokers > 1
     pool = rig.instances_for(invokers) if instances == "processes" else []
-    h.faults["process-instances"] += len(pool)
     sweep = rng.random() < 0.4 if files is None else True
     h.faults["timer-sweep"] += sweep
     break_lease = files is None and rng.random() < 0.3 and lease_breaks
@@ -1146,6 +1151,8 @@ def run_function_history(
     def invoke(number: int, name: str) -> None:
         """One delivery: in instance `number` (a process), or in this process."""
         if pool:
+            with lock:
+                h.instance_pids.add(pool[number].proc.pid)
             error, lines = pool[number].invoke(env, incoming, name)
             with lock:
                 h.logs.extend(lines)
@@ -1417,6 +1424,7 @@ def run_history(
     h = History(seed, path, records_per_call=rng.choice([1, 2, 3, 5, 8, 20]), max_concurrency=rng.randint(1, 4))
     start = len(rig.lines)
     tokens = rig.tokens()
+    before = rig.counters()
     try:
         if path == "cli":
             run_cli_history(rig, h, rng)
@@ -1430,7 +1438,17 @@ def run_history(
         rig.calm()
     h.logs += rig.lines[start:]
     h.tokens = sorted(rig.tokens() - tokens)
+    met(h, before, rig.counters())
     return h, check(h)
+
+
+def met(h: History, before: dict[str, int], after: dict[str, int]) -> None:
+    """The faults the history really met, from the emulator's counters and the product's logs
+    (a rate set on the emulator may meet no call at all)."""
+    for name, counter in (("429", "throttled"), ("503", "unavailable"), ("drop", "dropped")):
+        h.faults[f"{name}-met"] += after.get(counter, 0) - before.get(counter, 0)
+    h.faults["checkpoint-conflict-met"] += sum("was written by another run" in line for line in h.logs)
+    h.faults["process-instances"] = len(h.instance_pids)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -1467,6 +1485,7 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
             "  of which after a kill, a broken lease or a rewritten checkpoint",
             str(sum(v.in_flight_duplicates - v.after_lost_answers for _, v in results)),
         ),
+        ("distinct Function instance processes", str(len({p for h, _ in results for p in h.instance_pids}))),
         ("failing histories", str(len(failing))),
         ("wall time", f"{elapsed:.0f} s"),
     ]
@@ -1489,6 +1508,7 @@ def load_run(rig: Rig, files: int, *, instances: str = "processes") -> str:
     h.logs += rig.lines[start:]
     h.tokens = sorted(rig.tokens() - tokens)
     v = check(h)
+    instances = f"{instances}: {len(h.instance_pids)} distinct" if h.instance_pids else instances
     per_minute = files / took * 60
     return (
         f"load: {files} files dropped at once, 4 Function instances ({instances}) + timer sweep, "
