@@ -95,6 +95,7 @@ class FileSpec:
     version: int = 0  # 1 for a version that replaced version 0 of the same name in hr-incoming
     etag: str = ""  # (Function) the blob's ETag once uploaded: which copy, report and state are this version's
     replaced: bool = False  # a newer version replaced this one in hr-incoming while a run was uploading it
+    tokens: list[str] = field(default_factory=list)  # each row's token: in every text value of the row
 
     @property
     def key(self) -> str:
@@ -205,6 +206,17 @@ def _date(g: int, hour: int, seed: int) -> datetime:
     return datetime(1990, 1, 1) + timedelta(days=g, hours=hour + g % 5, minutes=g % 60, seconds=seed % 60)
 
 
+# A row's token: 7 letters that are no hex digit (ids and hashes in the logs are hex) and no vowel
+# (no English word), so any piece of a value that holds it is found, and nothing else matches.
+TOKEN_LETTERS = "GHJKLMNPQRSTVWXZghjkmnpqrstvwxz"
+
+
+def row_token(tag: str, i: int) -> str:
+    """Derived from the row's place (no draw from the history's stream: seeds replay as before)."""
+    digest = hashlib.sha256(f"{tag}/{i}".encode()).digest()
+    return "".join(TOKEN_LETTERS[b % len(TOKEN_LETTERS)] for b in digest[:7])
+
+
 def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: int = 0) -> FileSpec:
     """`tag` makes every text value unique in the history; `first` (the file's place in the
     history) makes every date unique. A name ending in .xlsx makes a workbook of the same rows."""
@@ -214,8 +226,10 @@ def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: 
     header = SCENARIO_HEADER if every_scenario else HEADER
     records: list[list[str]] = []
     faults: dict[int, tuple[str, str | None]] = {}
+    tokens: list[str] = []
     for i in range(n):
-        t = f"{tag}x{i}"
+        tokens.append(row_token(tag, i))
+        t = f"{tag}x{i}{tokens[-1]}"
         g = first + i
         when = _date(g, 7, seed).strftime("%Y-%m-%dT%H:%M:%SZ")
         shape = rng.random()
@@ -250,8 +264,11 @@ def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: 
         records.append(row)
     newline, encoding = rng.choice(["\r\n", "\n"]), rng.choice(["utf-8", "utf-8", "utf-8-sig"])
     if name.endswith(".xlsx"):
-        return encode_workbook(name, header, records, faults, tag=f"{tag}x")
-    return encode_file(name, header, records, faults, newline=newline, encoding=encoding, tag=f"{tag}x")
+        spec = encode_workbook(name, header, records, faults, tag=f"{tag}x")
+    else:
+        spec = encode_file(name, header, records, faults, newline=newline, encoding=encoding, tag=f"{tag}x")
+    spec.tokens = tokens
+    return spec
 
 
 def _seed_mistake(
@@ -643,13 +660,16 @@ REJECTING_CODES = (
 
 def hr_values(f: FileSpec) -> set[str]:
     """Every HR value of the file, and the forms a leak could take (escaped, one line of it, a
-    date without its time); scenario names appear in reports by design."""
-    found: set[str] = set()
+    date without its time, an e-mail address without its domain, any piece that holds a row's
+    token); scenario names appear in reports by design."""
+    found: set[str] = set(f.tokens)
     for row in f.records:
         for column, value in zip([*f.header, "(extra)"], row, strict=False):
             if not value or (column == "HRScenario" and value in SCENARIO_COLUMNS):
                 continue
             found |= {value, json.dumps(value)[1:-1], repr(value)[1:-1], *value.splitlines()}
+            if "@" in value:
+                found.add(value.rsplit("@", 1)[0])  # its local part
             if len(value) >= 10 and value[:4].isdigit() and value[4] == "-":
                 found.add(value[:10])  # a date: its day alone is a leak too
     return {s for s in found if s.strip()}

@@ -548,3 +548,34 @@ def test_a_later_report_that_drops_a_rejected_rows_reason_is_detected() -> None:
     second["rows"] |= {"uploaded": 1, "previously_uploaded": 0}
     second["started_at"] = STARTED
     assert check(h).ok, check(h).problems
+
+
+def test_a_partial_value_in_a_log_is_detected() -> None:
+    """An e-mail address without its domain is a leak (the review's m3: a local part at INFO)."""
+    h = clean_history()
+    h.logs.append("INFO retrying chunk 0 for employee a2 at x.com (remark starts 'remark t')")
+    assert any("secret/row value(s)" in p for p in check(h).problems)
+
+
+def test_every_generated_value_holds_a_token_of_its_row_and_any_piece_holding_it_is_a_leak() -> None:
+    """Each row's token (7 letters, no hex digit, no vowel) is in every text value of its row and
+    unique in the history; a log line with only part of a value, the token in it, is a leak."""
+    rng = random.Random(5)
+    files = [make_file(rng, f"main/f{i}.csv", f"s5f{i}", first=i * 41, seed=5) for i in range(20)]
+    tokens = [t for f in files for t in f.tokens]
+    assert len(tokens) == len(set(tokens)) and all(len(t) == 7 for t in tokens)
+    for f in files:
+        for token, row in zip(f.tokens, f.records, strict=True):
+            texts = [v for c, v in zip(f.header, row, strict=False) if v and c != "HRScenario"]
+            texts = [v for v in texts if not (v[:4].isdigit() and v[4:5] == "-")]  # dates hold no token
+            assert all(token in v for v in texts), (token, row)
+    f = files[0]
+    h = History(seed=5, path="cli", records_per_call=5, max_concurrency=1, files=[f])
+    value = next(v for v in f.records[0] if f.tokens[0] in v)
+    start = value.index(f.tokens[0])
+    h.logs = [f"INFO a piece of a value: {value[max(0, start - 2) : start + 9]}"]
+    from benchmarks.fault_campaign import leaks
+
+    assert leaks(h)
+    h.logs = ["INFO chunk 0 uploaded: rows 2-3 (run 3fa9c0e1d2b4, etag 0x8DC1A2B3C4D5E6F)"]
+    assert not leaks(h)
