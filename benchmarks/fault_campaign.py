@@ -469,19 +469,29 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
     by_rows = {rows: chunk for chunk, rows in plan.items()}
     calls = [by_rows.get(call) for call in received]
     copies = Counter(c for c in calls if c is not None)
-    lost_answers = Counter(
-        c for i, c in enumerate(calls) if c is not None and i < len(h.answer_lost) and h.answer_lost[i]
-    )
+    # A lost answer explains one copy of its own chunk sent after it (the client's retry), no other.
     explained: Counter[Chunk] = Counter()
     left: Counter[Chunk] = Counter()
-    for chunk, n in copies.items():
-        by_lost = min(n - 1, lost_answers[chunk])  # a lost answer: its own chunk, once more
-        explained[chunk] = by_lost
-        left[chunk] = n - 1 - by_lost
+    pending: Counter[Chunk] = Counter()  # lost answers of each chunk not yet followed by a copy
+    seen_calls: Counter[Chunk] = Counter()
+    for i, c in enumerate(calls):
+        if c is None:
+            continue
+        seen_calls[c] += 1
+        if seen_calls[c] > 1:
+            if pending[c]:
+                pending[c] -= 1
+                explained[c] += 1
+            else:
+                left[c] += 1
+        if i < len(h.answer_lost) and h.answer_lost[i]:
+            pending[c] += 1
+    by_lost = Counter(explained)
+    left = Counter(dict(sorted(left.items())))  # the matching tries chunks in the files' order
     eligible = [_eligible(h, i, calls) for i in h.interruptions]
     for chunk, n in _assign(left, eligible, h.max_concurrency).items():
         explained[chunk] += n
-    v.after_lost_answers = sum(min(copies[c] - 1, lost_answers[c]) * len(plan[c]) for c in copies)
+    v.after_lost_answers = sum(n * len(plan[c]) for c, n in by_lost.items())
     v.in_flight_duplicates = sum(n * len(plan[c]) for c, n in explained.items())
     v.doubled_beyond += extra - v.in_flight_duplicates
     if v.lost:

@@ -579,3 +579,15 @@ def test_every_generated_value_holds_a_token_of_its_row_and_any_piece_holding_it
     assert leaks(h)
     h.logs = ["INFO chunk 0 uploaded: rows 2-3 (run 3fa9c0e1d2b4, etag 0x8DC1A2B3C4D5E6F)"]
     assert not leaks(h)
+
+
+def test_a_lost_answer_on_a_later_copy_does_not_explain_an_earlier_one() -> None:
+    """A lost-answer flag explains only a copy of its chunk sent after it."""
+    h = clean_history()
+    h.received = [A[0:2], A[2:3], A[0:2], B[0:1]]  # a#0 answered, then resent (its answer lost), never retried
+    h.answer_lost = [False, False, True, False]
+    verdict = check(h)
+    assert verdict.doubled_beyond == 2 and "main/a.csv#0" in " ".join(verdict.problems)
+    h.received.append(copy.deepcopy(A[0:2]))  # a copy after the lost answer: that one is explained, not the first
+    h.answer_lost.append(False)
+    assert check(h).doubled_beyond == 2
