@@ -306,6 +306,7 @@ class Interruption:
     file: str
     completed: set[int]
     uploads_seen: int | None = None  # None: the run went on after it (a broken lease)
+    at: float | None = None  # (a kill) time.monotonic() when it was sent: which answers had left by then
 
 
 @dataclass
@@ -321,6 +322,8 @@ class History:
     received: list[list[list[str]]] = field(default_factory=list)  # the emulator's uploads (rows of each call)
     answer_lost: list[bool] = field(default_factory=list)  # per upload: the emulator's response_lost flag
     headers: list[list[str]] = field(default_factory=list)  # per upload: the header it carried
+    # per upload: time.monotonic() when the emulator had written its answer whole (None: never)
+    answered_at: list[float | None] = field(default_factory=list)
     received_at: list[str] = field(default_factory=list)  # per upload: when the service recorded it (ISO, ms)
     # every invocation of the Function that raised: (the exception's type, its message and traceback)
     invocation_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -455,7 +458,14 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
         arrived = {_keyed(f.header, r) for r in f.valid if seen.get(_keyed(f.header, r))}
         expected.update(arrived)
         reported = _reported_sent(h, f)
-        v.lost += max(0, reported - len(arrived))
+        # README: a run that read the whole old version (its first read: the file) sends every valid row of it
+        read_whole = _final_report(h.reports.get(f.key) or [{}]).get("rows", {}).get("in") == len(f.records)
+        if read_whole and min(reported, len(arrived)) < len(f.valid):
+            v.problems.append(
+                f"{f.key} (replaced): its run read the whole file, yet {len(arrived)} of its "
+                f"{len(f.valid)} valid rows are at the service (its report says {reported} sent)"
+            )
+        v.lost += max(0, (len(f.valid) if read_whole else reported) - len(arrived))
         if len(arrived) > reported:
             v.doubled_beyond += len(arrived) - reported
             v.problems.append(
@@ -566,10 +576,23 @@ def _reported_sent(h: History, f: FileSpec) -> int:
     return int(rows.get("uploaded", 0)) + int(rows.get("previously_uploaded", 0))
 
 
+# A client's time from reading an answer to making it durable in its checkpoint: a chunk whose
+# answer left the service longer than this before a kill was done, whatever the checkpoint says.
+ANSWER_GRACE_SECONDS = 0.5
+
+
 def _eligible(h: History, cut: Interruption, calls: list[Chunk | None]) -> set[Chunk]:
     """The chunks an interruption may have left in flight: of its file, not recorded as done in
-    the checkpoint at that moment, and (after a kill) at the service by then."""
+    the checkpoint at that moment, and (after a kill) at the service by then, with a copy whose
+    answer had not left the service (the emulator's record) by the kill, less the grace above."""
     at_service = None if cut.uploads_seen is None else set(calls[: cut.uploads_seen])
+    if at_service is not None and cut.at is not None:
+        answered = [*h.answered_at, *[None] * (len(calls) - len(h.answered_at))]
+        at_service = {
+            c
+            for c, t in zip(calls[: cut.uploads_seen], answered, strict=False)
+            if t is None or t > cut.at - ANSWER_GRACE_SECONDS
+        }
     return {
         c
         for c in _plan(h)
@@ -800,6 +823,7 @@ class Rig:
         h.headers = [list(u.header) for u in uploads]
         h.received_at = [u.received_at for u in uploads]
         h.answer_lost = [u.response_lost for u in uploads]
+        h.answered_at = [u.answered_at for u in uploads]
         h.faults["lost-response"] += sum(h.answer_lost)
 
     def counters(self) -> dict[str, int]:
@@ -980,7 +1004,7 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
             [sys.executable, "-c", CLI_WRAPPER, *args], env=env, cwd=REPO,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
-        killed = False
+        killed: float | None = None
         if attempt < kills:
             # kill at a random moment: after 0..n accepted calls, or at once
             target = len(rig.emulator.state.uploads.get(job, [])) + rng.randint(0, 3)
@@ -991,13 +1015,13 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
                 out, err = proc.communicate(timeout=120)
         else:
             out, err = proc.communicate(timeout=120)
-        if killed:
+        if killed is not None:
             h.faults["kill"] += 1
-            h.interruptions.append(_after_a_kill(rig, job, spec, "kill", _local_checkpoint(state_dir, spec)))
+            h.interruptions.append(_after_a_kill(rig, job, spec, "kill", _local_checkpoint(state_dir, spec), killed))
         h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
         if report_path.exists():
             h.reports.setdefault(spec.name, []).append(json.loads(report_path.read_text()))
-        if attempt < kills and not killed:
+        if attempt < kills and killed is None:
             h.faults["rerun-of-a-finished-run"] += 1
         if attempt >= kills and _complete(report_path):
             break
@@ -1078,12 +1102,14 @@ def _local_checkpoint(state_dir: Path, spec: FileSpec) -> set[int]:
     return set()
 
 
-def _after_a_kill(rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[int]) -> Interruption:
+def _after_a_kill(
+    rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[int], at: float | None = None
+) -> Interruption:
     """The evidence of a kill, the process reaped: its checkpoint and what the service holds."""
     rig.settle()
     with rig.emulator.state.lock:
         seen = len(rig.emulator.state.uploads.get(job, []))
-    return Interruption(kind, spec.key, completed, seen)
+    return Interruption(kind, spec.key, completed, seen, at)
 
 
 def _complete(report_path: Path) -> bool:
@@ -1374,26 +1400,29 @@ def kill_a_worker(rig: Rig, h: History, service: Any, job: str, incoming: str, n
     )
     killed = _kill_after_uploads(proc, rig, job, rng.randint(0, 4), seconds=30)
     out, err = proc.communicate(timeout=60)
-    if killed:
+    if killed is not None:
         spec = next(f for f in h.files if f.name == name)
         h.faults["worker-kill"] += 1
-        h.interruptions.append(_after_a_kill(rig, job, spec, "worker-kill", _blob_checkpoint(service, spec)))
+        h.interruptions.append(_after_a_kill(rig, job, spec, "worker-kill", _blob_checkpoint(service, spec), killed))
     h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
 
 
-def _kill_after_uploads(proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, *, seconds: float) -> bool:
+def _kill_after_uploads(
+    proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, *, seconds: float
+) -> float | None:
     """SIGKILL `proc` once the service holds `target` uploads of `job` (or at once if it is done);
-    whether it was killed (it may have finished first)."""
+    the moment it was killed (time.monotonic()), None if it finished first."""
     deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         if len(rig.emulator.state.uploads.get(job, [])) >= target:
             break
         time.sleep(0.002)
     if proc.poll() is None:
+        at = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        return True
-    return False
+        return at
+    return None
 
 
 def _blob_checkpoint(service: Any, spec: FileSpec) -> set[int]:

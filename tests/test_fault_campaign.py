@@ -289,8 +289,9 @@ C = [
 
 
 def replaced_history() -> History:
-    """main/a.csv replaced by a new version (rows C) while its run uploaded it: the old run sent
-    its first chunk and its report says so (2 uploaded, 1 not); the new version arrived in full."""
+    """main/a.csv replaced by a new version (rows C) while its run uploaded it: the old run had
+    read its first two rows when the bytes changed and sent them (its report: 2 in, 2 uploaded);
+    the new version arrived in full."""
     h = clean_history()
     h.files[0].replaced = True
     new = encode_file("main/a.csv", ["EmailAddress", "EffectiveDate", "Remarks", "Rating"], copy.deepcopy(C))
@@ -298,8 +299,7 @@ def replaced_history() -> History:
     h.files.append(new)
     h.received = [A[0:2], C[0:2], B[0:1]]
     h.answer_lost = [False, False, False]
-    old = report(3, uploaded=2)
-    old["rows"]["not_uploaded"] = 1
+    old = report(2, uploaded=2)
     h.reports = {"main/a.csv": [old], "main/a.csv@v1": [report(2, uploaded=2)], "main/b.csv": h.reports["main/b.csv"]}
     h.placement = {"main/a.csv": [], "main/a.csv@v1": ["processed"], "main/b.csv": ["processed"]}
     h.states = {"main/a.csv": "processed", "main/a.csv@v1": "processed", "main/b.csv": "processed"}
@@ -314,7 +314,7 @@ def test_a_replaced_version_is_held_to_what_its_report_says_it_sent() -> None:
     verdict = check(h)
     assert verdict.doubled_beyond == 1 and any("its report says 2" in p for p in verdict.problems)
     h = replaced_history()
-    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 3, "not_uploaded": 0}  # says 3 sent; 2 arrived
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 3, "uploaded": 3}  # says 3 sent; 2 arrived
     assert check(h).lost == 1
 
 
@@ -591,3 +591,37 @@ def test_a_lost_answer_on_a_later_copy_does_not_explain_an_earlier_one() -> None
     h.received.append(copy.deepcopy(A[0:2]))  # a copy after the lost answer: that one is explained, not the first
     h.answer_lost.append(False)
     assert check(h).doubled_beyond == 2
+
+
+def test_a_chunk_never_recorded_in_the_checkpoint_is_not_an_in_flight_duplicate() -> None:
+    """After a kill the evidence is the service's too: a chunk whose answer had left the service
+    (well before the kill) was done, whatever the product's checkpoint says; sending it again is
+    a double. Only a chunk whose answer had not left by then was in flight."""
+    h = clean_history()
+    h.max_concurrency = 2
+    h.received = [A[0:2], A[2:3], copy.deepcopy(B[0:1])]
+    h.answer_lost = [False] * 3
+    h.answered_at = [10.0, 10.1, 10.2]
+    # the whole file was at the service and answered before the kill; the checkpoint says nothing
+    h.interruptions = [Interruption("kill", "main/a.csv", completed=set(), uploads_seen=3, at=20.0)]
+    h.received += [copy.deepcopy(A[0:2]), copy.deepcopy(A[2:3])]
+    h.answer_lost += [False, False]
+    assert check(h).doubled_beyond == 3
+    h.answered_at[1] = None  # a#1's answer never left: in flight at the kill, its copy documented
+    assert check(h).doubled_beyond == 2
+    h.answered_at[0] = 19.9  # a#0's answer left just before the kill: the client may not have recorded it
+    assert check(h).ok, check(h).problems
+
+
+def test_a_replaced_version_read_whole_but_not_sent_is_detected() -> None:
+    """README: a run that opened the file before the change sends every valid row of it whenever
+    the whole file came in its first read. A run that read all 3 rows and sent 2 (or none) fails."""
+    h = replaced_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 3, "uploaded": 2, "not_uploaded": 1}
+    assert any("read the whole file, yet 2 of its 3" in p for p in check(h).problems)
+    h = replaced_history()
+    h.received = [r for r in h.received if r != A[0:2]]
+    h.answer_lost = [False] * len(h.received)
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 3, "uploaded": 0, "not_uploaded": 3}
+    verdict = check(h)
+    assert verdict.lost == 3 and any("read the whole file, yet 0 of its 3" in p for p in verdict.problems)
