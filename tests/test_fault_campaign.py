@@ -500,6 +500,10 @@ def test_an_unexpected_invocation_error_and_a_value_in_an_exception_message_are_
     h.reports["main/a.csv"][0] |= {"status": "failed", "error": "refused"}
     h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "not_uploaded": 3}
     assert not any("raised" in p for p in check(h).problems)
+    h.invocation_errors = [("ScheduleError", "ScheduleError: main/a.csv: not uploaded (refused)")]  # the sweep's
+    assert not any("raised" in p for p in check(h).problems)
+    h.invocation_errors = [("ScheduleError", "ScheduleError: sweep: cannot read the state of x: Error")]
+    assert any("did not end in failed" in p for p in check(h).problems)
     h = clean_history()  # the host logs the message and traceback: a value in them is a leak
     h.invocation_errors = [("FileFailedError", "FileFailedError: payload a2@x.com,1990-01-03T08:01:05Z")]
     h.placement["main/a.csv"] = ["failed"]
