@@ -95,6 +95,7 @@ class FileSpec:
     version: int = 0  # 1 for a version that replaced version 0 of the same name in hr-incoming
     etag: str = ""  # (Function) the blob's ETag once uploaded: which copy, report and state are this version's
     replaced: bool = False  # a newer version replaced this one in hr-incoming while a run was uploading it
+    tokens: list[str] = field(default_factory=list)  # each row's token: in every text value of the row
 
     @property
     def key(self) -> str:
@@ -205,6 +206,17 @@ def _date(g: int, hour: int, seed: int) -> datetime:
     return datetime(1990, 1, 1) + timedelta(days=g, hours=hour + g % 5, minutes=g % 60, seconds=seed % 60)
 
 
+# A row's token: 7 letters that are no hex digit (ids and hashes in the logs are hex) and no vowel
+# (no English word), so any piece of a value that holds it is found, and nothing else matches.
+TOKEN_LETTERS = "GHJKLMNPQRSTVWXZghjkmnpqrstvwxz"
+
+
+def row_token(tag: str, i: int) -> str:
+    """Derived from the row's place (no draw from the history's stream: seeds replay as before)."""
+    digest = hashlib.sha256(f"{tag}/{i}".encode()).digest()
+    return "".join(TOKEN_LETTERS[b % len(TOKEN_LETTERS)] for b in digest[:7])
+
+
 def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: int = 0) -> FileSpec:
     """`tag` makes every text value unique in the history; `first` (the file's place in the
     history) makes every date unique. A name ending in .xlsx makes a workbook of the same rows."""
@@ -214,8 +226,10 @@ def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: 
     header = SCENARIO_HEADER if every_scenario else HEADER
     records: list[list[str]] = []
     faults: dict[int, tuple[str, str | None]] = {}
+    tokens: list[str] = []
     for i in range(n):
-        t = f"{tag}x{i}"
+        tokens.append(row_token(tag, i))
+        t = f"{tag}x{i}{tokens[-1]}"
         g = first + i
         when = _date(g, 7, seed).strftime("%Y-%m-%dT%H:%M:%SZ")
         shape = rng.random()
@@ -250,8 +264,11 @@ def make_file(rng: random.Random, name: str, tag: str, *, first: int = 0, seed: 
         records.append(row)
     newline, encoding = rng.choice(["\r\n", "\n"]), rng.choice(["utf-8", "utf-8", "utf-8-sig"])
     if name.endswith(".xlsx"):
-        return encode_workbook(name, header, records, faults, tag=f"{tag}x")
-    return encode_file(name, header, records, faults, newline=newline, encoding=encoding, tag=f"{tag}x")
+        spec = encode_workbook(name, header, records, faults, tag=f"{tag}x")
+    else:
+        spec = encode_file(name, header, records, faults, newline=newline, encoding=encoding, tag=f"{tag}x")
+    spec.tokens = tokens
+    return spec
 
 
 def _seed_mistake(
@@ -289,6 +306,7 @@ class Interruption:
     file: str
     completed: set[int]
     uploads_seen: int | None = None  # None: the run went on after it (a broken lease)
+    at: float | None = None  # (a kill) time.monotonic() when it was sent: which answers had left by then
 
 
 @dataclass
@@ -303,6 +321,13 @@ class History:
     # what was observed
     received: list[list[list[str]]] = field(default_factory=list)  # the emulator's uploads (rows of each call)
     answer_lost: list[bool] = field(default_factory=list)  # per upload: the emulator's response_lost flag
+    headers: list[list[str]] = field(default_factory=list)  # per upload: the header it carried
+    # per upload: time.monotonic() when the emulator had written its answer whole (None: never)
+    answered_at: list[float | None] = field(default_factory=list)
+    received_at: list[str] = field(default_factory=list)  # per upload: when the service recorded it (ISO, ms)
+    # every invocation of the Function that raised: (the exception's type, its message and traceback)
+    invocation_errors: list[tuple[str, str]] = field(default_factory=list)
+    instance_pids: set[int] = field(default_factory=set)  # the Function instance processes that ran an invocation
     reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # file -> its reports (last wins)
     placement: dict[str, list[str]] = field(default_factory=dict)  # file -> containers holding it at the end
     leased: list[str] = field(default_factory=list)  # blobs still leased at the end
@@ -327,7 +352,8 @@ class Verdict:
 
 
 Chunk = tuple[str, int]  # (file, chunk index)
-Rows = tuple[tuple[str, ...], ...]
+Row = tuple[tuple[str, str], ...]  # a row keyed by its columns' names (see _keyed)
+Rows = tuple[Row, ...]
 
 
 def check(h: History) -> Verdict:
@@ -351,11 +377,37 @@ def check(h: History) -> Verdict:
                 v.problems.append(f"{f.key}: its state ends {h.states.get(f.key)!r}, not processed or failed")
     if h.leased:
         v.problems.append(f"left leased: {h.leased}")
+    v.problems += _check_invocation_errors(h)
     leaked = leaks(h)
     if leaked:
         v.problems.append(f"{len(leaked)} secret/row value(s) in the logs or reports")
     v.problems += h.errors
     return v
+
+
+# What the functions document they raise: FileFailedError for a file that ended in failed, and the
+# timer's ScheduleError when part of its work failed (docs/function.md, `hr-run-failed`: here a
+# file its sweep processed that failed; the message holds the file's). Anything else is a defect.
+EXPECTED_INVOCATION_ERRORS = ("FileFailedError", "ScheduleError")
+
+
+def _check_invocation_errors(h: History) -> list[str]:
+    """Every invocation error is one the product documents, for a file that did fail."""
+    problems: list[str] = []
+    # a version that ended in failed, or was replaced before its copy (its run cannot finish it)
+    failed = {f.name for f in h.files if "failed" in h.placement.get(f.key, []) or f.replaced}
+    for kind, text in h.invocation_errors:
+        if kind not in EXPECTED_INVOCATION_ERRORS:
+            problems.append(f"an invocation raised {kind}, which the product does not document")
+        elif not any(f"{name}: not uploaded" in text for name in failed):
+            problems.append(f"an invocation raised {kind} for a file that did not end in failed")
+    return problems
+
+
+def _keyed(header: list[str], row: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """A row as the service reads it: each value under its column's name (extra fields unnamed)."""
+    names = [*header, *(f"(extra {i})" for i in range(len(row) - len(header)))]
+    return tuple(zip(names, row, strict=False))
 
 
 def _check_file_bytes(f: FileSpec) -> list[str]:
@@ -385,7 +437,7 @@ def _plan(h: History) -> dict[Chunk, Rows]:
     for f in h.files:
         valid = f.valid
         for index, start in enumerate(range(0, len(valid), h.records_per_call)):
-            plan[(f.key, index)] = tuple(tuple(r) for r in valid[start : start + h.records_per_call])
+            plan[(f.key, index)] = tuple(_keyed(f.header, r) for r in valid[start : start + h.records_per_call])
     return plan
 
 
@@ -393,16 +445,28 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
     """Every valid row exactly once; each extra copy must be explained by a fault's evidence. A
     version replaced during its run: exactly as many of its valid rows as its report says were
     sent (uploaded, or previously uploaded), each once; the rest never (its bytes are gone)."""
-    seen = Counter(tuple(row) for call in h.received for row in call)
-    expected = Counter(tuple(row) for f in h.files if not f.replaced for row in f.valid)
+    missing = len(h.received) - len(h.headers)
+    if missing > 0:
+        v.problems.append(f"{missing} upload(s) at the service without their header recorded")
+    headers = [*h.headers, *([[]] * max(0, missing))]
+    received = [tuple(_keyed(hdr, row) for row in call) for call, hdr in zip(h.received, headers, strict=False)]
+    seen = Counter(row for call in received for row in call)
+    expected = Counter(_keyed(f.header, row) for f in h.files if not f.replaced for row in f.valid)
     v.lost = sum(max(0, want - seen.get(row, 0)) for row, want in expected.items())
     for f in h.files:
         if not f.replaced:
             continue
-        arrived = {tuple(r) for r in f.valid if seen.get(tuple(r))}
+        arrived = {_keyed(f.header, r) for r in f.valid if seen.get(_keyed(f.header, r))}
         expected.update(arrived)
         reported = _reported_sent(h, f)
-        v.lost += max(0, reported - len(arrived))
+        # README: a run that read the whole old version (its first read: the file) sends every valid row of it
+        read_whole = _final_report(h.reports.get(f.key) or [{}]).get("rows", {}).get("in") == len(f.records)
+        if read_whole and min(reported, len(arrived)) < len(f.valid):
+            v.problems.append(
+                f"{f.key} (replaced): its run read the whole file, yet {len(arrived)} of its "
+                f"{len(f.valid)} valid rows are at the service (its report says {reported} sent)"
+            )
+        v.lost += max(0, (len(f.valid) if read_whole else reported) - len(arrived))
         if len(arrived) > reported:
             v.doubled_beyond += len(arrived) - reported
             v.problems.append(
@@ -410,25 +474,35 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
             )
     foreign = sum(n for row, n in seen.items() if row not in expected)
     if foreign:
-        v.problems.append(f"{foreign} row(s) at the service that no file holds as valid")
+        v.problems.append(f"{foreign} row(s) at the service that no file holds as valid (under its columns)")
     extra = sum(max(0, n - expected[row]) for row, n in seen.items() if row in expected)
     plan = _plan(h)
     by_rows = {rows: chunk for chunk, rows in plan.items()}
-    calls = [by_rows.get(tuple(tuple(r) for r in call)) for call in h.received]
+    calls = [by_rows.get(call) for call in received]
     copies = Counter(c for c in calls if c is not None)
-    lost_answers = Counter(
-        c for i, c in enumerate(calls) if c is not None and i < len(h.answer_lost) and h.answer_lost[i]
-    )
+    # A lost answer explains one copy of its own chunk sent after it (the client's retry), no other.
     explained: Counter[Chunk] = Counter()
     left: Counter[Chunk] = Counter()
-    for chunk, n in copies.items():
-        by_lost = min(n - 1, lost_answers[chunk])  # a lost answer: its own chunk, once more
-        explained[chunk] = by_lost
-        left[chunk] = n - 1 - by_lost
+    pending: Counter[Chunk] = Counter()  # lost answers of each chunk not yet followed by a copy
+    seen_calls: Counter[Chunk] = Counter()
+    for i, c in enumerate(calls):
+        if c is None:
+            continue
+        seen_calls[c] += 1
+        if seen_calls[c] > 1:
+            if pending[c]:
+                pending[c] -= 1
+                explained[c] += 1
+            else:
+                left[c] += 1
+        if i < len(h.answer_lost) and h.answer_lost[i]:
+            pending[c] += 1
+    by_lost = Counter(explained)
+    left = Counter(dict(sorted(left.items())))  # the matching tries chunks in the files' order
     eligible = [_eligible(h, i, calls) for i in h.interruptions]
     for chunk, n in _assign(left, eligible, h.max_concurrency).items():
         explained[chunk] += n
-    v.after_lost_answers = sum(min(copies[c] - 1, lost_answers[c]) * len(plan[c]) for c in copies)
+    v.after_lost_answers = sum(n * len(plan[c]) for c, n in by_lost.items())
     v.in_flight_duplicates = sum(n * len(plan[c]) for c, n in explained.items())
     v.doubled_beyond += extra - v.in_flight_duplicates
     if v.lost:
@@ -440,17 +514,86 @@ def _check_rows_at_the_service(h: History, v: Verdict) -> None:
         )
 
 
+def _final_report(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of the version's last run that did something (by its start; a report found
+    twice counts once): the one its place (processed/failed) and the user go by."""
+    ran = [r for r in reports if r.get("status") != "not-run"] or reports or [{}]
+    return max(enumerate(ran), key=lambda ir: (str(ir[1].get("started_at") or ""), ir[0]))[1]
+
+
+def _check_report_against_the_service(
+    h: History, f: FileSpec, reports: list[dict[str, Any]], final: dict[str, Any]
+) -> list[str]:
+    """The split of each report held against the service's record of this version's rows, by
+    when they arrived: `previously_uploaded` only rows there before the run started (before it
+    ended if another run held the file at the same time: a broken lease), `uploaded` only rows
+    that arrived while it ran. Its final report's status agrees with where the version went:
+    processed <=> every valid row uploaded (now or before) and no error; failed otherwise."""
+    problems: list[str] = []
+    mine = {_keyed(f.header, r) for r in f.valid}
+    times = [*h.received_at, *[""] * (len(h.received) - len(h.received_at))]
+    headers = [*h.headers, *[[]] * (len(h.received) - len(h.headers))]
+    arrivals: dict[Row, list[str]] = {}  # each row of this version: when the service got each copy
+    for call, hdr, at in zip(h.received, headers, times, strict=False):
+        for row in call:
+            key = _keyed(hdr, row)
+            if key in mine and at:
+                arrivals.setdefault(key, []).append(at)
+    shared = any(i.kind == "lease-broken" and i.file == f.key for i in h.interruptions)
+    for n, report in enumerate(reports):
+        rows, start, end = report.get("rows", {}), report.get("started_at"), report.get("finished_at")
+        if report.get("status") == "not-run" or not start:
+            continue
+        before = sum(1 for ats in arrivals.values() if min(ats) < (end if shared and end else start))
+        during = sum(1 for ats in arrivals.values() if any(start <= at and (not end or at <= end) for at in ats))
+        where = f"{f.key}: report {n + 1}"
+        if int(rows.get("previously_uploaded", 0)) > before:
+            problems.append(
+                f"{where} says {rows.get('previously_uploaded')} row(s) were uploaded before it; "
+                f"the service had {before}"
+            )
+        if int(rows.get("uploaded", 0)) > during:
+            problems.append(f"{where} says it uploaded {rows.get('uploaded')} row(s); {during} arrived while it ran")
+    if f.replaced:
+        return problems
+    rows = final.get("rows", {})
+    done = not final.get("error") and not rows.get("not_uploaded") and not rows.get("planned")
+    status = final.get("status")
+    if h.path == "cli" or "processed" in h.placement.get(f.key, []):
+        meant = "partial" if rows.get("rejected") else "succeeded"
+        if not done or status != meant:
+            problems.append(
+                f"{f.key}: ends processed, its final report says {status!r} "
+                f"(error {final.get('error')!r}, {rows.get('not_uploaded')} not uploaded)"
+            )
+    elif "failed" in h.placement.get(f.key, []) and done and status != "failed":
+        problems.append(f"{f.key}: ends failed, its final report says {status!r} with every row uploaded")
+    return problems
+
+
 def _reported_sent(h: History, f: FileSpec) -> int:
     """The rows the version's last report says the service has (sent by it or an earlier run)."""
-    reports = h.reports.get(f.key) or [{}]
-    rows = reports[-1].get("rows", {})
+    rows = _final_report(h.reports.get(f.key) or [{}]).get("rows", {})
     return int(rows.get("uploaded", 0)) + int(rows.get("previously_uploaded", 0))
+
+
+# A client's time from reading an answer to making it durable in its checkpoint: a chunk whose
+# answer left the service longer than this before a kill was done, whatever the checkpoint says.
+ANSWER_GRACE_SECONDS = 0.5
 
 
 def _eligible(h: History, cut: Interruption, calls: list[Chunk | None]) -> set[Chunk]:
     """The chunks an interruption may have left in flight: of its file, not recorded as done in
-    the checkpoint at that moment, and (after a kill) at the service by then."""
+    the checkpoint at that moment, and (after a kill) at the service by then, with a copy whose
+    answer had not left the service (the emulator's record) by the kill, less the grace above."""
     at_service = None if cut.uploads_seen is None else set(calls[: cut.uploads_seen])
+    if at_service is not None and cut.at is not None:
+        answered = [*h.answered_at, *[None] * (len(calls) - len(h.answered_at))]
+        at_service = {
+            c
+            for c, t in zip(calls[: cut.uploads_seen], answered, strict=False)
+            if t is None or t > cut.at - ANSWER_GRACE_SECONDS
+        }
     return {
         c
         for c in _plan(h)
@@ -494,7 +637,9 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
         return [f"{f.key}: no report"]
     rows_in = len(f.records)
     listed: set[int] = set()
+    final = _final_report(reports)
     read_upto = 0 if f.replaced else rows_in  # a replaced version's run may have stopped reading
+    problems += _check_report_against_the_service(h, f, reports, final)
     for n, report in enumerate(reports):
         rows = report.get("rows", {})
         where = f"{f.key}: report {n + 1}"
@@ -531,11 +676,13 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
             if item.get("code") != code or (column is not None and item.get("column") != column):
                 given = f"{item.get('code')} ({item.get('column')})"
                 problems.append(f"{where} rejects row {row} for {given}; its mistake is {code} ({column})")
-            elif item.get("message"):
-                listed.add(row)
+            elif item.get("message") and report is final:
+                listed.add(row)  # the final report of the version lists them all (an earlier one may not)
+    if final.get("status") == "not-run" or (final.get("error") and not final.get("rows", {}).get("in")):
+        read_upto = 0  # the last run read nothing (only for a version whose bytes went before its copy)
     missing = [r for r in f.invalid if r not in listed and r <= read_upto + 1]
     if missing:
-        problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason")
+        problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason in its final report")
     return problems
 
 
@@ -547,13 +694,16 @@ REJECTING_CODES = (
 
 def hr_values(f: FileSpec) -> set[str]:
     """Every HR value of the file, and the forms a leak could take (escaped, one line of it, a
-    date without its time); scenario names appear in reports by design."""
-    found: set[str] = set()
+    date without its time, an e-mail address without its domain, any piece that holds a row's
+    token); scenario names appear in reports by design."""
+    found: set[str] = set(f.tokens)
     for row in f.records:
         for column, value in zip([*f.header, "(extra)"], row, strict=False):
             if not value or (column == "HRScenario" and value in SCENARIO_COLUMNS):
                 continue
             found |= {value, json.dumps(value)[1:-1], repr(value)[1:-1], *value.splitlines()}
+            if "@" in value:
+                found.add(value.rsplit("@", 1)[0])  # its local part
             if len(value) >= 10 and value[:4].isdigit() and value[4] == "-":
                 found.add(value[:10])  # a date: its day alone is a leak too
     return {s for s in found if s.strip()}
@@ -565,7 +715,8 @@ DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 def leaks(h: History) -> list[str]:
     """The secret and HR values found in any captured log record, stdout, stderr or report. Each value
     is searched for unless a cheaper search proves it absent (its day, its file's tag)."""
-    text = "\n".join([*h.logs, *(json.dumps(r, ensure_ascii=False) for rs in h.reports.values() for r in rs)])
+    records = [*h.logs, *(text for _, text in h.invocation_errors)]  # the host logs each error whole
+    text = "\n".join([*records, *(json.dumps(r, ensure_ascii=False) for rs in h.reports.values() for r in rs)])
     days = set(DAY.findall(text))
     found = {s for s in (SECRET, *h.tokens) if s in text}
     for f in h.files:
@@ -652,9 +803,10 @@ class Rig:
             "rate_lost_response": rng.choice([0.0, 0.0, 0.15]),
         }
         self.emulator.state.set_faults(**f, seed=seed)
-        h.faults["429"] += f["rate_429"] > 0
-        h.faults["503"] += f["rate_503"] > 0
-        h.faults["drop"] += f["rate_drop"] > 0
+        # histories where the rate was set; what the service really answered: "429-met" etc. (run_history)
+        h.faults["429-rate-set"] += f["rate_429"] > 0
+        h.faults["503-rate-set"] += f["rate_503"] > 0
+        h.faults["drop-rate-set"] += f["rate_drop"] > 0
         h.faults["latency"] += f["latency_ms"] > 0
         h.faults["lost-response-window"] += f["rate_lost_response"] > 0
 
@@ -669,8 +821,15 @@ class Rig:
         with self.emulator.state.lock:
             uploads = list(self.emulator.state.uploads.get(job, []))
         h.received = [u.rows for u in uploads]
+        h.headers = [list(u.header) for u in uploads]
+        h.received_at = [u.received_at for u in uploads]
         h.answer_lost = [u.response_lost for u in uploads]
+        h.answered_at = [u.answered_at for u in uploads]
         h.faults["lost-response"] += sum(h.answer_lost)
+
+    def counters(self) -> dict[str, int]:
+        with self.emulator.state.lock:
+            return dict(self.emulator.state.counters)
 
     def tokens(self) -> set[str]:
         with self.emulator.state.lock:
@@ -694,7 +853,7 @@ class Rig:
 # invokes the registered blob function through the emulator's host for each task it reads, its log
 # records at INFO captured (what the worker forwards) and sent back with the outcome.
 INSTANCE = """
-import json, logging, os, sys
+import json, logging, os, sys, traceback
 from benchmarks.fault_campaign import FAST_RETRY_DEFAULTS, _ListHandler
 from hrconnector_core import ingestion
 ingestion.RetryPolicy.__init__.__defaults__ = FAST_RETRY_DEFAULTS
@@ -716,7 +875,7 @@ for line in sys.stdin:
     try:
         invoke_blob_trigger(task["function"], task["container"], task["name"])
     except Exception as exc:
-        error = type(exc).__name__
+        error = [type(exc).__name__, traceback.format_exc()]
     out.write(json.dumps({"error": error, "logs": list(lines)}) + "\\n")
     out.flush()
 """
@@ -746,8 +905,9 @@ class Instance:
         for line in stream:
             self.stderr.append(line)
 
-    def invoke(self, env: dict[str, str], container: str, name: str) -> tuple[str | None, list[str]]:
-        """The blob function invoked in this instance: (the exception's type or None, its log lines)."""
+    def invoke(self, env: dict[str, str], container: str, name: str) -> tuple[tuple[str, str] | None, list[str]]:
+        """The blob function invoked in this instance: (the exception's type and its message with its
+        traceback, as the host logs them, or None; its log lines)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         task = {"env": env, "function": BLOB_FUNCTION, "container": container, "name": name}
         try:
@@ -759,9 +919,9 @@ class Instance:
         if not reply:  # the instance died: a new one takes its place
             self.proc.wait()
             self._start()
-            return "InstanceDied", []
+            return ("InstanceDied", "the instance's process died during the invocation"), []
         data = json.loads(reply)
-        return data["error"], data["logs"]
+        return (tuple(data["error"]) if data["error"] else None), data["logs"]
 
     def take_stderr(self) -> list[str]:
         taken, self.stderr[:] = list(self.stderr), []
@@ -845,7 +1005,7 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
             [sys.executable, "-c", CLI_WRAPPER, *args], env=env, cwd=REPO,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
-        killed = False
+        killed: float | None = None
         if attempt < kills:
             # kill at a random moment: after 0..n accepted calls, or at once
             target = len(rig.emulator.state.uploads.get(job, [])) + rng.randint(0, 3)
@@ -856,13 +1016,13 @@ def run_cli_history(rig: Rig, h: History, rng: random.Random) -> None:
                 out, err = proc.communicate(timeout=120)
         else:
             out, err = proc.communicate(timeout=120)
-        if killed:
+        if killed is not None:
             h.faults["kill"] += 1
-            h.interruptions.append(_after_a_kill(rig, job, spec, "kill", _local_checkpoint(state_dir, spec)))
+            h.interruptions.append(_after_a_kill(rig, job, spec, "kill", _local_checkpoint(state_dir, spec), killed))
         h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
         if report_path.exists():
             h.reports.setdefault(spec.name, []).append(json.loads(report_path.read_text()))
-        if attempt < kills and not killed:
+        if attempt < kills and killed is None:
             h.faults["rerun-of-a-finished-run"] += 1
         if attempt >= kills and _complete(report_path):
             break
@@ -943,12 +1103,14 @@ def _local_checkpoint(state_dir: Path, spec: FileSpec) -> set[int]:
     return set()
 
 
-def _after_a_kill(rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[int]) -> Interruption:
+def _after_a_kill(
+    rig: Rig, job: str, spec: FileSpec, kind: str, completed: set[int], at: float | None = None
+) -> Interruption:
     """The evidence of a kill, the process reaped: its checkpoint and what the service holds."""
     rig.settle()
     with rig.emulator.state.lock:
         seen = len(rig.emulator.state.uploads.get(job, []))
-    return Interruption(kind, spec.key, completed, seen)
+    return Interruption(kind, spec.key, completed, seen, at)
 
 
 def _complete(report_path: Path) -> bool:
@@ -1024,7 +1186,6 @@ def run_function_history(
     h.faults["duplicate-delivery"] += len(deliveries) - len(h.files)
     h.faults["concurrent-invokers"] += invokers > 1
     pool = rig.instances_for(invokers) if instances == "processes" else []
-    h.faults["process-instances"] += len(pool)
     sweep = rng.random() < 0.4 if files is None else True
     h.faults["timer-sweep"] += sweep
     break_lease = files is None and rng.random() < 0.3 and lease_breaks
@@ -1039,7 +1200,7 @@ def run_function_history(
     # document written back: only its ETag changes), so the run's next checkpoint write meets an
     # ETag conflict; alone in its history, like the two faults above.
     rewrite = files is None and not kill_worker and not overwrite and not break_lease and side.random() < REWRITE_SHARE
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     queue = list(deliveries)
     lock = threading.Lock()
     incoming = settings.containers.incoming
@@ -1047,6 +1208,8 @@ def run_function_history(
     def invoke(number: int, name: str) -> None:
         """One delivery: in instance `number` (a process), or in this process."""
         if pool:
+            with lock:
+                h.instance_pids.add(pool[number].proc.pid)
             error, lines = pool[number].invoke(env, incoming, name)
             with lock:
                 h.logs.extend(lines)
@@ -1157,7 +1320,6 @@ def run_function_history(
     for t in threads:
         t.join()
     took = time.monotonic() - started
-    h.faults["invocation-error"] += len(errors)
     rig.calm()
     # Late deliveries and the host's retries: whatever is left in incoming is delivered again,
     # with leases a broken or dead run left broken (what their lapse would do).
@@ -1174,6 +1336,8 @@ def run_function_history(
         _swallow(errors, later.run_schedule)
     for instance in pool:
         h.logs += instance.take_stderr()
+    h.faults["invocation-error"] += len(errors)
+    h.invocation_errors += errors  # the leak search reads each one's message and traceback
     rig.settle()
     rig.observe(h, job)
     containers = {
@@ -1237,26 +1401,29 @@ def kill_a_worker(rig: Rig, h: History, service: Any, job: str, incoming: str, n
     )
     killed = _kill_after_uploads(proc, rig, job, rng.randint(0, 4), seconds=30)
     out, err = proc.communicate(timeout=60)
-    if killed:
+    if killed is not None:
         spec = next(f for f in h.files if f.name == name)
         h.faults["worker-kill"] += 1
-        h.interruptions.append(_after_a_kill(rig, job, spec, "worker-kill", _blob_checkpoint(service, spec)))
+        h.interruptions.append(_after_a_kill(rig, job, spec, "worker-kill", _blob_checkpoint(service, spec), killed))
     h.logs += [out.decode(errors="replace"), err.decode(errors="replace")]
 
 
-def _kill_after_uploads(proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, *, seconds: float) -> bool:
+def _kill_after_uploads(
+    proc: subprocess.Popen[bytes], rig: Any, job: str, target: int, *, seconds: float
+) -> float | None:
     """SIGKILL `proc` once the service holds `target` uploads of `job` (or at once if it is done);
-    whether it was killed (it may have finished first)."""
+    the moment it was killed (time.monotonic()), None if it finished first."""
     deadline = time.monotonic() + seconds
     while proc.poll() is None and time.monotonic() < deadline:
         if len(rig.emulator.state.uploads.get(job, [])) >= target:
             break
         time.sleep(0.002)
     if proc.poll() is None:
+        at = time.monotonic()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        return True
-    return False
+        return at
+    return None
 
 
 def _blob_checkpoint(service: Any, spec: FileSpec) -> set[int]:
@@ -1283,11 +1450,15 @@ def _file_of_state_blob(h: History, job: str, blob: str) -> FileSpec | None:
     return None
 
 
-def _swallow(errors: list[str], fn: Any, *args: Any) -> None:
+def _swallow(errors: list[tuple[str, str]], fn: Any, *args: Any) -> None:
+    """Run an invocation as the host does: what it raises is kept whole (its type, message and
+    traceback: the host logs all of it to Application Insights)."""
+    import traceback
+
     try:
         fn(*args)
     except Exception as exc:
-        errors.append(type(exc).__name__)
+        errors.append((type(exc).__name__, traceback.format_exc()))
 
 
 def _break_leases(service: Any) -> None:
@@ -1313,6 +1484,7 @@ def run_history(
     h = History(seed, path, records_per_call=rng.choice([1, 2, 3, 5, 8, 20]), max_concurrency=rng.randint(1, 4))
     start = len(rig.lines)
     tokens = rig.tokens()
+    before = rig.counters()
     try:
         if path == "cli":
             run_cli_history(rig, h, rng)
@@ -1326,7 +1498,17 @@ def run_history(
         rig.calm()
     h.logs += rig.lines[start:]
     h.tokens = sorted(rig.tokens() - tokens)
+    met(h, before, rig.counters())
     return h, check(h)
+
+
+def met(h: History, before: dict[str, int], after: dict[str, int]) -> None:
+    """The faults the history really met, from the emulator's counters and the product's logs
+    (a rate set on the emulator may meet no call at all)."""
+    for name, counter in (("429", "throttled"), ("503", "unavailable"), ("drop", "dropped")):
+        h.faults[f"{name}-met"] += after.get(counter, 0) - before.get(counter, 0)
+    h.faults["checkpoint-conflict-met"] += sum("was written by another run" in line for line in h.logs)
+    h.faults["process-instances"] = len(h.instance_pids)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -1363,6 +1545,7 @@ def table(results: list[tuple[History, Verdict]], elapsed: float) -> str:
             "  of which after a kill, a broken lease or a rewritten checkpoint",
             str(sum(v.in_flight_duplicates - v.after_lost_answers for _, v in results)),
         ),
+        ("distinct Function instance processes", str(len({p for h, _ in results for p in h.instance_pids}))),
         ("failing histories", str(len(failing))),
         ("wall time", f"{elapsed:.0f} s"),
     ]
@@ -1385,6 +1568,7 @@ def load_run(rig: Rig, files: int, *, instances: str = "processes") -> str:
     h.logs += rig.lines[start:]
     h.tokens = sorted(rig.tokens() - tokens)
     v = check(h)
+    instances = f"{instances}: {len(h.instance_pids)} distinct" if h.instance_pids else instances
     per_minute = files / took * 60
     return (
         f"load: {files} files dropped at once, 4 Function instances ({instances}) + timer sweep, "

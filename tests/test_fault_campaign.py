@@ -19,7 +19,7 @@ from benchmarks.fault_campaign import (
     History,
     Interruption,
     Rig,
-    check,
+    Verdict,
     encode_file,
     encode_workbook,
     make_file,
@@ -27,6 +27,7 @@ from benchmarks.fault_campaign import (
     run_history,
     table,
 )
+from benchmarks.fault_campaign import check as check_history
 
 A = [
     ["a1@x.com", "1990-01-02T07:00:05Z", "remark ta1", "Rate-ta1"],
@@ -37,6 +38,20 @@ B = [
     ["Employee profile", "b1@x.com", "Firsttb1", "Lasttb1"],
     ["Employee profile", "bad-b2", "Firsttb2", "Lasttb2"],
 ]
+
+
+STARTED, DURING = "2026-01-01T00:00:00.000+00:00", "2026-01-01T00:00:30.000+00:00"
+FINISHED = "2026-01-01T00:01:00.000+00:00"
+
+
+def check(h: History) -> Verdict:
+    """The checker, each hand-made upload given the header it carried: its file's (the product sends
+    the file's header). A test that means another header sets `h.headers` itself."""
+    for call in h.received[len(h.headers) :]:
+        owner = next((f for f in h.files if call and list(call[0]) in f.valid), None)
+        h.headers.append(list(owner.header) if owner else [])
+    h.received_at += [DURING] * (len(h.received) - len(h.received_at))  # while the run of report() ran
+    return check_history(h)
 
 
 def clean_history() -> History:
@@ -72,6 +87,8 @@ def report(rows_in: int, *, uploaded: int, rejected: dict[int, str] | None = Non
     rows |= {"skipped": 0, "not_uploaded": 0, "planned": 0, "balanced": True}
     counts = dict(Counter(rejected.values()))
     return {
+        "started_at": STARTED,
+        "finished_at": FINISHED,
         "status": "partial" if rejected else "succeeded",
         "rows": rows,
         "issues": {"counts": counts, "items": items},
@@ -272,8 +289,9 @@ C = [
 
 
 def replaced_history() -> History:
-    """main/a.csv replaced by a new version (rows C) while its run uploaded it: the old run sent
-    its first chunk and its report says so (2 uploaded, 1 not); the new version arrived in full."""
+    """main/a.csv replaced by a new version (rows C) while its run uploaded it: the old run had
+    read its first two rows when the bytes changed and sent them (its report: 2 in, 2 uploaded);
+    the new version arrived in full."""
     h = clean_history()
     h.files[0].replaced = True
     new = encode_file("main/a.csv", ["EmailAddress", "EffectiveDate", "Remarks", "Rating"], copy.deepcopy(C))
@@ -281,8 +299,7 @@ def replaced_history() -> History:
     h.files.append(new)
     h.received = [A[0:2], C[0:2], B[0:1]]
     h.answer_lost = [False, False, False]
-    old = report(3, uploaded=2)
-    old["rows"]["not_uploaded"] = 1
+    old = report(2, uploaded=2)
     h.reports = {"main/a.csv": [old], "main/a.csv@v1": [report(2, uploaded=2)], "main/b.csv": h.reports["main/b.csv"]}
     h.placement = {"main/a.csv": [], "main/a.csv@v1": ["processed"], "main/b.csv": ["processed"]}
     h.states = {"main/a.csv": "processed", "main/a.csv@v1": "processed", "main/b.csv": "processed"}
@@ -297,7 +314,7 @@ def test_a_replaced_version_is_held_to_what_its_report_says_it_sent() -> None:
     verdict = check(h)
     assert verdict.doubled_beyond == 1 and any("its report says 2" in p for p in verdict.problems)
     h = replaced_history()
-    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 3, "not_uploaded": 0}  # says 3 sent; 2 arrived
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 3, "uploaded": 3}  # says 3 sent; 2 arrived
     assert check(h).lost == 1
 
 
@@ -388,10 +405,15 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
     assert total("function-kill", "lost-response") >= 1
     assert total("function", "concurrent-invokers") >= 3 and total("function", "duplicate-delivery") >= 6
     assert total("function", "lease-broken") >= 1 and total("function", "timer-sweep") >= 2
-    assert total("function", "process-instances") >= 8  # the invokers are separate processes
+    # the invokers are separate processes: several per history, and the concurrent ones distinct
+    assert len({p for h, _ in results if h.path == "function" for p in h.instance_pids}) >= 3
+    assert max(len(h.instance_pids) for h, _ in results if h.path == "function") >= 2
     # a file overwritten in hr-incoming while a run uploaded it, its old version's bytes gone before its copy
     assert total("function", "overwritten-during-upload") >= 1 and total("function", "replaced-before-its-copy") >= 1
-    assert total("function", "checkpoint-rewritten") >= 1  # an ETag conflict on the run's next checkpoint write
+    assert total("function", "checkpoint-rewritten") >= 1  # its checkpoint rewritten while a run uploaded it
+    assert total("function", "checkpoint-conflict-met") >= 1  # and the run's next checkpoint write met the conflict
+    met = {k: sum(h.faults[f"{k}-met"] for h, _ in results) for k in ("429", "503", "drop")}
+    assert min(met.values()) >= 1, met  # the service really answered 429, 503 and dropped connections
     assert total("cli", "xlsx-files") >= 2 and total("function", "xlsx-files") >= 1  # workbooks on both paths
     kills = [(h.seed, len(h.interruptions)) for h, _ in results if h.path == "cli"]
     assert kills == [(h.seed, h.faults["kill"]) for h, _ in results if h.path == "cli"]  # evidence of each kill
@@ -447,3 +469,163 @@ def test_rejected_rows_keep_their_reasons_when_the_run_loses_its_lease_after_its
 def _quietly(fn, *args) -> None:
     with contextlib.suppress(Exception):  # the run that lost its lease may fail; the end state is judged
         fn(*args)
+
+
+# -- review 15 ---------------------------------------------------------------------------------------
+def test_values_under_the_wrong_column_at_the_service_are_detected() -> None:
+    """Rows are compared as column -> value: the right values under swapped column names (the
+    header the service got) are not the file's rows."""
+    h = clean_history()
+    swapped = ["EmailAddress", "EffectiveDate", "Rating", "Remarks"]
+    h.headers = [swapped, *[list(h.files[0].header)] * 2, list(h.files[1].header)]
+    verdict = check(h)
+    assert verdict.lost == 2 and any("no file holds as valid" in p for p in verdict.problems)
+
+
+def test_an_upload_without_its_header_recorded_fails() -> None:
+    h = clean_history()
+    check(h)
+    h.headers.pop()
+    assert any("without their header recorded" in p for p in check_history(h).problems)
+
+
+def test_an_unexpected_invocation_error_and_a_value_in_an_exception_message_are_detected() -> None:
+    h = clean_history()
+    h.invocation_errors = [("RuntimeError", "Traceback ...\nRuntimeError: post-processing failed")]
+    assert any("raised RuntimeError" in p for p in check(h).problems)
+    h = clean_history()
+    h.invocation_errors = [("FileFailedError", "FileFailedError: main/a.csv: not uploaded")]
+    assert any("did not end in failed" in p for p in check(h).problems)  # every file was processed
+    h.placement["main/a.csv"] = ["failed"]
+    h.reports["main/a.csv"][0] |= {"status": "failed", "error": "refused"}
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "not_uploaded": 3}
+    assert not any("raised" in p for p in check(h).problems)
+    h.invocation_errors = [("ScheduleError", "ScheduleError: main/a.csv: not uploaded (refused)")]  # the sweep's
+    assert not any("raised" in p for p in check(h).problems)
+    h.invocation_errors = [("ScheduleError", "ScheduleError: sweep: cannot read the state of x: Error")]
+    assert any("did not end in failed" in p for p in check(h).problems)
+    h = clean_history()  # the host logs the message and traceback: a value in them is a leak
+    h.invocation_errors = [("FileFailedError", "FileFailedError: payload a2@x.com,1990-01-03T08:01:05Z")]
+    h.placement["main/a.csv"] = ["failed"]
+    assert any("secret/row value(s)" in p for p in check(h).problems)
+
+
+def test_a_report_that_calls_this_runs_uploads_previously_uploaded_is_detected() -> None:
+    """The split is held against when the rows reached the service: none was there before this run."""
+    h = clean_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "previously_uploaded": 3}
+    assert any("uploaded before it; the service had 0" in p for p in check(h).problems)
+    h = clean_history()
+    h.received_at = ["2025-12-31T23:59:00.000+00:00"] * 4  # all there before the run: none uploaded by it
+    assert any("says it uploaded 3 row(s); 0 arrived while it ran" in p for p in check(h).problems)
+
+
+def test_a_processed_file_whose_report_says_its_rows_were_not_uploaded_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"uploaded": 0, "not_uploaded": 3}
+    assert any("main/a.csv: ends processed" in p for p in check(h).problems)
+
+
+def test_a_report_status_that_contradicts_where_the_file_went_is_detected() -> None:
+    h = clean_history()
+    h.reports["main/a.csv"][0]["status"] = "failed"
+    h.reports["main/a.csv"][0]["error"] = "the service refused the file"
+    assert any("main/a.csv: ends processed, its final report says 'failed'" in p for p in check(h).problems)
+    h = clean_history()
+    h.placement["main/a.csv"] = ["failed"]  # every row uploaded, no error: it should have been processed
+    assert any("main/a.csv: ends failed" in p for p in check(h).problems)
+
+
+def test_a_later_report_that_drops_a_rejected_rows_reason_is_detected() -> None:
+    """The final report of the version lists every rejected row with its reason."""
+    h = clean_history()
+    first = h.reports["main/b.csv"][0]
+    second = copy.deepcopy(first)
+    second["started_at"] = FINISHED  # a rerun: its row there already
+    second["rows"] |= {"uploaded": 0, "previously_uploaded": 1}
+    second["issues"]["items"] = []  # counts by reason kept, the row and its reason gone
+    h.reports["main/b.csv"] = [first, second]
+    assert any("[3] not reported with their reason in its final report" in p for p in check(h).problems)
+    h.reports["main/b.csv"] = [second, first]  # the one that lists it is the later run's: fine
+    first["started_at"] = "2026-01-01T00:02:00.000+00:00"
+    first["rows"] |= {"uploaded": 0, "previously_uploaded": 1}
+    second["rows"] |= {"uploaded": 1, "previously_uploaded": 0}
+    second["started_at"] = STARTED
+    assert check(h).ok, check(h).problems
+
+
+def test_a_partial_value_in_a_log_is_detected() -> None:
+    """An e-mail address without its domain is a leak (the review's m3: a local part at INFO)."""
+    h = clean_history()
+    h.logs.append("INFO retrying chunk 0 for employee a2 at x.com (remark starts 'remark t')")
+    assert any("secret/row value(s)" in p for p in check(h).problems)
+
+
+def test_every_generated_value_holds_a_token_of_its_row_and_any_piece_holding_it_is_a_leak() -> None:
+    """Each row's token (7 letters, no hex digit, no vowel) is in every text value of its row and
+    unique in the history; a log line with only part of a value, the token in it, is a leak."""
+    rng = random.Random(5)
+    files = [make_file(rng, f"main/f{i}.csv", f"s5f{i}", first=i * 41, seed=5) for i in range(20)]
+    tokens = [t for f in files for t in f.tokens]
+    assert len(tokens) == len(set(tokens)) and all(len(t) == 7 for t in tokens)
+    for f in files:
+        for token, row in zip(f.tokens, f.records, strict=True):
+            texts = [v for c, v in zip(f.header, row, strict=False) if v and c != "HRScenario"]
+            texts = [v for v in texts if not (v[:4].isdigit() and v[4:5] == "-")]  # dates hold no token
+            assert all(token in v for v in texts), (token, row)
+    f = files[0]
+    h = History(seed=5, path="cli", records_per_call=5, max_concurrency=1, files=[f])
+    value = next(v for v in f.records[0] if f.tokens[0] in v)
+    start = value.index(f.tokens[0])
+    h.logs = [f"INFO a piece of a value: {value[max(0, start - 2) : start + 9]}"]
+    from benchmarks.fault_campaign import leaks
+
+    assert leaks(h)
+    h.logs = ["INFO chunk 0 uploaded: rows 2-3 (run 3fa9c0e1d2b4, etag 0x8DC1A2B3C4D5E6F)"]
+    assert not leaks(h)
+
+
+def test_a_lost_answer_on_a_later_copy_does_not_explain_an_earlier_one() -> None:
+    """A lost-answer flag explains only a copy of its chunk sent after it."""
+    h = clean_history()
+    h.received = [A[0:2], A[2:3], A[0:2], B[0:1]]  # a#0 answered, then resent (its answer lost), never retried
+    h.answer_lost = [False, False, True, False]
+    verdict = check(h)
+    assert verdict.doubled_beyond == 2 and "main/a.csv#0" in " ".join(verdict.problems)
+    h.received.append(copy.deepcopy(A[0:2]))  # a copy after the lost answer: that one is explained, not the first
+    h.answer_lost.append(False)
+    assert check(h).doubled_beyond == 2
+
+
+def test_a_chunk_never_recorded_in_the_checkpoint_is_not_an_in_flight_duplicate() -> None:
+    """After a kill the evidence is the service's too: a chunk whose answer had left the service
+    (well before the kill) was done, whatever the product's checkpoint says; sending it again is
+    a double. Only a chunk whose answer had not left by then was in flight."""
+    h = clean_history()
+    h.max_concurrency = 2
+    h.received = [A[0:2], A[2:3], copy.deepcopy(B[0:1])]
+    h.answer_lost = [False] * 3
+    h.answered_at = [10.0, 10.1, 10.2]
+    # the whole file was at the service and answered before the kill; the checkpoint says nothing
+    h.interruptions = [Interruption("kill", "main/a.csv", completed=set(), uploads_seen=3, at=20.0)]
+    h.received += [copy.deepcopy(A[0:2]), copy.deepcopy(A[2:3])]
+    h.answer_lost += [False, False]
+    assert check(h).doubled_beyond == 3
+    h.answered_at[1] = None  # a#1's answer never left: in flight at the kill, its copy documented
+    assert check(h).doubled_beyond == 2
+    h.answered_at[0] = 19.9  # a#0's answer left just before the kill: the client may not have recorded it
+    assert check(h).ok, check(h).problems
+
+
+def test_a_replaced_version_read_whole_but_not_sent_is_detected() -> None:
+    """README: a run that opened the file before the change sends every valid row of it whenever
+    the whole file came in its first read. A run that read all 3 rows and sent 2 (or none) fails."""
+    h = replaced_history()
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 3, "uploaded": 2, "not_uploaded": 1}
+    assert any("read the whole file, yet 2 of its 3" in p for p in check(h).problems)
+    h = replaced_history()
+    h.received = [r for r in h.received if r != A[0:2]]
+    h.answer_lost = [False] * len(h.received)
+    h.reports["main/a.csv"][0]["rows"] |= {"in": 3, "uploaded": 0, "not_uploaded": 3}
+    verdict = check(h)
+    assert verdict.lost == 3 and any("read the whole file, yet 0 of its 3" in p for p in verdict.problems)

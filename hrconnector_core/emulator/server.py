@@ -386,6 +386,7 @@ class Handler(BaseHTTPRequestHandler):
             state.count("response_lost")
             raise _HangUpError
         self._send_json(200, {"jobId": job, "uploadId": upload.upload_id, "recordsReceived": upload.record_count})
+        upload.answered_at = time.monotonic()  # evidence for a fault campaign: the answer left whole
 
     def job_log(self, job: str) -> None:
         with self.state.lock:

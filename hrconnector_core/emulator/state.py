@@ -47,6 +47,7 @@ class Upload:
     received_at: str
     file_name: str
     response_lost: bool = False  # recorded, then the connection dropped before the answer (a fault)
+    answered_at: float | None = None  # time.monotonic() once its answer was written whole (None: never)
 
 
 @dataclass
