@@ -3,6 +3,7 @@ Real parts: the emulator over HTTPS, Azurite, the registered functions called as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,6 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobLeaseClient
 from requests.structures import CaseInsensitiveDict
 
 from hrconnector_core.emulator import Emulator
@@ -534,29 +537,29 @@ invoke_timer("hr_graph_source")
 """
 
 
-@pytest.mark.parametrize("where", ["after-stage", "after-commit", "before-delta"])
-def test_kill_9_of_a_source_process_copies_nothing_twice(
-    emulator: Emulator, sharepoint: SharePoint, where: str
-) -> None:
+def _kill_a_source_run_at(sp: SharePoint, where: str) -> None:
+    """A source run in its own process, killed with SIGKILL at `where`; then its lease on
+    delta.json broken as its expiry would break it (no sleeping)."""
     from .conftest import REPO
 
-    sp = sharepoint
-    sp.run()
-    data = csv_bytes(HEADER, rows(3, start=80))
-    sp.put("killed.csv", data)
     result = subprocess.run(
         [sys.executable, "-c", KILL_WORKER, where], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == -9, result.stderr[-2000:]
-    # The dead run's lease on delta.json: broken as its expiry would (no sleeping).
-    import contextlib
-
-    from azure.core.exceptions import HttpResponseError
-    from azure.storage.blob import BlobLeaseClient
-
     with contextlib.suppress(HttpResponseError):
         BlobLeaseClient(sp.env.service.state.get_blob_client("graph/main/delta.json")).break_lease(lease_break_period=0)
+
+
+@pytest.mark.parametrize("where", ["after-stage", "after-commit", "before-delta"])
+def test_kill_9_of_a_source_process_copies_nothing_twice(
+    emulator: Emulator, sharepoint: SharePoint, where: str
+) -> None:
+    sp = sharepoint
+    sp.run()
+    data = csv_bytes(HEADER, rows(3, start=80))
+    sp.put("killed.csv", data)
+    _kill_a_source_run_at(sp, where)
     sp.run()
     sp.run()
     sp.upload_all()
@@ -800,26 +803,13 @@ def test_moving_off_a_rename_months_later_sends_nothing_again(
 def test_kill_9_around_the_move_leaves_one_item_and_one_report(
     emulator: Emulator, sharepoint: SharePoint, where: str
 ) -> None:
-    import contextlib
-
-    from azure.core.exceptions import HttpResponseError
-    from azure.storage.blob import BlobLeaseClient
-
-    from .conftest import REPO
-
     sp = sharepoint
     sp.run()
     data = csv_bytes(HEADER, rows(2, start=70))
     sp.put("moving.csv", data)
     sp.run()
     sp.upload_all()
-    result = subprocess.run(
-        [sys.executable, "-c", KILL_WORKER, where], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == -9, result.stderr[-2000:]
-    with contextlib.suppress(HttpResponseError):
-        BlobLeaseClient(sp.env.service.state.get_blob_client("graph/main/delta.json")).break_lease(lease_break_period=0)
+    _kill_a_source_run_at(sp, where)
     sp.run()
     assert sp.records() == {"moved": ["moving.csv"]}
     assert sp.names(f"{FOLDER}/Processed") == ["moving.csv", "moving.csv.report.json"]
