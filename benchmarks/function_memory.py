@@ -13,19 +13,13 @@ too. Not a test.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-from hrconnector_core.emulator import Emulator, EmulatorState
-from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT
-from hrconnector_core.emulator.azurite import Azurite
-from hrconnector_core.emulator.host import local_settings
+from hrconnector_core.emulator import EmulatorState
 from hrconnector_core.service import HRConnectorService
-from hrconnector_core.settings import Settings
 
-from .measure import REPO, run_measured
+from .measure import function_environment, run_measured
 from .validation_throughput import generate
 
 IDENTITY = "44444444-4444-4444-8444-444444444444"
@@ -37,45 +31,31 @@ def main() -> int:
     parser.add_argument("--mb", type=int, nargs="*", default=[50, 250])
     parser.add_argument("--xlsx", type=int, nargs="*", default=[], metavar="ROWS", help="workbooks of ROWS rows")
     args = parser.parse_args()
-    state = EmulatorState(keep_rows=False)
-    state.register_app(DEMO_TENANT, DEMO_APP, DEMO_SECRET)
-    state.register_job(DEMO_JOB, DEMO_APP)
-    state.register_managed_identity(IDENTITY, DEMO_TENANT)
-    state.set_secret("bench-secret", DEMO_SECRET)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Azurite(REPO) as azurite,
-        Emulator(state=state, ca_path=Path(tmp) / "ca.pem") as emulator,
-    ):
-        env = dict(os.environ) | local_settings(
-            azurite.connection_string, emulator, connector="bench", job_id=DEMO_JOB, tenant_id=DEMO_TENANT,
-            app_id=DEMO_APP, identity=IDENTITY, secret_name="bench-secret",
-        ) | {"PYTHONPATH": str(REPO)}  # fmt: skip
-        service = HRConnectorService(Settings.from_env(env))
-        service.ensure_containers()
+    with function_environment(EmulatorState(keep_rows=False), IDENTITY) as (env, service, tmp):
         print(f"{'file':>8} {'records':>10} {'seconds':>8} {'rows/s':>9} {'peak RSS':>9}")
         for mb in args.mb:
-            path = Path(tmp) / f"hr-{mb}.csv"
+            path = tmp / f"hr-{mb}.csv"
             records = generate(path, target_bytes=mb * 1_000_000)
-            name = f"bench/hr-{mb}.csv"
-            with path.open("rb") as handle:
-                service.incoming.upload_blob(name, handle, overwrite=True)
-            path.unlink()
-            cmd = [sys.executable, "-c", INVOKE, "hr_file_arrived", service.incoming.container_name, name]
-            seconds, rss = run_measured(cmd, env=env)
+            seconds, rss = _process(service, env, path)
             print(f"{mb:>6}MB {records:>10,} {seconds:>8.1f} {records / seconds:>9,.0f} {rss / 1e6:>7.0f}MB")
         for count in args.xlsx:
-            path = workbook(Path(tmp), count)
-            size = path.stat().st_size
-            name = f"bench/{path.name}"
-            with path.open("rb") as handle:
-                service.incoming.upload_blob(name, handle, overwrite=True)
-            path.unlink()
-            cmd = [sys.executable, "-c", INVOKE, "hr_file_arrived", service.incoming.container_name, name]
-            seconds, rss = run_measured(cmd, env=env)
-            label = f"{size / 1e6:.0f}MB.xlsx"
+            path = workbook(tmp, count)
+            label = f"{path.stat().st_size / 1e6:.0f}MB.xlsx"
+            seconds, rss = _process(service, env, path)
             print(f"{label:>8} {count:>10,} {seconds:>8.1f} {count / seconds:>9,.0f} {rss / 1e6:>7.0f}MB")
     return 0
+
+
+def _process(service: HRConnectorService, env: dict[str, str], path: Path) -> tuple[float, int]:
+    """Drop the file into incoming (then delete it here) and run the blob function on it in its own
+    process: (seconds, peak RSS in bytes)."""
+    name = f"bench/{path.name}"
+    with path.open("rb") as handle:
+        service.incoming.upload_blob(name, handle, overwrite=True)
+    path.unlink()
+    return run_measured(
+        [sys.executable, "-c", INVOKE, "hr_file_arrived", service.incoming.container_name, name], env=env
+    )
 
 
 def workbook(directory: Path, records: int) -> Path:

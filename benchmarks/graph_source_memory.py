@@ -17,18 +17,11 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from hrconnector_core.emulator import Emulator, EmulatorState
-from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT
-from hrconnector_core.emulator.azurite import Azurite
-from hrconnector_core.emulator.host import local_settings
-from hrconnector_core.service import HRConnectorService
-from hrconnector_core.settings import Settings
+from hrconnector_core.emulator import EmulatorState
 
-from .measure import REPO
+from .measure import REPO, function_environment
 
 IDENTITY = "55555555-5555-4555-8555-555555555555"
 INVOKE = """
@@ -45,27 +38,14 @@ def main() -> int:
     parser.add_argument("--mb", type=int, nargs="*", default=[50, 200])
     args = parser.parse_args()
     state = EmulatorState(keep_rows=False)
-    state.register_app(DEMO_TENANT, DEMO_APP, DEMO_SECRET)
-    state.register_job(DEMO_JOB, DEMO_APP)
-    state.register_managed_identity(IDENTITY, DEMO_TENANT)
-    state.set_secret("bench-secret", DEMO_SECRET)
     graph = state.graph
     site_id = graph.add_site("contoso.sharepoint.com", "/sites/Bench")
     drive_id = graph.add_drive(site_id, "Documents")
     graph.ensure_folder(drive_id, FOLDER)
     graph.grant_site(IDENTITY, site_id, "read")
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        Azurite(REPO) as azurite,
-        Emulator(state=state, ca_path=Path(tmp) / "ca.pem") as emulator,
-    ):
-        env = dict(os.environ) | local_settings(
-            azurite.connection_string, emulator, connector="bench", job_id=DEMO_JOB, tenant_id=DEMO_TENANT,
-            app_id=DEMO_APP, identity=IDENTITY, secret_name="bench-secret",
-        ) | {"PYTHONPATH": str(REPO), "HR_SOURCE_SITE": "contoso.sharepoint.com/sites/Bench",
-             "HR_SOURCE_FOLDER": FOLDER, "HR_SOURCE_MOVE": "false"}  # fmt: skip
-        service = HRConnectorService(Settings.from_env(env))
-        service.ensure_containers()
+    source = {"HR_SOURCE_SITE": "contoso.sharepoint.com/sites/Bench", "HR_SOURCE_FOLDER": FOLDER,
+              "HR_SOURCE_MOVE": "false"}  # fmt: skip
+    with function_environment(state, IDENTITY, **source) as (env, service, _tmp):
         peak_rss(env)  # the first run: the baseline
         print(f"{'file':>8} {'seconds':>8} {'MB/s':>7} {'peak RSS':>9}")
         block = os.urandom(1 << 20)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,3 +28,33 @@ def run_measured(
             tail = stderr.read().decode(errors="replace")[-2000:]
             raise RuntimeError(f"{' '.join(cmd[2:4])} failed (wait status {status}):\n{tail}")
     return elapsed, usage.ru_maxrss * 1024
+
+
+@contextlib.contextmanager
+def function_environment(state: Any, identity: str, **settings: str) -> Iterator[tuple[dict[str, str], Any, Path]]:
+    """Azurite and the emulator (the demo's app and job, `identity` as the Function's managed
+    identity reading the secret), yielding the Function's environment for a child process (with
+    `settings` added), a service on it with its containers made, and a temporary directory."""
+    from hrconnector_core.emulator import Emulator
+    from hrconnector_core.emulator.__main__ import DEMO_APP, DEMO_JOB, DEMO_SECRET, DEMO_TENANT
+    from hrconnector_core.emulator.azurite import Azurite
+    from hrconnector_core.emulator.host import local_settings
+    from hrconnector_core.service import HRConnectorService
+    from hrconnector_core.settings import Settings
+
+    state.register_app(DEMO_TENANT, DEMO_APP, DEMO_SECRET)
+    state.register_job(DEMO_JOB, DEMO_APP)
+    state.register_managed_identity(identity, DEMO_TENANT)
+    state.set_secret("bench-secret", DEMO_SECRET)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Azurite(REPO) as azurite,
+        Emulator(state=state, ca_path=Path(tmp) / "ca.pem") as emulator,
+    ):
+        env = dict(os.environ) | local_settings(
+            azurite.connection_string, emulator, connector="bench", job_id=DEMO_JOB, tenant_id=DEMO_TENANT,
+            app_id=DEMO_APP, identity=identity, secret_name="bench-secret",
+        ) | {"PYTHONPATH": str(REPO)} | settings  # fmt: skip
+        service = HRConnectorService(Settings.from_env(env))
+        service.ensure_containers()
+        yield env, service, Path(tmp)
