@@ -542,8 +542,8 @@ def _check_report_against_the_service(
     shared = any(i.kind == "lease-broken" and i.file == f.key for i in h.interruptions)
     for n, report in enumerate(reports):
         rows, start, end = report.get("rows", {}), report.get("started_at"), report.get("finished_at")
-        if report.get("status") == "not-run" or not start:
-            continue
+        if report.get("status") in ("not-run", "replaced") or not start:
+            continue  # turned away, or closed by the sweep from the checkpoint (rows of any run)
         before = sum(1 for ats in arrivals.values() if min(ats) < (end if shared and end else start))
         during = sum(1 for ats in arrivals.values() if any(start <= at and (not end or at <= end) for at in ats))
         where = f"{f.key}: report {n + 1}"
@@ -647,6 +647,11 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
             problems.append(f"{where} does not balance")
         if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
             continue  # turned away (or failed) before reading a row: it counts nothing
+        if report.get("status") == "replaced":  # closed from the checkpoint: what was accepted
+            whole = (rows.get("in"), rows.get("uploaded", 0) + rows.get("previously_uploaded", 0), rows.get("rejected"))
+            if rows.get("in") == rows_in and whole != (rows_in, len(f.valid), len(f.invalid)):
+                problems.append(f"{where} counts (in, accepted, rejected) {whole} for the whole file")
+            continue
         read = rows_in
         if f.replaced and isinstance(rows.get("in"), int) and rows["in"] < rows_in:
             read = rows["in"]  # stopped where its version was replaced: the rows before that point
@@ -678,8 +683,8 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
                 problems.append(f"{where} rejects row {row} for {given}; its mistake is {code} ({column})")
             elif item.get("message") and report is final:
                 listed.add(row)  # the final report of the version lists them all (an earlier one may not)
-    if final.get("status") == "not-run" or (final.get("error") and not final.get("rows", {}).get("in")):
-        read_upto = 0  # the last run read nothing (only for a version whose bytes went before its copy)
+    if final.get("status") in ("not-run", "replaced") or (final.get("error") and not final.get("rows", {}).get("in")):
+        read_upto = 0  # the last run read nothing, or its bytes went before any run could list them
     missing = [r for r in f.invalid if r not in listed and r <= read_upto + 1]
     if missing:
         problems.append(f"{f.key}: invalid row(s) {missing} not reported with their reason in its final report")

@@ -181,11 +181,13 @@ class BlobCheckpointStore:
         self.conflict = False
         self.busy = False  # another run held the content's lock: this one sent nothing
         self.held: ContentLock | None = None
+        self.key: CheckpointKey | None = None  # the content this run uploads (known once it locks)
 
     @contextlib.contextmanager
     def lock(self, key: CheckpointKey) -> Iterator[ContentLock]:
         """Lease `locks/<id>` (created if absent) for the run; CheckpointLockedError (and `busy`)
         when another run of the same content and job holds it."""
+        self.key = key
         name = f"locks/{key.id}"
         blob = self._blobs.container.get_blob_client(name)
         where = f"{self._blobs.container.container_name}/{name}"
@@ -208,23 +210,27 @@ class BlobCheckpointStore:
         finally:
             held.release()
 
-    def _name(self, key: CheckpointKey) -> str:
-        return f"{self._prefix}{key.id}.json"
+    def _name(self, key_id: str) -> str:
+        return f"{self._prefix}{key_id}.json"
 
     def load(self, key: CheckpointKey) -> Checkpoint | None:
-        name = self._name(key)
+        checkpoint = self.read(key.id)
+        return checkpoint if checkpoint is not None and checkpoint.key.same_file(key) else None  # any settings
+
+    def read(self, key_id: str) -> Checkpoint | None:
+        """The checkpoint stored under `key_id` (a CheckpointKey's id), or None."""
+        name = self._name(key_id)
         where = f"{self._blobs.container.container_name}/{name}"
         found = self._blobs.read(name, lambda raw: parse_checkpoint(raw, where))
         if found is None:
             return None
-        checkpoint, etag = found
-        self._etags[key.id] = etag
-        return checkpoint if checkpoint.key.same_file(key) else None  # whatever settings made it
+        checkpoint, self._etags[key_id] = found
+        return checkpoint  # type: ignore[no-any-return]
 
     def save(self, checkpoint: Checkpoint) -> None:
         key = checkpoint.key
         try:
-            etag = self._blobs.write(self._name(key), checkpoint.to_dict(), etag=self._etags.get(key.id))
+            etag = self._blobs.write(self._name(key.id), checkpoint.to_dict(), etag=self._etags.get(key.id))
         except StateConflictError:
             self.conflict = True
             raise
@@ -232,7 +238,7 @@ class BlobCheckpointStore:
 
     def delete(self, key: CheckpointKey) -> None:
         with contextlib.suppress(ResourceNotFoundError):
-            self._blobs.container.delete_blob(self._name(key))
+            self._blobs.container.delete_blob(self._name(key.id))
         self._etags.pop(key.id, None)
 
 
@@ -258,6 +264,7 @@ class FileState:
     error: str | None = None
     note: str | None = None
     rows: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # the content checkpoint's id, recorded before this version's first chunk
 
     @property
     def finished(self) -> bool:

@@ -173,6 +173,7 @@ class RunReport(RowSink):
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. "already uploaded in full on ..."
     not_run: bool = False  # turned away before reading a row (another run holds the lock)
+    replaced: bool = False  # closed after its bytes were replaced: only what the service accepted is known
     rejected_rows: RejectedRowsWriter | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -212,9 +213,12 @@ class RunReport(RowSink):
     @property
     def status(self) -> str:
         """succeeded: every row is in the service; anything less is partial or failed (not-run:
-        another run of the same file and job was under way, this one did nothing)."""
+        another run of the same file and job was under way, this one did nothing; replaced: the
+        version's bytes went before a run finished it, so only its accepted rows are counted)."""
         if self.not_run:
             return "not-run"
+        if self.replaced:
+            return "replaced"
         if self.error and not (self.rows.uploaded or self.rows.previously_uploaded):
             return "failed"
         if self.error or self.rows.not_uploaded or self.rows.rejected or not self.rows.balanced:

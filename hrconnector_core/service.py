@@ -30,7 +30,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
 from .blobstore import (
     BlobCheckpointStore,
@@ -47,6 +47,7 @@ from .blobstore import (
     blob_service_client,
     copy_verified,
     delete_if_unchanged,
+    json_object,
     write_text,
 )
 from .chunking import Chunk
@@ -234,19 +235,12 @@ class HRConnectorService:
         state = claim.state
         run_id = uuid.uuid4().hex[:12]
         now = self.clock()
-        connector: Connector | None = None
-        relative, route_error = state.blob, claim.damaged and state.error
-        try:
-            connector, relative = self.settings.route(state.blob)
-        except HRConnectorError as exc:
-            route_error = str(exc)
+        connector, relative, route_error = self._route(state.blob)
+        route_error = (claim.damaged and state.error) or route_error
         state.connector = connector.name if connector else None
         state.status, state.run_id, state.started_at = "processing", run_id, _iso(now)
         state.runs += 1
-        if state.destination is None:
-            # The version's own folder: two versions of a name in the same second never collide.
-            version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
-            state.destination = f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
+        state.destination = state.destination or _destination(state, relative, now)
         claim.save()
 
         with log_context(connector=state.connector, run=run_id), tempfile.TemporaryDirectory() as tmp:
@@ -262,14 +256,23 @@ class HRConnectorService:
             if checkpoints.conflict:
                 raise LeaseLostError(f"the checkpoint of {state.blob} was written by another run, which owns the file")
             if checkpoints.busy:
-                return self._wait_for_other_run(claim)
+                return self._wait_for_other_run(claim, checkpoints)
             return self._finish(blob, props, claim, report, rejected_path)
 
-    def _wait_for_other_run(self, claim: FileClaim) -> Outcome:
+    def _route(self, blob: str) -> tuple[Connector | None, str, str | None]:
+        """The connector, the name below its folder, and why there is none."""
+        try:
+            connector, relative = self.settings.route(blob)
+        except HRConnectorError as exc:
+            return None, blob, str(exc)
+        return connector, relative, None
+
+    def _wait_for_other_run(self, claim: FileClaim, checkpoints: BlobCheckpointStore) -> Outcome:
         """Another run (another name, or another version of this name, with the same bytes) is
         uploading this content: this run sent nothing. The file stays in incoming, unfinished,
         so the timer's sweep processes it once that run is done (it then sends only what is left)."""
         state = claim.state
+        _name_checkpoint(claim, checkpoints, save=False)
         state.status = "waiting"
         state.note = "another run was uploading the same content; the timer's sweep finishes this file"
         claim.save()
@@ -286,12 +289,16 @@ class HRConnectorService:
         claim: FileClaim,
         checkpoints: BlobCheckpointStore,
     ) -> RunReport:
+        naming = threading.Lock()
+
         def still_ours() -> None:  # before every chunk: stop as soon as another run owns the file
             if checkpoints.conflict:
                 raise LeaseLostError("the checkpoint was written by another run, which owns the file")
             if checkpoints.held is not None:
                 checkpoints.held.check()
             claim.check()
+            with naming:  # the state names the checkpoint before a chunk is sent (see _close_replaced)
+                _name_checkpoint(claim, checkpoints)
 
         options = upload_options(connector)
         try:
@@ -502,7 +509,8 @@ class HRConnectorService:
     def _close_replaced(self, name: str, etag: str, summary: ScheduleSummary) -> None:
         """A version left unfinished (its run lost its lease, or it waited for another run of the
         same content) whose bytes were then replaced or deleted: nothing can be read or copied any
-        more, so its state is closed with a note; the newer version has its own state and event."""
+        more, so it is closed as failed with a report of what the service accepted of it (from the
+        content checkpoint its state names); the newer version has its own state and event."""
         claim = self.files.claim(name, etag)
         if claim is None:
             return
@@ -510,13 +518,63 @@ class HRConnectorService:
             state = claim.state
             if state.finished:
                 return
-            state.status, state.finished_at = "failed", _iso(self.clock())
-            state.error = state.error or "this version was replaced or deleted before it was finished"
-            state.note = ("the file was replaced or deleted before this version was finished; the checkpoint "
-                          "keeps what the service accepted, and the newer version is handled on its own")  # fmt: skip
+            connector, relative, _ = self._route(state.blob)
+            now = self.clock()
+            state.connector = state.connector or (connector.name if connector else None)
+            state.destination = state.destination or _destination(state, relative, now)
+            where = f"{state.destination}.report.json"
+            # Its run may have written the report and lost the lease before recording the end: it stands.
+            found = self._report_at(where)
+            if found is None:
+                report = self._closing_report(state, relative, connector.job_id if connector else "")
+                report.started_at, report.finished_at = state.started_at or _iso(now), _iso(now)
+                write_text(self.failed, where, report.to_json(), "application/json")
+                found = self.failed, report.to_dict()
+            target, summary_of = found
+            state.report = f"{target.container_name}/{where}"
+            state.status = "processed" if target is self.processed else "failed"
+            state.finished_at, state.rows = _iso(now), summary_of.get("rows") or {}
+            state.error = state.error or summary_of.get("error")
+            state.note = ("the file was replaced or deleted before this version was finished; its report says "
+                          "what the service accepted of it")  # fmt: skip
             claim.save()
-            log.warning("a version left unfinished was replaced or deleted; its state is closed")
-            summary.swept.append(Outcome("replaced", name))
+            log.warning("a version left unfinished was replaced or deleted; closed with a report of what was sent")
+            summary.swept.append(Outcome("replaced", name, state.destination))
+
+    def _report_at(self, name: str) -> tuple[ContainerClient, dict[str, Any]] | None:
+        """The report already written at `name` in hr-processed or hr-failed, if one is readable."""
+        for container in (self.processed, self.failed):
+            with contextlib.suppress(ResourceNotFoundError, ValueError, TypeError):
+                return container, json_object(container.get_blob_client(name).download_blob().readall())
+        return None
+
+    def _closing_report(self, state: FileState, relative: str, job_id: str) -> RunReport:
+        """What is known of a version whose bytes went before a run finished it: the rows of its
+        content the service accepted, as the checkpoint named in its state records (by any run)."""
+        report = RunReport(file_name=relative, job_id=job_id, replaced=True)
+        report.error = "the file was replaced or deleted before this version was finished"
+        checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint) if state.checkpoint else None
+        if checkpoint is None:
+            report.notes.append("its state names no checkpoint: no row of this version is known to have been sent")
+            return report
+        key, rows = checkpoint.key, report.rows
+        report.file_sha256, report.job_id, report.records_per_call = key.file_sha256, key.job_id, key.records_per_call
+        if checkpoint.finished:
+            rows.rows_in, rows.uploaded = checkpoint.rows.get("in", 0), checkpoint.rows.get("uploaded", 0)
+            rows.rejected, rows.skipped = checkpoint.rows.get("rejected", 0), checkpoint.rows.get("skipped", 0)
+            report.scenarios = checkpoint.scenarios
+            report.notes.append(
+                f"its checkpoint records every valid row as accepted by the service and {rows.rejected} row(s) "
+                "rejected; the reasons of rejected rows cannot be listed again, as the file is gone"
+            )
+        else:
+            rows.rows_in = rows.uploaded = sum(checkpoint.completed.values())
+            report.notes.append(
+                f"the service accepted {rows.uploaded} row(s) of it in {len(checkpoint.completed)} chunk(s), as its "
+                "checkpoint records; 'in' counts only those. The rest of the file was never sent, and any rows its "
+                "run rejected are not known: drop this version again if its other rows are still needed"
+            )
+        return report
 
     def _refresh_profiles(self, now: datetime, summary: ScheduleSummary) -> None:
         """Employee profile data expires after 30 days: re-upload the latest file in time."""
@@ -646,6 +704,22 @@ class HRConnectorService:
                                             f"{type(exc).__name__}")  # fmt: skip
                     continue
                 summary.deleted.append(f"{container.container_name}/{item.name}")
+
+
+def _destination(state: FileState, relative: str, now: datetime) -> str:
+    """The version's own folder: two versions of a name in the same second never collide."""
+    version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
+    return f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
+
+
+def _name_checkpoint(claim: FileClaim, checkpoints: BlobCheckpointStore, *, save: bool = True) -> None:
+    """Record in the version's state which content checkpoint its rows are counted in, so that a
+    version whose bytes go before a run finishes it can still be reported (see _close_replaced)."""
+    key = checkpoints.key
+    if key is not None and claim.state.checkpoint != key.id:
+        claim.state.checkpoint = key.id
+        if save:
+            claim.save()
 
 
 def upload_options(connector: Connector, *, force: bool = False) -> UploadOptions:

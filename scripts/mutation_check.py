@@ -86,6 +86,14 @@ MUTATIONS: list[Mutation] = [
         "a paused run finishes a file another run has taken over",
     ),
     Mutation(
+        "service: a version's state never names its content checkpoint",
+        "hrconnector_core/service.py",
+        "                _name_checkpoint(claim, checkpoints)\n",
+        "                pass\n",
+        ("tests/test_function_content_lock.py", "tests/test_fault_campaign.py"),
+        "a version replaced after its run lost the lease is closed with a report that counts none of its rows",
+    ),
+    Mutation(
         "service: no finished-state guard",
         "hrconnector_core/service.py",
         "                if claim.state.finished:\n",

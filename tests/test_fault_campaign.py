@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -466,17 +468,15 @@ def test_rejected_rows_keep_their_reasons_when_the_run_loses_its_lease_after_its
     assert "not-an-email" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (issue 15, seed 203): a version whose run lost its lease after sending rows, then was "
-    "replaced, is closed by the sweep as failed with no report, so nothing says which rows it sent",
-)
+@pytest.mark.parametrize("held_chunk", [1, 2])
 def test_a_version_replaced_after_its_run_lost_the_lease_still_gets_a_report(
-    emulator, function_env, monkeypatch
+    emulator, function_env, monkeypatch, held_chunk: int
 ) -> None:
-    """What seed 203 met, made certain: the run's lease lapses while its second chunk is held at the
-    network edge (two rows already at the service), a new version replaces the file, and the timer's
-    sweep closes the old version. Its state ends failed, but no report anywhere says what it sent."""
+    """What seed 203 met, made certain: the run's lease lapses while a chunk is held at the network
+    edge (the first, or the second with two rows already at the service), a new version replaces
+    the file, and the timer's sweep closes the old version: failed, with a report in hr-failed that
+    counts exactly the rows the service holds of it (from the content checkpoint its state names),
+    and no HR value."""
     import threading
     from datetime import timedelta
 
@@ -493,7 +493,7 @@ def test_a_version_replaced_after_its_run_lost_the_lease_still_gets_a_report(
     monkeypatch.setenv("HR_MAX_CONCURRENCY", "1")
     env.drop("main/f.csv", csv_bytes(HEADER, rows(5)))
     etag = env.service.incoming.get_blob_client("main/f.csv").get_blob_properties().etag
-    held = network_edge.install(monkeypatch).pause(network_edge.is_upload, nth=2)
+    held = network_edge.install(monkeypatch).pause(network_edge.is_upload, nth=held_chunk)
     incoming = env.settings.containers.incoming
     first = threading.Thread(target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, "main/f.csv"))
     first.start()
@@ -505,9 +505,58 @@ def test_a_version_replaced_after_its_run_lost_the_lease_still_gets_a_report(
     env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))  # a new version replaces it
     _quietly(env.service.run_schedule, utc_now() + timedelta(minutes=10))
     old = env.service.files.get("main/f.csv", etag)
-    assert old is not None and old.status == "failed"
-    assert len(emulator.state.rows(env.job)) >= 2  # the old version's first chunk reached the service
-    assert old.report is not None  # the gap: None today
+    assert old is not None and old.status == "failed" and old.report is not None
+    container, _, name = old.report.partition("/")
+    assert container == env.settings.containers.failed
+    raw = env.service.failed.get_blob_client(name).download_blob().readall()
+    report = json.loads(raw)
+    sent_of_old = [r for r in emulator.state.rows(env.job) if r in rows(5)]
+    assert len(sent_of_old) == 2 * held_chunk  # the held chunk was sent after all: its answer was recorded
+    assert report["status"] == "replaced" and report["rows"]["balanced"]
+    assert report["rows"]["uploaded"] == report["rows"]["in"] == len(sent_of_old)
+    assert report["file"]["sha256"] == hashlib.sha256(csv_bytes(HEADER, rows(5))).hexdigest()
+    assert old.rows == report["rows"] and "replaced or deleted" in (old.error or "")
+    assert not any(value.encode() in raw for row in rows(5) for value in row if len(value) > 3)
+
+
+def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes_the_version(
+    emulator, function_env, monkeypatch
+) -> None:
+    """The run writes its report (every row sent), then loses its lease while it copies the file,
+    and the file is replaced: the sweep closes the version with that report, processed, and writes
+    no second one to hr-failed."""
+    import threading
+    from datetime import timedelta
+
+    from azure.storage.blob import BlobLeaseClient
+
+    from hrconnector_core.emulator.host import invoke_blob_trigger
+    from hrconnector_core.service import utc_now
+
+    from . import network_edge
+    from .csvdata import HEADER, csv_bytes, rows
+
+    env = function_env
+    env.drop("main/f.csv", csv_bytes(HEADER, rows(5)))
+    etag = env.service.incoming.get_blob_client("main/f.csv").get_blob_properties().etag
+    held = network_edge.install(monkeypatch).pause(network_edge.is_copy_into(env.settings.containers.processed))
+    incoming = env.settings.containers.incoming
+    first = threading.Thread(target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, "main/f.csv"))
+    first.start()
+    held.wait_reached()
+    state_blob = env.service.state.get_blob_client(env.service.files.name("main/f.csv", etag))
+    BlobLeaseClient(state_blob).break_lease(lease_break_period=0)
+    env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))
+    held.release()
+    first.join()
+    assert env.service.files.get("main/f.csv", etag).status == "processing"  # the run could not record its end
+    _quietly(env.service.run_schedule, utc_now() + timedelta(minutes=10))
+    old = env.service.files.get("main/f.csv", etag)
+    assert old is not None and old.status == "processed"
+    assert old.report == f"{env.settings.containers.processed}/{old.destination}.report.json"
+    assert old.rows["uploaded"] == 5 and old.rows["balanced"]
+    failed = [b.name for b in env.service.failed.list_blobs()]
+    assert not [n for n in failed if n.startswith(old.destination)]
 
 
 def _quietly(fn, *args) -> None:

@@ -4,6 +4,7 @@ blob function against Azurite and the emulator; uploads are held at the network 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from datetime import timedelta
@@ -88,10 +89,43 @@ def test_two_names_with_the_same_bytes_at_once_send_each_row_once(emulator, chun
     assert incoming == [] and failed == [] and len(processed) == 4  # two copies, two reports
 
 
+def test_a_waiting_version_replaced_before_the_sweep_is_closed_with_what_its_content_sent(
+    emulator, chunked, edge
+) -> None:
+    """Version 2 (the same bytes) waits while version 1 uploads; the HR system then replaces the
+    file before the sweep reaches version 2. Its bytes are gone: the sweep closes it with a report
+    from the content checkpoint its state names, which version 1 finished (every row accepted)."""
+    env = chunked
+    data = csv_bytes(HEADER, rows(60))
+    env.drop(NAME, data)
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    first = Invocation(env, NAME)
+    paused.wait_reached()
+    env.drop(NAME, data)
+    invoke(env, NAME)  # version 2 waits: nothing sent
+    paused.release()
+    first.join()
+    (v2,) = [s for s in env.service.files.history(NAME) if s.status == "waiting"]
+    assert v2.checkpoint  # named while waiting: the content's checkpoint
+
+    env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))  # replaced before the sweep
+    invoke(env, NAME)
+    summary = sweep(env)
+    assert summary.failures == [] and [o.status for o in summary.swept] == ["replaced"]
+    closed = env.service.files.get(NAME, v2.etag)
+    assert closed is not None and closed.status == "failed" and closed.report
+    report = json.loads(env.service.failed.get_blob_client(closed.report.partition("/")[2]).download_blob().readall())
+    assert report["status"] == "replaced" and report["rows"]["balanced"]
+    assert (report["rows"]["in"], report["rows"]["uploaded"], report["rows"]["rejected"]) == (60, 60, 0)
+    got = sent(emulator, env)
+    assert len(got) == 70 and max(got.values()) == 1  # version 1's rows and the new version's, each once
+
+
 def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(emulator, chunked, edge, caplog) -> None:
     """A run loses its lease (a storage outage: here the real Break Lease calls) and stops quietly;
     the name is then overwritten. The old version cannot be read any more: the sweep closes its state
-    with a note instead of leaving it `processing` for ever, and sends nothing for it."""
+    with a note and a report of the rows the service accepted of it (its three chunks) instead of
+    leaving it `processing` for ever, and sends nothing for it."""
     env = chunked
     env.drop(NAME, csv_bytes(HEADER, rows(60)))
     paused = edge.pause(network_edge.is_upload, nth=3)
@@ -119,5 +153,9 @@ def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(emul
     assert states[old.etag].status == "failed" and states[old.etag].note
     assert all(s.finished for s in states.values())
     incoming, processed, failed = listing(env)
-    assert incoming == [] and failed == [] and len(processed) == 2  # the new version and its report
+    assert incoming == [] and len(processed) == 2  # the new version and its report
+    assert failed == [f"{states[old.etag].destination}.report.json"]  # the old version's report alone
+    report = json.loads(env.service.failed.get_blob_client(failed[0]).download_blob().readall())
+    assert (report["status"], report["rows"]["uploaded"], report["rows"]["in"]) == ("replaced", 30, 30)
+    assert states[old.etag].report == f"{env.settings.containers.failed}/{failed[0]}"
     assert sweep(env).swept == []  # closed once
