@@ -50,6 +50,7 @@ from .blobstore import (
     json_object,
     write_text,
 )
+from .checkpoint import CheckpointError
 from .chunking import Chunk
 from .credentials import (
     TokenProvider,
@@ -553,7 +554,11 @@ class HRConnectorService:
         content the service accepted, as the checkpoint named in its state records (by any run)."""
         report = RunReport(file_name=relative, job_id=job_id, replaced=True)
         report.error = "the file was replaced or deleted before this version was finished"
-        checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint) if state.checkpoint else None
+        try:
+            checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint) if state.checkpoint else None
+        except CheckpointError as exc:  # damaged: the version is closed all the same, saying so
+            report.notes.append(f"what the service accepted of it is not known: {exc}")
+            return report
         if checkpoint is None:
             report.notes.append("its state names no checkpoint: no row of this version is known to have been sent")
             return report

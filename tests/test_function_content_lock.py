@@ -9,6 +9,8 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from hrconnector_core.service import HRConnectorService, utc_now
 from hrconnector_core.settings import Settings
 
@@ -121,11 +123,15 @@ def test_a_waiting_version_replaced_before_the_sweep_is_closed_with_what_its_con
     assert len(got) == 70 and max(got.values()) == 1  # version 1's rows and the new version's, each once
 
 
-def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(emulator, chunked, edge, caplog) -> None:
+@pytest.mark.parametrize("checkpoint", ["kept", "damaged"])
+def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(
+    emulator, chunked, edge, caplog, checkpoint: str
+) -> None:
     """A run loses its lease (a storage outage: here the real Break Lease calls) and stops quietly;
     the name is then overwritten. The old version cannot be read any more: the sweep closes its state
     with a note and a report of the rows the service accepted of it (its three chunks) instead of
-    leaving it `processing` for ever, and sends nothing for it."""
+    leaving it `processing` for ever, and sends nothing for it. A damaged checkpoint does not keep
+    it open: the report says what is not known."""
     env = chunked
     env.drop(NAME, csv_bytes(HEADER, rows(60)))
     paused = edge.pause(network_edge.is_upload, nth=3)
@@ -146,6 +152,8 @@ def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(emul
     before = emulator.state.rows(env.job)
     assert len(before) == 30 + 10  # 3 chunks of the old version, then the new one
 
+    if checkpoint == "damaged":
+        env.service.state.upload_blob(f"checkpoints/{old.checkpoint}.json", b"{garbled", overwrite=True)
     summary = sweep(env)
     assert summary.failures == [] and [(o.status, o.blob) for o in summary.swept] == [("replaced", NAME)]
     assert emulator.state.rows(env.job) == before
@@ -156,6 +164,8 @@ def test_a_version_left_unfinished_and_then_replaced_is_closed_by_the_sweep(emul
     assert incoming == [] and len(processed) == 2  # the new version and its report
     assert failed == [f"{states[old.etag].destination}.report.json"]  # the old version's report alone
     report = json.loads(env.service.failed.get_blob_client(failed[0]).download_blob().readall())
-    assert (report["status"], report["rows"]["uploaded"], report["rows"]["in"]) == ("replaced", 30, 30)
+    accepted = 30 if checkpoint == "kept" else 0
+    assert (report["status"], report["rows"]["uploaded"], report["rows"]["in"]) == ("replaced", accepted, accepted)
+    assert checkpoint == "kept" or "is not known" in " ".join(report["notes"])
     assert states[old.etag].report == f"{env.settings.containers.failed}/{failed[0]}"
     assert sweep(env).swept == []  # closed once
