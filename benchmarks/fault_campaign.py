@@ -1336,9 +1336,10 @@ def run_function_history(
         for name in left:
             h.faults["late-delivery"] += 1
             invoke(0, name)
-    if overwrite:  # the next timer run: it closes a version left unfinished whose bytes were replaced
-        later = HRConnectorService(settings, clock=lambda: utc_now() + timedelta(minutes=2))
-        _swallow(errors, later.run_schedule)
+    # The next timer run, as the schedule makes it: it closes a version left unfinished whose bytes
+    # are gone (replaced, or moved by a run that then lost its lease before recording its end).
+    later = HRConnectorService(settings, clock=lambda: utc_now() + timedelta(minutes=2))
+    _swallow(errors, later.run_schedule)
     for instance in pool:
         h.logs += instance.take_stderr()
     h.faults["invocation-error"] += len(errors)

@@ -519,12 +519,14 @@ def test_a_version_replaced_after_its_run_lost_the_lease_still_gets_a_report(
     assert not any(value.encode() in raw for row in rows(5) for value in row if len(value) > 3)
 
 
+@pytest.mark.parametrize("lost_at", ["copy", "delete"])
 def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes_the_version(
-    emulator, function_env, monkeypatch
+    emulator, function_env, monkeypatch, lost_at: str
 ) -> None:
-    """The run writes its report (every row sent), then loses its lease while it copies the file,
-    and the file is replaced: the sweep closes the version with that report, processed, and writes
-    no second one to hr-failed."""
+    """The run writes its report (every row sent), then loses its lease while it copies the file
+    (which is then replaced) or while it deletes it (seed 27: the run had moved it): the state is
+    left `processing`, and the next timer run closes the version with that report, processed,
+    writing no second one to hr-failed."""
     import threading
     from datetime import timedelta
 
@@ -539,14 +541,22 @@ def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes
     env = function_env
     env.drop("main/f.csv", csv_bytes(HEADER, rows(5)))
     etag = env.service.incoming.get_blob_client("main/f.csv").get_blob_properties().etag
-    held = network_edge.install(monkeypatch).pause(network_edge.is_copy_into(env.settings.containers.processed))
-    incoming = env.settings.containers.incoming
+    edge = network_edge.install(monkeypatch)
+    containers = env.settings.containers
+    at = (
+        network_edge.is_copy_into(containers.processed)
+        if lost_at == "copy"
+        else network_edge.is_delete_in(containers.incoming)
+    )
+    held = edge.pause(at)
+    incoming = containers.incoming
     first = threading.Thread(target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, "main/f.csv"))
     first.start()
     held.wait_reached()
     state_blob = env.service.state.get_blob_client(env.service.files.name("main/f.csv", etag))
     BlobLeaseClient(state_blob).break_lease(lease_break_period=0)
-    env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))
+    if lost_at == "copy":
+        env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))
     held.release()
     first.join()
     assert env.service.files.get("main/f.csv", etag).status == "processing"  # the run could not record its end
@@ -557,6 +567,8 @@ def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes
     assert old.rows["uploaded"] == 5 and old.rows["balanced"]
     failed = [b.name for b in env.service.failed.list_blobs()]
     assert not [n for n in failed if n.startswith(old.destination)]
+    moved = [b.name for b in env.service.processed.list_blobs()]
+    assert (old.destination in moved) == (lost_at == "delete")  # moved before the lease was lost
 
 
 def _quietly(fn, *args) -> None:
