@@ -75,6 +75,7 @@ class Checkpoint:
     rows: dict[str, int] = field(default_factory=dict)  # the finished run's row accounting
     scenarios: dict[str, dict[str, int]] = field(default_factory=dict)  # and its rows per scenario
     file_name: str | None = None  # the name it was uploaded under (to spot a file replaced mid-upload)
+    accepted_at: str | None = None  # when the service first accepted a chunk of it (profile expiry runs from then)
 
     @property
     def finished(self) -> bool:
@@ -94,6 +95,7 @@ class Checkpoint:
             "rows": self.rows,
             "scenarios": self.scenarios,
             "file_name": self.file_name,
+            "accepted_at": self.accepted_at,
         }
 
     @classmethod
@@ -126,9 +128,10 @@ class Checkpoint:
                 finished_at = _text(finished_at)
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise DamagedCheckpointError(f"not a checkpoint this version can read ({_short(exc)})") from None
-        name = data.get("file_name")
+        name, accepted_at = data.get("file_name"), data.get("accepted_at")
         file_name = name if isinstance(name, str) else None
-        return cls(key, completed, total, finished_at, digests, rows, scenarios, file_name)
+        accepted = accepted_at if isinstance(accepted_at, str) else None  # absent before 2026-11-22
+        return cls(key, completed, total, finished_at, digests, rows, scenarios, file_name, accepted)
 
 
 MAX_CHECKPOINT_BYTES = 256 << 20  # ~4 million chunks; anything larger is not a checkpoint this code wrote
@@ -474,6 +477,7 @@ class CheckpointRecorder:
     def mark_done(self, index: int, records: int, digest: str | None = None) -> None:
         with self._lock:
             self.checkpoint.completed[index] = records
+            self.checkpoint.accepted_at = self.checkpoint.accepted_at or _now()
             if digest is not None:
                 self.checkpoint.digests[index] = digest
             if self._store is not None:

@@ -480,6 +480,7 @@ def _read_and_upload(
         if progress is not None:
             progress(Progress(report.file_bytes, report.file_bytes, len(report.chunks), report.rows.uploaded))
 
+    report.accepted_at = recorder.checkpoint.accepted_at
     if report.rows.rows_in == report.rows.skipped:
         raise InputFileError("the file has a header but no data rows")
     if not report.rows.balanced:  # a bug, never a bad file: say so rather than claim success
@@ -587,6 +588,7 @@ def _already_uploaded(source: Source, report: RunReport, checkpoint: Checkpoint,
     report.rows.rejected = rows.get("rejected", 0)
     report.rows.skipped = rows.get("skipped", 0)
     report.scenarios = checkpoint.scenarios  # what the file holds, e.g. for the Function's profile refresh
+    report.accepted_at = checkpoint.accepted_at
     note = (
         f"this file's content was already uploaded in full to this job on {checkpoint.finished_at}; "
         "nothing was sent (use --force to send it again)"

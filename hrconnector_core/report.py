@@ -174,6 +174,7 @@ class RunReport(RowSink):
     notes: list[str] = field(default_factory=list)  # e.g. "already uploaded in full on ..."
     not_run: bool = False  # turned away before reading a row (another run holds the lock)
     replaced: bool = False  # closed after its bytes were replaced: only what the service accepted is known
+    accepted_at: str | None = None  # when the service first accepted rows of this content (its checkpoint)
     rejected_rows: RejectedRowsWriter | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -422,7 +422,9 @@ class HRConnectorService:
                 data["profile"]["exported_at"] = now
             elif profile_file:
                 previous = data.get("profile") or {}
-                uploaded_at = now if rows.uploaded else previous.get("uploaded_at")
+                # Rows all sent by an earlier run (one that lost its lease, or died, before recording
+                # the file): they expire from when the service first took them, as the checkpoint says.
+                uploaded_at = now if rows.uploaded else report.accepted_at or previous.get("uploaded_at")
                 # A refresh of the previous file that finished while this one uploaded may have
                 # landed after it: then this file is due for a refresh at the next timer.
                 if str(previous.get("refreshed_at") or "") >= str(state.started_at or "~"):
@@ -605,7 +607,7 @@ class HRConnectorService:
                     "the latest employee-profile file is %d days old: is the HR system still exporting?",
                     age.days, extra=dimensions(profile_age_days=age.days),
                 )  # fmt: skip
-            # Never accepted (an export whose rows were all sent before it was recorded): due now.
+            # Unknown (rows sent by an earlier run, with a checkpoint older than `accepted_at`): due now.
             uploaded_at = profile.get("uploaded_at")
             never = timedelta(days=PROFILE_EXPIRY_DAYS)
             since = now - datetime.fromisoformat(uploaded_at) if uploaded_at else never

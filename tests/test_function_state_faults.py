@@ -167,6 +167,40 @@ def test_an_older_profile_export_dropped_again_does_not_become_the_file_refreshe
     assert len(emulator.state.uploads[env.job]) == 3 and "Surgeon" in str(last.rows) and "Nurse" not in str(last.rows)
 
 
+def test_a_profile_export_sent_by_a_run_that_lost_its_lease_is_not_refreshed_at_once(
+    emulator, function_env, edge
+) -> None:
+    """Campaign seed 35: the run that sent every row loses its lease before it records the file; the
+    next delivery finds them all accepted and sends nothing. The profile's upload time is when the
+    service first took them (the checkpoint's `accepted_at`), not unknown: the next timer run does
+    not send the file again, and the refresh still comes when due."""
+    from azure.storage.blob import BlobLeaseClient
+
+    from .test_function_leases import state_blob
+
+    env = function_env
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse"))
+    held = edge.pause(network_edge.is_upload, nth=1)  # its only chunk
+    first = threading.Thread(target=lambda: invoke(env, name), name="first-run")
+    first.start()
+    held.wait_reached()
+    BlobLeaseClient(state_blob(env, name)).break_lease(lease_break_period=0)
+    held.release()
+    first.join(60)
+    assert listing(env)[0] == [name]  # lost its lease: the file is left for the next delivery
+    invoke(env, name)  # sends nothing: every row was accepted
+    assert len(emulator.state.uploads[env.job]) == 1
+    profile = env.service.connector_states.read("connectors/main.json")[0]["profile"]
+    assert profile["uploaded_at"] is not None
+
+    summary, error = timer(env, days=1)
+    assert error is None and summary is not None and summary.refreshed == []
+    assert len(emulator.state.uploads[env.job]) == 1
+    summary, error = timer(env, days=15)
+    assert error is None and summary is not None and summary.refreshed == ["main"]
+
+
 def test_a_newer_export_uploading_while_a_refresh_finishes_is_refreshed_at_the_next_timer(
     emulator, function_env, edge
 ) -> None:
