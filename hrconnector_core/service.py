@@ -511,9 +511,10 @@ class HRConnectorService:
 
     def _close_replaced(self, name: str, etag: str, summary: ScheduleSummary) -> None:
         """A version left unfinished (its run lost its lease, or it waited for another run of the
-        same content) whose bytes were then replaced or deleted: nothing can be read or copied any
-        more, so it is closed as failed with a report of what the service accepted of it (from the
-        content checkpoint its state names); the newer version has its own state and event."""
+        same content) whose bytes are gone from hr-incoming (replaced, deleted, or moved by that run
+        just before it lost the lease): the report its run wrote stands; if none, it is closed as
+        failed with a report of what the service accepted of it (from the content checkpoint its
+        state names). A newer version has its own state and event."""
         claim = self.files.claim(name, etag)
         if claim is None:
             return
@@ -538,10 +539,10 @@ class HRConnectorService:
             state.status = "processed" if target is self.processed else "failed"
             state.finished_at, state.rows = _iso(now), summary_of.get("rows") or {}
             state.error = state.error or summary_of.get("error")
-            state.note = ("the file was replaced or deleted before this version was finished; its report says "
-                          "what the service accepted of it")  # fmt: skip
+            state.note = ("this version's file was gone from incoming (replaced, deleted or moved) before its state "
+                          "was finished; its report says what the service accepted of it")  # fmt: skip
             claim.save()
-            log.warning("a version left unfinished was replaced or deleted; closed with a report of what was sent")
+            log.warning("a version left unfinished is no longer in incoming; closed with its report (%s)", state.report)
             summary.swept.append(Outcome("replaced", name, state.destination))
 
     def _report_at(self, name: str) -> tuple[ContainerClient, dict[str, Any]] | None:
