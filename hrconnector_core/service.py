@@ -554,10 +554,17 @@ class HRConnectorService:
         content the service accepted, as the checkpoint named in its state records (by any run)."""
         report = RunReport(file_name=relative, job_id=job_id, replaced=True)
         report.error = "the file was replaced or deleted before this version was finished"
+        if state.checkpoint and not _is_checkpoint_id(state.checkpoint):  # a garbled state: never a blob name
+            report.notes.append("what the service accepted of it is not known: its state names no valid checkpoint")
+            return report
         try:
             checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint) if state.checkpoint else None
         except CheckpointError as exc:  # damaged: the version is closed all the same, saying so
             report.notes.append(f"what the service accepted of it is not known: {exc}")
+            return report
+        if checkpoint is None and state.checkpoint:  # named, then deleted (retention, an admin)
+            report.notes.append(f"what the service accepted of it is not known: its checkpoint {state.checkpoint} "
+                                "is gone")  # fmt: skip
             return report
         if checkpoint is None:
             report.notes.append("its state names no checkpoint: no row of this version is known to have been sent")
@@ -715,6 +722,11 @@ def _destination(state: FileState, relative: str, now: datetime) -> str:
     """The version's own folder: two versions of a name in the same second never collide."""
     version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
     return f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
+
+
+def _is_checkpoint_id(value: Any) -> bool:
+    """A CheckpointKey.id (40 hex digits): anything else in a state is garbled, not a blob to read."""
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
 def _name_checkpoint(claim: FileClaim, checkpoints: BlobCheckpointStore, *, save: bool = True) -> None:
