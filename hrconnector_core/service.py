@@ -519,6 +519,10 @@ class HRConnectorService:
             state = claim.state
             if state.finished:
                 return
+            if self._content_busy(state):
+                log.info("a version left unfinished was replaced or deleted; its content is being uploaded: "
+                         "closed by a later sweep, with every row counted")  # fmt: skip
+                return
             connector, relative, _ = self._route(state.blob)
             now = self.clock()
             state.connector = state.connector or (connector.name if connector else None)
@@ -541,6 +545,17 @@ class HRConnectorService:
             claim.save()
             log.warning("a version left unfinished was replaced or deleted; closed with a report of what was sent")
             summary.swept.append(Outcome("replaced", name, state.destination))
+
+    def _content_busy(self, state: FileState) -> bool:
+        """A run holds the lock of the content the state names: it may still send rows of it (its
+        chunks in flight, or every row for a version that waited), so a report now would miss them."""
+        if not _is_checkpoint_id(state.checkpoint):
+            return False
+        try:
+            props = self.state.get_blob_client(f"locks/{state.checkpoint}").get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return bool(props.lease.state == "leased")
 
     def _report_at(self, name: str) -> tuple[ContainerClient, dict[str, Any]] | None:
         """The report already written at `name` in hr-processed or hr-failed, if one is readable."""

@@ -324,3 +324,69 @@ def test_state_and_report_agree_and_status_shows_the_closed_version(emulator, ch
     (failed,) = main["failed_files"]
     assert failed["file"] == closed.destination and failed["rows_uploaded"] == 30
     assert "replaced or deleted" in failed["reason"] and code == 1
+
+
+# -- a version closed while another run still uploads its content ---------------------------------------
+def test_a_waiting_version_deleted_while_its_content_uploads_is_closed_after_that_upload(
+    emulator, chunked, edge
+) -> None:
+    """b.csv (the same bytes as a.csv) waits while a.csv uploads; b.csv is deleted, and the timer
+    runs while a.csv's 3rd chunk is still in flight. Closing b.csv then would count 20 rows and say
+    the rest was never sent, yet a.csv's run sends all 60: the sweep must leave it while the content
+    is being uploaded, and close it at its next run with every row counted."""
+    env = chunked
+    data = csv_bytes(HEADER, rows(60))
+    env.drop("main/a.csv", data)
+    env.drop("main/b.csv", data)
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    a = Invocation(env, "main/a.csv")
+    paused.wait_reached()
+    invoke(env, "main/b.csv")
+    (waiting,) = env.service.files.history("main/b.csv")
+    assert waiting.status == "waiting" and waiting.checkpoint
+    env.service.incoming.delete_blob("main/b.csv")
+    first = sweep(env)  # a.csv still uploads (its state and lock are leased)
+    paused.release()
+    a.join()
+    assert a.error is None
+    assert len(emails(emulator, env)) == 60
+    second = sweep(env)
+    swept = [(o.status, o.blob) for o in [*first.swept, *second.swept] if o.blob == "main/b.csv"]
+    assert swept == [("replaced", "main/b.csv")]
+    closed = env.service.files.get("main/b.csv", waiting.etag)
+    assert closed is not None and closed.finished
+    (report,) = reports_of(env, closed.destination or "").values()
+    assert (report["rows"]["in"], report["rows"]["uploaded"]) == (60, 60)
+    assert "never sent" not in " ".join(report["notes"])
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_lost_after_the_last_chunk_before_the_report_counts_the_whole_file(
+    emulator, chunked, edge, monkeypatch, concurrency: int
+) -> None:
+    """Held: the last chunk is in flight when the leases lapse; it lands and the checkpoint is
+    finished; the run stops before its report. The sweep reports the whole file's counts, its
+    rejected rows included."""
+    monkeypatch.setenv("HR_MAX_CONCURRENCY", str(concurrency))
+    env = chunked
+    data = rows(32)
+    data[5][0] = "not-an-email"
+    data[17][1] = "yesterday"
+    env.drop(NAME, csv_bytes(HEADER, data))
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    run = Invocation(env, NAME)
+    paused.wait_reached()
+    lapse_leases(env, NAME)
+    paused.release()
+    run.join()
+    (old,) = env.service.files.history(NAME)
+    assert old.status == "processing"
+    env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))
+    summary = sweep(env)
+    assert summary.failures == [] and "replaced" in [o.status for o in summary.swept]
+    assert old_rows_at_service(emulator, env, 32) == 30
+    closed = env.service.files.get(NAME, old.etag)
+    assert closed is not None
+    (report,) = reports_of(env, closed.destination or "").values()
+    rows_ = report["rows"]
+    assert (rows_["in"], rows_["uploaded"], rows_["rejected"], rows_["balanced"]) == (32, 30, 2, True)
