@@ -5,6 +5,7 @@ and the timer, against Azurite and the HTTPS emulator; faults and pauses at the 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -390,3 +391,109 @@ def test_lost_after_the_last_chunk_before_the_report_counts_the_whole_file(
     (report,) = reports_of(env, closed.destination or "").values()
     rows_ = report["rows"]
     assert (rows_["in"], rows_["uploaded"], rows_["rejected"], rows_["balanced"]) == (32, 30, 2, True)
+
+
+@pytest.mark.parametrize("moment", ["during-the-copy", "after-the-copy"])
+def test_lost_during_or_after_the_copy_its_own_report_stands(emulator, chunked, edge, moment: str) -> None:
+    """Held: the run wrote its report (hr-processed) and lost its lease during the server-side copy,
+    or after it (before the delete); the file is then replaced. The sweep keeps that report: one
+    report, the state processed and naming it, nothing sent again."""
+    env = chunked
+    env.drop(NAME, csv_bytes(HEADER, rows(30)))
+    copy = network_edge.is_copy_into(env.settings.containers.processed)
+    if moment == "during-the-copy":
+        held = edge.pause(copy)
+    else:  # the renewal on the spot after the copy, before the delete
+        copied = threading.Event()
+        edge.after(copy, lambda req, resp: copied.set())
+        held = edge.pause(lambda r: copied.is_set() and network_edge.is_renewal(r))
+    run = Invocation(env, NAME)
+    held.wait_reached()
+    (old,) = env.service.files.history(NAME)
+    BlobLeaseClient(state_blob(env, NAME)).break_lease(lease_break_period=0)
+    held.release()
+    run.join()
+    assert env.service.files.get(NAME, old.etag).status == "processing"  # type: ignore[union-attr]
+    env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))
+    summary = sweep(env)
+    assert summary.failures == [] and "replaced" in [o.status for o in summary.swept]
+    closed = env.service.files.get(NAME, old.etag)
+    assert closed is not None and closed.status == "processed"
+    found = reports_of(env, closed.destination or "")
+    assert list(found) == [closed.report] and closed.report.startswith(env.settings.containers.processed)
+    assert found[closed.report]["status"] == "succeeded" and closed.rows == found[closed.report]["rows"]
+    assert len(emulator.state.rows(env.job)) == 40 and max(emails(emulator, env).values()) == 1
+
+
+def test_a_chunk_in_flight_when_only_the_state_lease_is_broken_is_counted(emulator, chunked, edge) -> None:
+    """The state's lease is broken (not the content lock's) while chunk 3 is in flight, and the file
+    is replaced: the sweep leaves the version while the run holds the content lock, then counts
+    the 30 rows that reached the service. (Failed before the content-lock check: 20 counted.)"""
+    env = chunked
+    env.drop(NAME, csv_bytes(HEADER, rows(60)))
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    run = Invocation(env, NAME)
+    paused.wait_reached()
+    (old,) = env.service.files.history(NAME)
+    BlobLeaseClient(state_blob(env, NAME)).break_lease(lease_break_period=0)
+    env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))
+    invoke(env, NAME)
+    first = sweep(env)
+    assert "replaced" not in [o.status for o in first.swept]
+    paused.release()
+    run.join()
+    second = sweep(env)
+    assert [o.status for o in second.swept] == ["replaced"]
+    closed = env.service.files.get(NAME, old.etag)
+    assert closed is not None and closed.status == "failed"
+    (report,) = reports_of(env, closed.destination or "").values()
+    assert old_rows_at_service(emulator, env, 60) == 30 == report["rows"]["uploaded"]
+
+
+def test_a_workbook_lost_mid_file_and_replaced_is_closed_with_its_accepted_rows(
+    emulator, chunked, edge, tmp_path
+) -> None:
+    from .test_xlsx import workbook
+
+    env = chunked
+    name = "main/review.xlsx"
+    book = workbook(tmp_path / "a.xlsx", {"Sheet1": [HEADER, *rows(60)]}).read_bytes()
+    env.drop(name, book)
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    run = Invocation(env, name)
+    paused.wait_reached()
+    lapse_leases(env, name)
+    paused.release()
+    run.join()
+    (old,) = env.service.files.history(name)
+    assert old.status == "processing" and old.checkpoint
+    env.drop(name, workbook(tmp_path / "b.xlsx", {"Sheet1": [HEADER, *rows(10, start=100)]}).read_bytes())
+    summary = sweep(env)  # the new version (the timer's sweep picks workbooks up) and the old one's closing
+    assert summary.failures == [] and sorted(o.status for o in summary.swept) == ["processed", "replaced"]
+    closed = env.service.files.get(name, old.etag)
+    assert closed is not None and closed.status == "failed"
+    (report,) = reports_of(env, closed.destination or "").values()
+    assert old_rows_at_service(emulator, env, 60) == 30
+    assert (report["file"]["name"], report["rows"]["in"], report["rows"]["uploaded"]) == ("review.xlsx", 30, 30)
+
+
+# -- 4. no HR value or secret ---------------------------------------------------------------------------
+def test_no_hr_value_or_secret_in_the_closing_report_state_or_logs(emulator, chunked, edge, caplog) -> None:
+    from .conftest import SECRET
+
+    caplog.set_level(logging.INFO)  # the worker's root logger
+    env = chunked
+    old, _, _ = lose_lease_at_chunk(env, edge, 3)
+    env.service.state.upload_blob(f"checkpoints/{old.checkpoint}.json", b'{"user3@contoso.com": 1}', overwrite=True)
+    sweep(env)
+    closed = env.service.files.get(NAME, old.etag)
+    assert closed is not None and closed.report
+    texts = [r.getMessage() + " " + json.dumps({k: str(v) for k, v in vars(r).items()}) for r in caplog.records]
+    texts.append(json.dumps(next(iter(reports_of(env, closed.destination or "").values()))))
+    texts.append(env.service.state.get_blob_client(env.service.files.name(NAME, old.etag)).download_blob()
+                 .readall().decode())  # fmt: skip
+    values = {v for row in [*rows(60), *rows(10, start=100)] for v in row} - {""}
+    for text in texts:
+        assert SECRET not in text
+        leaked = [v for v in values if v in text and not v.isdigit()]
+        assert not leaked, (leaked, text[:300])
