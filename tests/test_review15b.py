@@ -413,7 +413,7 @@ def test_lost_during_or_after_the_copy_its_own_report_stands(emulator, chunked, 
     BlobLeaseClient(state_blob(env, NAME)).break_lease(lease_break_period=0)
     held.release()
     run.join()
-    assert env.service.files.get(NAME, old.etag).status == "processing"  # type: ignore[union-attr]
+    assert env.service.files.get(NAME, old.etag).status == "processing"
     env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))
     summary = sweep(env)
     assert summary.failures == [] and "replaced" in [o.status for o in summary.swept]
