@@ -645,13 +645,18 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
         where = f"{f.key}: report {n + 1}"
         if not rows.get("balanced"):
             problems.append(f"{where} does not balance")
-        if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
-            continue  # turned away (or failed) before reading a row: it counts nothing
         if report.get("status") == "replaced":  # closed from the checkpoint: what was accepted
             whole = (rows.get("in"), rows.get("uploaded", 0) + rows.get("previously_uploaded", 0), rows.get("rejected"))
+            parts = ("uploaded", "previously_uploaded", "rejected", "skipped", "not_uploaded", "planned")
+            if rows.get("in") != sum(int(rows.get(k) or 0) for k in parts):
+                problems.append(f"{where} (replaced): its counts do not add up to its {rows.get('in')} rows in")
             if rows.get("in") == rows_in and whole != (rows_in, len(f.valid), len(f.invalid)):
                 problems.append(f"{where} counts (in, accepted, rejected) {whole} for the whole file")
+            elif rows.get("in") != rows_in and rows.get("in") != whole[1]:  # unfinished: in = accepted, nothing else
+                problems.append(f"{where} counts (in, accepted, rejected) {whole}: unfinished, 'in' = accepted")
             continue
+        if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
+            continue  # turned away (or failed) before reading a row: it counts nothing
         read = rows_in
         if f.replaced and isinstance(rows.get("in"), int) and rows["in"] < rows_in:
             read = rows["in"]  # stopped where its version was replaced: the rows before that point

@@ -497,3 +497,26 @@ def test_no_hr_value_or_secret_in_the_closing_report_state_or_logs(emulator, chu
         assert SECRET not in text
         leaked = [v for v in values if v in text and not v.isdigit()]
         assert not leaked, (leaked, text[:300])
+
+
+# -- 6. the campaign checker and a replaced version's report -------------------------------------------
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"in": 9},  # more rows in than the file has
+        {"in": 0},  # two rows accepted, none in
+        {"rejected": 4},  # rejected rows the file does not have, the report's own flag says balanced
+        {"in": 3, "uploaded": 2, "rejected": 1},  # "the whole file", with a rejection the file lacks
+    ],
+)
+def test_the_checker_fails_a_replaced_report_whose_counts_are_wrong(counts: dict[str, int]) -> None:
+    """Before: the checker judged a replaced report by the product's own `balanced` flag and by the
+    rows accepted (uploaded) alone, so each of these passed."""
+    from .test_fault_campaign import check, replaced_history
+
+    h = replaced_history()  # main/a.csv: 3 valid rows, 2 of them at the service, then replaced
+    old = h.reports["main/a.csv"][0]
+    old |= {"status": "replaced", "error": "the file was replaced or deleted before this version was finished"}
+    assert check(h).ok, check(h).problems  # in = uploaded = 2: right
+    old["rows"] |= counts
+    assert not check(h).ok
