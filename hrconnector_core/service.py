@@ -505,7 +505,12 @@ class HRConnectorService:
                 summary.failures.append(f"sweep: {item.name}: {type(exc).__name__}")
         for name, etag in self.files.unfinished(cutoff):
             if (name, etag) not in present:
-                self._close_replaced(name, etag, summary)
+                try:  # one version that cannot be closed does not keep the others open
+                    self._close_replaced(name, etag, summary)
+                except HRConnectorError as exc:
+                    summary.failures.append(f"sweep: closing {name}: {exc}")
+                except AzureError as exc:
+                    summary.failures.append(f"sweep: closing {name}: {type(exc).__name__}")
 
     def _close_replaced(self, name: str, etag: str, summary: ScheduleSummary) -> None:
         """A version left unfinished (its run lost its lease, or it waited for another run of the

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from azure.storage.blob import BlobLeaseClient
 
-from hrconnector_core.service import HRConnectorService, utc_now
+from hrconnector_core.service import HRConnectorService, ScheduleError, utc_now
 from hrconnector_core.settings import Settings
 
 from . import network_edge
@@ -520,3 +520,39 @@ def test_the_checker_fails_a_replaced_report_whose_counts_are_wrong(counts: dict
     assert check(h).ok, check(h).problems  # in = uploaded = 2: right
     old["rows"] |= counts
     assert not check(h).ok
+
+
+def test_a_version_that_cannot_be_closed_does_not_keep_the_others_open(emulator, chunked, edge) -> None:
+    """Two versions left unfinished and deleted; writing the first one's closing report fails every
+    time (here a 403 at the network edge: a write-protected blob, say). The second is closed all the
+    same, and the first is named among the timer's failures."""
+    env = chunked
+    data = {n: csv_bytes(HEADER, rows(20, start=s)) for n, s in (("main/a.csv", 0), ("main/b.csv", 500))}
+    olds = {}
+    for name, body in data.items():
+        env.drop(name, body)
+        paused = edge.pause(network_edge.is_upload, nth=2)
+        run = Invocation(env, name)
+        paused.wait_reached()
+        BlobLeaseClient(state_blob(env, name)).break_lease(lease_break_period=0)
+        for lock in env.service.state.list_blobs(name_starts_with="locks/"):
+            if lock.lease.state == "leased":
+                BlobLeaseClient(env.service.state.get_blob_client(lock.name)).break_lease(lease_break_period=0)
+        paused.release()
+        run.join()
+        (olds[name],) = env.service.files.history(name)
+        env.service.incoming.delete_blob(name)
+    failed = env.settings.containers.failed
+
+    def a_report(request: network_edge.Request) -> bool:
+        path = unquote(urlsplit(request.url or "").path)
+        return request.method == "PUT" and f"/{failed}/main/" in path and path.endswith("/a.csv.report.json")
+
+    edge.answer(a_report, 403)
+    with pytest.raises(ScheduleError) as raised:
+        sweep(env)
+    assert str(raised.value) == "sweep: closing main/a.csv: HttpResponseError"
+    b = env.service.files.get("main/b.csv", olds["main/b.csv"].etag)
+    assert b is not None and b.finished
+    a = env.service.files.get("main/a.csv", olds["main/a.csv"].etag)
+    assert a is not None and not a.finished
