@@ -143,6 +143,9 @@ def test_a_lost_version_deleted_or_replaced_by_the_same_bytes(emulator, chunked,
     assert len(got) == expect
     assert (report["rows"]["in"], report["rows"]["uploaded"]) == (expect, expect)
     assert sweep(env).swept == []
+    before = (env.listing(), emulator.state.rows(env.job), [vars(s) for s in env.service.files.history(NAME)])
+    invoke(env, NAME)  # the old version's event delivered again: nothing to do for it
+    assert (env.listing(), emulator.state.rows(env.job), [vars(s) for s in env.service.files.history(NAME)]) == before
 
 
 # -- 3. exactly one report per version ---------------------------------------------------------------
@@ -556,3 +559,34 @@ def test_a_version_that_cannot_be_closed_does_not_keep_the_others_open(emulator,
     assert b is not None and b.finished
     a = env.service.files.get("main/a.csv", olds["main/a.csv"].etag)
     assert a is not None and not a.finished
+
+
+def test_the_same_bytes_under_two_names_one_lost_and_deleted(emulator, chunked, edge) -> None:
+    """Held (as documented: rows "by any run"): a.csv's run loses its lease after 3 chunks and a.csv
+    is deleted; b.csv, the same bytes, resumes from the content's checkpoint and sends the rest.
+    Every row once; b.csv's report splits 30 before / 30 now; a.csv's replaced report counts all 60
+    as `uploaded` (it cannot tell which run sent which), so `uploaded` over both reports is 90."""
+    env = chunked
+    data = csv_bytes(HEADER, rows(60))
+    env.drop("main/a.csv", data)
+    paused = edge.pause(network_edge.is_upload, nth=3)
+    run = Invocation(env, "main/a.csv")
+    paused.wait_reached()
+    lapse_leases(env, "main/a.csv")
+    paused.release()
+    run.join()
+    (a,) = env.service.files.history("main/a.csv")
+    env.service.incoming.delete_blob("main/a.csv")
+    env.drop("main/b.csv", data)
+    invoke(env, "main/b.csv")
+    summary = sweep(env)
+    assert summary.failures == [] and [(o.status, o.blob) for o in summary.swept] == [("replaced", "main/a.csv")]
+    got = emails(emulator, env)
+    assert len(got) == 60 and max(got.values()) == 1
+    (b,) = env.service.files.history("main/b.csv")
+    b_report = env.read_json(env.settings.containers.processed, f"{b.destination}.report.json")
+    assert (b_report["rows"]["previously_uploaded"], b_report["rows"]["uploaded"]) == (30, 30)
+    closed = env.service.files.get("main/a.csv", a.etag)
+    assert closed is not None
+    (a_report,) = reports_of(env, closed.destination or "").values()
+    assert (a_report["rows"]["uploaded"], a_report["rows"]["previously_uploaded"]) == (60, 0)
