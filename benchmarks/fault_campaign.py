@@ -391,6 +391,14 @@ def check(h: History) -> Verdict:
 EXPECTED_INVOCATION_ERRORS = ("FileFailedError", "ScheduleError")
 
 
+def one_report(key: str, reports: list[str], named: str | None) -> list[str]:
+    """A version has one report in processed/failed, the one its finished state names (`named`:
+    None while unfinished, which the state check reports on its own)."""
+    if len(reports) > 1 or (named is not None and reports != [named]):
+        return [f"{key}: its reports {reports}, its state names {named!r}"]
+    return []
+
+
 def _check_invocation_errors(h: History) -> list[str]:
     """Every invocation error is one the product documents, for a file that did fail."""
     problems: list[str] = []
@@ -1373,6 +1381,11 @@ def run_function_history(
                     h.reports.setdefault(f.key, []).append(json.loads(data))
         state = service.files.get(f.name, f.etag)
         h.states[f.key] = state.status if state is not None else "absent"
+        # One report per version (its run's, or the sweep's for a version replaced before a run
+        # finished it), and the one its finished state names.
+        own = [f"{containers[w].container_name}/{n}" for w in ("processed", "failed") for n in names[w]
+               if folder in n and n.endswith("/" + base + ".report.json")]  # fmt: skip
+        h.errors += one_report(f.key, own, state.report if state is not None and state.finished else None)
         if f.version and h.files[0].name == f.name:  # the version it replaced: copied before the change?
             old = h.files[0]
             old.replaced = not h.placement.get(old.key)

@@ -590,3 +590,17 @@ def test_the_same_bytes_under_two_names_one_lost_and_deleted(emulator, chunked, 
     assert closed is not None
     (a_report,) = reports_of(env, closed.destination or "").values()
     assert (a_report["rows"]["uploaded"], a_report["rows"]["previously_uploaded"]) == (60, 0)
+
+
+def test_the_checker_wants_one_report_per_version_the_one_its_state_names() -> None:
+    """Before, every report found was judged on its own: a version with a report in hr-processed and
+    another in hr-failed (the report-write race above) passed."""
+    from benchmarks.fault_campaign import one_report
+
+    mine = "processed-x/main/20260101T000000Z-0a1b2c3d/a.csv.report.json"
+    other = "failed-x/main/20260101T000000Z-0a1b2c3d/a.csv.report.json"
+    assert one_report("main/a.csv", [mine], mine) == []
+    assert one_report("main/a.csv", [mine], None) == []  # unfinished: the state check says so
+    assert one_report("main/a.csv", [mine, other], other)
+    assert one_report("main/a.csv", [mine], other)
+    assert one_report("main/a.csv", [], other)
