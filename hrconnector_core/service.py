@@ -290,17 +290,16 @@ class HRConnectorService:
         claim: FileClaim,
         checkpoints: BlobCheckpointStore,
     ) -> RunReport:
-        naming = threading.Lock()
-
         def still_ours() -> None:  # before every chunk: stop as soon as another run owns the file
             if checkpoints.conflict:
                 raise LeaseLostError("the checkpoint was written by another run, which owns the file")
             if checkpoints.held is not None:
                 checkpoints.held.check()
             claim.check()
-            with naming:  # the state names the checkpoint before a chunk is sent (see _close_replaced)
-                _name_checkpoint(claim, checkpoints)
 
+        # The state names the content checkpoint as soon as the run holds the content's lock: before
+        # any chunk, and also when the content turns out to be uploaded already (see _close_replaced).
+        checkpoints.on_lock = lambda: _name_checkpoint(claim, checkpoints)
         options = upload_options(connector)
         try:
             client = self.client(connector, relative, guard=still_ours)

@@ -199,13 +199,11 @@ def test_two_timers_sweeping_at_once_close_the_version_once(emulator, chunked, e
 
 
 # -- "by any run": the same content, different paths -------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="a version whose content was already uploaded in full sends no chunk, so its state never names "
-    "the checkpoint: closed by the sweep it reports 0 rows, whereas a version that waited for the same content "
-    "reports all of them (docs: the report counts the rows of this content the service accepted, by any run)",
-)
 def test_a_version_of_already_uploaded_content_is_reported_like_a_waiting_one(emulator, chunked, edge) -> None:
+    """A version whose content was already uploaded in full sends no chunk; before, its state then
+    never named the checkpoint and, closed by the sweep, it reported 0 rows, whereas a version that
+    waited for the same content reported all of them. Now the state names it once the run holds
+    the content's lock."""
     env = chunked
     data = csv_bytes(HEADER, rows(30))
     env.drop(NAME, data)
