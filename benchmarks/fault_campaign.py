@@ -391,6 +391,14 @@ def check(h: History) -> Verdict:
 EXPECTED_INVOCATION_ERRORS = ("FileFailedError", "ScheduleError")
 
 
+def one_report(key: str, reports: list[str], named: str | None) -> list[str]:
+    """A version has one report in processed/failed, the one its finished state names (`named`:
+    None while unfinished, which the state check reports on its own)."""
+    if len(reports) > 1 or (named is not None and reports != [named]):
+        return [f"{key}: its reports {reports}, its state names {named!r}"]
+    return []
+
+
 def _check_invocation_errors(h: History) -> list[str]:
     """Every invocation error is one the product documents, for a file that did fail."""
     problems: list[str] = []
@@ -645,13 +653,18 @@ def _check_reports(h: History, f: FileSpec) -> list[str]:
         where = f"{f.key}: report {n + 1}"
         if not rows.get("balanced"):
             problems.append(f"{where} does not balance")
-        if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
-            continue  # turned away (or failed) before reading a row: it counts nothing
         if report.get("status") == "replaced":  # closed from the checkpoint: what was accepted
             whole = (rows.get("in"), rows.get("uploaded", 0) + rows.get("previously_uploaded", 0), rows.get("rejected"))
+            parts = ("uploaded", "previously_uploaded", "rejected", "skipped", "not_uploaded", "planned")
+            if rows.get("in") != sum(int(rows.get(k) or 0) for k in parts):
+                problems.append(f"{where} (replaced): its counts do not add up to its {rows.get('in')} rows in")
             if rows.get("in") == rows_in and whole != (rows_in, len(f.valid), len(f.invalid)):
                 problems.append(f"{where} counts (in, accepted, rejected) {whole} for the whole file")
+            elif rows.get("in") != rows_in and rows.get("in") != whole[1]:  # unfinished: in = accepted, nothing else
+                problems.append(f"{where} counts (in, accepted, rejected) {whole}: unfinished, 'in' = accepted")
             continue
+        if report.get("status") == "not-run" or (report.get("error") and not rows.get("in")):
+            continue  # turned away (or failed) before reading a row: it counts nothing
         read = rows_in
         if f.replaced and isinstance(rows.get("in"), int) and rows["in"] < rows_in:
             read = rows["in"]  # stopped where its version was replaced: the rows before that point
@@ -1369,6 +1382,11 @@ def run_function_history(
                     h.reports.setdefault(f.key, []).append(json.loads(data))
         state = service.files.get(f.name, f.etag)
         h.states[f.key] = state.status if state is not None else "absent"
+        # One report per version (its run's, or the sweep's for a version replaced before a run
+        # finished it), and the one its finished state names.
+        own = [f"{containers[w].container_name}/{n}" for w in ("processed", "failed") for n in names[w]
+               if folder in n and n.endswith("/" + base + ".report.json")]  # fmt: skip
+        h.errors += one_report(f.key, own, state.report if state is not None and state.finished else None)
         if f.version and h.files[0].name == f.name:  # the version it replaced: copied before the change?
             old = h.files[0]
             old.replaced = not h.placement.get(old.key)

@@ -182,6 +182,7 @@ class BlobCheckpointStore:
         self.busy = False  # another run held the content's lock: this one sent nothing
         self.held: ContentLock | None = None
         self.key: CheckpointKey | None = None  # the content this run uploads (known once it locks)
+        self.on_lock: Callable[[], None] | None = None  # called once the lock is held, before anything is read
 
     @contextlib.contextmanager
     def lock(self, key: CheckpointKey) -> Iterator[ContentLock]:
@@ -206,6 +207,8 @@ class BlobCheckpointStore:
             raise StorageError(f"cannot lease {where}: {type(exc).__name__}") from exc
         held = self.held = ContentLock(where, lease, self._lease_seconds, f"{where} (this content's lock)")
         try:
+            if self.on_lock is not None:
+                self.on_lock()
             yield held
         finally:
             held.release()
@@ -264,7 +267,7 @@ class FileState:
     error: str | None = None
     note: str | None = None
     rows: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None  # the content checkpoint's id, recorded before this version's first chunk
+    checkpoint: str | None = None  # the content checkpoint's id, recorded once a run holds its lock
 
     @property
     def finished(self) -> bool:

@@ -290,17 +290,16 @@ class HRConnectorService:
         claim: FileClaim,
         checkpoints: BlobCheckpointStore,
     ) -> RunReport:
-        naming = threading.Lock()
-
         def still_ours() -> None:  # before every chunk: stop as soon as another run owns the file
             if checkpoints.conflict:
                 raise LeaseLostError("the checkpoint was written by another run, which owns the file")
             if checkpoints.held is not None:
                 checkpoints.held.check()
             claim.check()
-            with naming:  # the state names the checkpoint before a chunk is sent (see _close_replaced)
-                _name_checkpoint(claim, checkpoints)
 
+        # The state names the content checkpoint as soon as the run holds the content's lock: before
+        # any chunk, and also when the content turns out to be uploaded already (see _close_replaced).
+        checkpoints.on_lock = lambda: _name_checkpoint(claim, checkpoints)
         options = upload_options(connector)
         try:
             client = self.client(connector, relative, guard=still_ours)
@@ -507,7 +506,12 @@ class HRConnectorService:
                 summary.failures.append(f"sweep: {item.name}: {type(exc).__name__}")
         for name, etag in self.files.unfinished(cutoff):
             if (name, etag) not in present:
-                self._close_replaced(name, etag, summary)
+                try:  # one version that cannot be closed does not keep the others open
+                    self._close_replaced(name, etag, summary)
+                except HRConnectorError as exc:
+                    summary.failures.append(f"sweep: closing {name}: {exc}")
+                except AzureError as exc:
+                    summary.failures.append(f"sweep: closing {name}: {type(exc).__name__}")
 
     def _close_replaced(self, name: str, etag: str, summary: ScheduleSummary) -> None:
         """A version left unfinished (its run lost its lease, or it waited for another run of the
@@ -521,6 +525,10 @@ class HRConnectorService:
         with claim, log_context(file=name):
             state = claim.state
             if state.finished:
+                return
+            if self._content_busy(state):
+                log.info("a version left unfinished was replaced or deleted; its content is being uploaded: "
+                         "closed by a later sweep, with every row counted")  # fmt: skip
                 return
             connector, relative, _ = self._route(state.blob)
             now = self.clock()
@@ -545,6 +553,17 @@ class HRConnectorService:
             log.warning("a version left unfinished is no longer in incoming; closed with its report (%s)", state.report)
             summary.swept.append(Outcome("replaced", name, state.destination))
 
+    def _content_busy(self, state: FileState) -> bool:
+        """A run holds the lock of the content the state names: it may still send rows of it (its
+        chunks in flight, or every row for a version that waited), so a report now would miss them."""
+        if not _is_checkpoint_id(state.checkpoint):
+            return False
+        try:
+            props = self.state.get_blob_client(f"locks/{state.checkpoint}").get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return bool(props.lease.state == "leased")
+
     def _report_at(self, name: str) -> tuple[ContainerClient, dict[str, Any]] | None:
         """The report already written at `name` in hr-processed or hr-failed, if one is readable."""
         for container in (self.processed, self.failed):
@@ -557,10 +576,17 @@ class HRConnectorService:
         content the service accepted, as the checkpoint named in its state records (by any run)."""
         report = RunReport(file_name=relative, job_id=job_id, replaced=True)
         report.error = "the file was replaced or deleted before this version was finished"
+        if state.checkpoint and not _is_checkpoint_id(state.checkpoint):  # a garbled state: never a blob name
+            report.notes.append("what the service accepted of it is not known: its state names no valid checkpoint")
+            return report
         try:
             checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint) if state.checkpoint else None
         except CheckpointError as exc:  # damaged: the version is closed all the same, saying so
             report.notes.append(f"what the service accepted of it is not known: {exc}")
+            return report
+        if checkpoint is None and state.checkpoint:  # named, then deleted (retention, an admin)
+            report.notes.append(f"what the service accepted of it is not known: its checkpoint {state.checkpoint} "
+                                "is gone")  # fmt: skip
             return report
         if checkpoint is None:
             report.notes.append("its state names no checkpoint: no row of this version is known to have been sent")
@@ -718,6 +744,11 @@ def _destination(state: FileState, relative: str, now: datetime) -> str:
     """The version's own folder: two versions of a name in the same second never collide."""
     version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
     return f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
+
+
+def _is_checkpoint_id(value: Any) -> bool:
+    """A CheckpointKey.id (40 hex digits): anything else in a state is garbled, not a blob to read."""
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
 def _name_checkpoint(claim: FileClaim, checkpoints: BlobCheckpointStore, *, save: bool = True) -> None:

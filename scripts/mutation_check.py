@@ -88,8 +88,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "service: a version's state never names its content checkpoint",
         "hrconnector_core/service.py",
-        "                _name_checkpoint(claim, checkpoints)\n",
-        "                pass\n",
+        "        checkpoints.on_lock = lambda: _name_checkpoint(claim, checkpoints)\n",
+        "        checkpoints.on_lock = None\n",
         ("tests/test_function_content_lock.py", "tests/test_fault_campaign.py"),
         "a version replaced after its run lost the lease is closed with a report that counts none of its rows",
     ),
