@@ -63,7 +63,7 @@ from .credentials import (
 from .errors import HRConnectorError, StorageError
 from .ingestion import IngestionClient, UploadResult
 from .pipeline import UploadOptions, run_upload, sent_file_name
-from .report import RejectedRowsWriter, RunReport
+from .report import RejectedRowsWriter, RowCounts, RunReport
 from .schema import SCENARIOS
 from .settings import Connector, CredentialKind, Settings
 from .telemetry import dimensions, log_context
@@ -389,11 +389,14 @@ class HRConnectorService:
                 continue
         raise StorageError(f"could not record the state of connector {connector!r}")
 
-    def _remember_file(self, connector: str, state: FileState, report: RunReport, *, copied: bool) -> None:
+    def _remember_file(
+        self, connector: str, state: FileState, report: RunReport, *, copied: bool, unless_after: str | None = None
+    ) -> None:
         """The connector's last file (for `hrconnector status` and the missing-export check) and,
         for an employee-profile file, the file the timer refreshes from. Only rows the service
         accepted in this run count as an upload: an identical export sends nothing, so the profile's
-        last upload stays where it was and the timer refreshes on time."""
+        last upload stays where it was and the timer refreshes on time. `unless_after`: a version
+        recorded late (by the sweep) leaves the record alone if a file was recorded since then."""
         now = _iso(self.clock())
         rows = report.rows
         last_file = {
@@ -412,6 +415,8 @@ class HRConnectorService:
         cadence = known.expected_every_hours if known else None
 
         def change(data: dict[str, Any]) -> bool:
+            if unless_after is not None and str((data.get("last_file") or {}).get("at") or "") > unless_after:
+                return False
             data["last_file"] = last_file
             data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
             if profile_file and not rows.uploaded and (data.get("profile") or {}).get("blob"):
@@ -537,6 +542,7 @@ class HRConnectorService:
             where = f"{state.destination}.report.json"
             # Its run may have written the report and lost the lease before recording the end: it stands.
             found = self._report_at(where)
+            by_its_run = found is not None
             if found is None:
                 report = self._closing_report(state, relative, connector.job_id if connector else "")
                 report.started_at, report.finished_at = state.started_at or _iso(now), _iso(now)
@@ -552,6 +558,14 @@ class HRConnectorService:
             claim.save()
             log.warning("a version left unfinished is no longer in incoming; closed with its report (%s)", state.report)
             summary.swept.append(Outcome("replaced", name, state.destination))
+            if by_its_run and state.connector:  # what its run would have recorded, unless a newer file is
+                copied = target.get_blob_client(state.destination).exists()
+                try:
+                    ran = _report_from(summary_of)
+                except (TypeError, ValueError):
+                    log.warning("the report %s is not one this version wrote; the connector's record is kept", where)
+                    return
+                self._remember_file(state.connector, state, ran, copied=copied, unless_after=state.started_at)
 
     def _content_busy(self, state: FileState) -> bool:
         """A run holds the lock of the content the state names: it may still send rows of it (its
@@ -744,6 +758,17 @@ def _destination(state: FileState, relative: str, now: datetime) -> str:
     """The version's own folder: two versions of a name in the same second never collide."""
     version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
     return f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
+
+
+def _report_from(summary: dict[str, Any]) -> RunReport:
+    """The counts of a report read back (what recording a file needs of it)."""
+    rows, scenarios = summary.get("rows") or {}, summary.get("scenarios") or {}
+    if not isinstance(rows, dict) or not isinstance(scenarios, dict):
+        raise TypeError("not a report")
+    report = RunReport(file_name="", job_id=str(summary.get("job_id") or ""), scenarios=scenarios)
+    names = ("in", "uploaded", "previously_uploaded", "rejected", "skipped", "not_uploaded", "planned")
+    report.rows = RowCounts(*(int(rows.get(name) or 0) for name in names))
+    return report
 
 
 def _is_checkpoint_id(value: Any) -> bool:

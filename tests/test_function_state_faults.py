@@ -201,6 +201,73 @@ def test_a_profile_export_sent_by_a_run_that_lost_its_lease_is_not_refreshed_at_
     assert error is None and summary is not None and summary.refreshed == ["main"]
 
 
+def test_a_profile_export_moved_by_a_run_that_then_lost_its_lease_becomes_the_file_refreshed_from(
+    emulator, function_env, edge
+) -> None:
+    """The newer export's run moves it to hr-processed, then loses its lease before it records the
+    file: the timer closes its state from its report and records it as the connector's latest
+    profile file, so the refresh sends the newer values, never the previous export's again."""
+    from azure.storage.blob import BlobLeaseClient
+
+    from .test_function_leases import state_blob
+
+    env = function_env
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse"))
+    invoke(env, name)
+    env.drop(name, profile_csv("Surgeon"))
+    blob = state_blob(env, name)
+    held = edge.pause(network_edge.is_delete_in(env.settings.containers.incoming))
+    run = threading.Thread(target=lambda: invoke(env, name), name="newer-export")
+    run.start()
+    held.wait_reached()
+    BlobLeaseClient(blob).break_lease(lease_break_period=0)
+    held.release()
+    run.join(60)
+    assert listing(env)[0] == []  # moved, but its state could not be finished
+
+    summary, error = timer(env, days=1)
+    assert error is None and summary is not None and summary.refreshed == []
+    assert [o.status for o in summary.swept] == ["replaced"]
+    data = env.service.connector_states.read("connectors/main.json")[0]
+    assert data["last_file"]["destination"] == data["profile"]["blob"] == summary.swept[0].destination
+    summary, error = timer(env, days=15)
+    assert error is None and summary is not None and summary.refreshed == ["main"]
+    last = emulator.state.uploads[env.job][-1]
+    assert "Surgeon" in str(last.rows) and "Nurse" not in str(last.rows)
+
+
+def test_a_version_closed_late_from_its_report_does_not_replace_a_newer_files_record(
+    emulator, function_env, edge
+) -> None:
+    """The run loses its lease while it copies its file, which is then replaced; the newer export
+    is processed and recorded first. When the timer closes the older version from its report, the
+    connector's last file and profile stay the newer export's."""
+    from azure.storage.blob import BlobLeaseClient
+
+    from .test_function_leases import state_blob
+
+    env = function_env
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse"))
+    blob = state_blob(env, name)
+    held = edge.pause(network_edge.is_copy_into(env.settings.containers.processed))
+    run = threading.Thread(target=lambda: invoke(env, name), name="older-export")
+    run.start()
+    held.wait_reached()
+    BlobLeaseClient(blob).break_lease(lease_break_period=0)
+    env.drop(name, profile_csv("Surgeon"))
+    held.release()
+    run.join(60)
+    invoke(env, name)  # the newer export, recorded
+    newer = env.service.connector_states.read("connectors/main.json")[0]
+
+    summary, error = timer(env, days=1)
+    assert error is None and summary is not None and [o.status for o in summary.swept] == ["replaced"]
+    data = env.service.connector_states.read("connectors/main.json")[0]
+    assert data["last_file"] == newer["last_file"] and data["profile"]["blob"] == newer["profile"]["blob"]
+
+
 def test_a_newer_export_uploading_while_a_refresh_finishes_is_refreshed_at_the_next_timer(
     emulator, function_env, edge
 ) -> None:
