@@ -415,7 +415,7 @@ class HRConnectorService:
         cadence = known.expected_every_hours if known else None
 
         def change(data: dict[str, Any]) -> bool:
-            if unless_after is not None and str((data.get("last_file") or {}).get("at") or "") > unless_after:
+            if unless_after is not None and str((data.get("last_file") or {}).get("at") or "") >= unless_after:
                 return False
             data["last_file"] = last_file
             data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
@@ -803,4 +803,4 @@ def relative_name(destination: str) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
+    return moment.isoformat(timespec="milliseconds")

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from azure.storage.blob import BlobLeaseClient
 
 from hrconnector_core.service import PROFILE_ALERT, HRConnectorService, ScheduleError, ScheduleSummary, utc_now
 from hrconnector_core.settings import Settings
@@ -20,7 +21,7 @@ from hrconnector_core.settings import Settings
 from . import network_edge
 from .conftest import SAMPLES, FunctionEnv
 from .csvdata import HEADER, csv_bytes, rows
-from .test_function_leases import invoke, listing
+from .test_function_leases import invoke, listing, state_blob
 
 NAME = "main/g.csv"
 
@@ -46,6 +47,24 @@ def timer(env: FunctionEnv, *, days: float) -> tuple[ScheduleSummary | None, Sch
         return HRConnectorService(Settings.from_env()).run_schedule(utc_now() + timedelta(days=days)), None
     except ScheduleError as exc:
         return None, exc
+
+
+def run_losing_its_lease(
+    env: FunctionEnv, edge: network_edge.NetworkEdge, name: str, at: Any, *, meanwhile: Any = None
+) -> None:
+    """A run of `name` whose state lease is broken while the request `at` matches is held at the
+    network edge (`meanwhile` runs then too): it finishes that step and stops without recording."""
+    blob = state_blob(env, name)
+    held = edge.pause(at)
+    run = threading.Thread(target=lambda: invoke(env, name), name="losing-run")
+    run.start()
+    held.wait_reached()
+    BlobLeaseClient(blob).break_lease(lease_break_period=0)
+    if meanwhile is not None:
+        meanwhile()
+    held.release()
+    run.join(60)
+    assert not run.is_alive()
 
 
 def old_processed_blob(env: FunctionEnv) -> str:
@@ -174,20 +193,10 @@ def test_a_profile_export_sent_by_a_run_that_lost_its_lease_is_not_refreshed_at_
     next delivery finds them all accepted and sends nothing. The profile's upload time is when the
     service first took them (the checkpoint's `accepted_at`), not unknown: the next timer run does
     not send the file again, and the refresh still comes when due."""
-    from azure.storage.blob import BlobLeaseClient
-
-    from .test_function_leases import state_blob
-
     env = function_env
     name = "main/emp.csv"
     env.drop(name, profile_csv("Nurse"))
-    held = edge.pause(network_edge.is_upload, nth=1)  # its only chunk
-    first = threading.Thread(target=lambda: invoke(env, name), name="first-run")
-    first.start()
-    held.wait_reached()
-    BlobLeaseClient(state_blob(env, name)).break_lease(lease_break_period=0)
-    held.release()
-    first.join(60)
+    run_losing_its_lease(env, edge, name, network_edge.is_upload)  # its only chunk
     assert listing(env)[0] == [name]  # lost its lease: the file is left for the next delivery
     invoke(env, name)  # sends nothing: every row was accepted
     assert len(emulator.state.uploads[env.job]) == 1
@@ -207,23 +216,12 @@ def test_a_profile_export_moved_by_a_run_that_then_lost_its_lease_becomes_the_fi
     """The newer export's run moves it to hr-processed, then loses its lease before it records the
     file: the timer closes its state from its report and records it as the connector's latest
     profile file, so the refresh sends the newer values, never the previous export's again."""
-    from azure.storage.blob import BlobLeaseClient
-
-    from .test_function_leases import state_blob
-
     env = function_env
     name = "main/emp.csv"
     env.drop(name, profile_csv("Nurse"))
     invoke(env, name)
     env.drop(name, profile_csv("Surgeon"))
-    blob = state_blob(env, name)
-    held = edge.pause(network_edge.is_delete_in(env.settings.containers.incoming))
-    run = threading.Thread(target=lambda: invoke(env, name), name="newer-export")
-    run.start()
-    held.wait_reached()
-    BlobLeaseClient(blob).break_lease(lease_break_period=0)
-    held.release()
-    run.join(60)
+    run_losing_its_lease(env, edge, name, network_edge.is_delete_in(env.settings.containers.incoming))
     assert listing(env)[0] == []  # moved, but its state could not be finished
 
     summary, error = timer(env, days=1)
@@ -243,22 +241,13 @@ def test_a_version_closed_late_from_its_report_does_not_replace_a_newer_files_re
     """The run loses its lease while it copies its file, which is then replaced; the newer export
     is processed and recorded first. When the timer closes the older version from its report, the
     connector's last file and profile stay the newer export's."""
-    from azure.storage.blob import BlobLeaseClient
-
-    from .test_function_leases import state_blob
-
     env = function_env
     name = "main/emp.csv"
     env.drop(name, profile_csv("Nurse"))
-    blob = state_blob(env, name)
-    held = edge.pause(network_edge.is_copy_into(env.settings.containers.processed))
-    run = threading.Thread(target=lambda: invoke(env, name), name="older-export")
-    run.start()
-    held.wait_reached()
-    BlobLeaseClient(blob).break_lease(lease_break_period=0)
-    env.drop(name, profile_csv("Surgeon"))
-    held.release()
-    run.join(60)
+    newer_export = lambda: env.drop(name, profile_csv("Surgeon"))  # noqa: E731
+    run_losing_its_lease(
+        env, edge, name, network_edge.is_copy_into(env.settings.containers.processed), meanwhile=newer_export
+    )
     invoke(env, name)  # the newer export, recorded
     newer = env.service.connector_states.read("connectors/main.json")[0]
 

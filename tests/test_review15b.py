@@ -26,6 +26,17 @@ from .test_function_leases import Invocation, invoke, lapse_leases, state_blob
 NAME = "main/review.csv"
 
 
+def lose_the_lease_at_upload(env: FunctionEnv, edge: network_edge.NetworkEdge, name: str, *, nth: int) -> None:
+    """A run of `name` whose leases lapse while its `nth` upload is held at the network edge: it
+    stops quietly after that chunk (the chunk is sent and recorded)."""
+    paused = edge.pause(network_edge.is_upload, nth=nth)
+    run = Invocation(env, name)
+    paused.wait_reached()
+    lapse_leases(env, name)
+    paused.release()
+    run.join()
+
+
 def sweep(env: FunctionEnv) -> Any:
     return HRConnectorService(Settings.from_env()).run_schedule(utc_now() + timedelta(hours=1))
 
@@ -120,12 +131,7 @@ def test_a_lost_version_deleted_or_replaced_by_the_same_bytes(emulator, chunked,
     env = chunked
     data = csv_bytes(HEADER, rows(60))
     env.drop(NAME, data)
-    paused = edge.pause(network_edge.is_upload, nth=3)
-    run = Invocation(env, NAME)
-    paused.wait_reached()
-    lapse_leases(env, NAME)
-    paused.release()
-    run.join()
+    lose_the_lease_at_upload(env, edge, NAME, nth=3)
     (old,) = env.service.files.history(NAME)
     if how == "deleted":
         env.service.incoming.delete_blob(NAME)
@@ -375,12 +381,7 @@ def test_lost_after_the_last_chunk_before_the_report_counts_the_whole_file(
     data[5][0] = "not-an-email"
     data[17][1] = "yesterday"
     env.drop(NAME, csv_bytes(HEADER, data))
-    paused = edge.pause(network_edge.is_upload, nth=3)
-    run = Invocation(env, NAME)
-    paused.wait_reached()
-    lapse_leases(env, NAME)
-    paused.release()
-    run.join()
+    lose_the_lease_at_upload(env, edge, NAME, nth=3)
     (old,) = env.service.files.history(NAME)
     assert old.status == "processing"
     env.drop(NAME, csv_bytes(HEADER, rows(10, start=100)))
@@ -460,12 +461,7 @@ def test_a_workbook_lost_mid_file_and_replaced_is_closed_with_its_accepted_rows(
     name = "main/review.xlsx"
     book = workbook(tmp_path / "a.xlsx", {"Sheet1": [HEADER, *rows(60)]}).read_bytes()
     env.drop(name, book)
-    paused = edge.pause(network_edge.is_upload, nth=3)
-    run = Invocation(env, name)
-    paused.wait_reached()
-    lapse_leases(env, name)
-    paused.release()
-    run.join()
+    lose_the_lease_at_upload(env, edge, name, nth=3)
     (old,) = env.service.files.history(name)
     assert old.status == "processing" and old.checkpoint
     env.drop(name, workbook(tmp_path / "b.xlsx", {"Sheet1": [HEADER, *rows(10, start=100)]}).read_bytes())
@@ -567,12 +563,7 @@ def test_the_same_bytes_under_two_names_one_lost_and_deleted(emulator, chunked, 
     env = chunked
     data = csv_bytes(HEADER, rows(60))
     env.drop("main/a.csv", data)
-    paused = edge.pause(network_edge.is_upload, nth=3)
-    run = Invocation(env, "main/a.csv")
-    paused.wait_reached()
-    lapse_leases(env, "main/a.csv")
-    paused.release()
-    run.join()
+    lose_the_lease_at_upload(env, edge, "main/a.csv", nth=3)
     (a,) = env.service.files.history("main/a.csv")
     env.service.incoming.delete_blob("main/a.csv")
     env.drop("main/b.csv", data)

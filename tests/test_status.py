@@ -94,7 +94,7 @@ def test_profile_expiry_and_an_overdue_export(emulator, function_env, monkeypatc
     assert code == 0 and "nothing needs attention" in text
     code, text = run_status(env, DAY0 + timedelta(hours=3), "--json")
     (main,) = json.loads(text)["connectors"]
-    assert main["profile_uploaded_at"] == DAY0.isoformat() and main["profile_expires_on"] == "2026-04-01"
+    assert datetime.fromisoformat(main["profile_uploaded_at"]) == DAY0 and main["profile_expires_on"] == "2026-04-01"
     assert main["export_overdue"] is False and main["expected_every_hours"] == 24
     assert main["failed_files"] == []
 
