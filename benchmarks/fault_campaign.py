@@ -1208,15 +1208,16 @@ def run_function_history(
     h.faults["timer-sweep"] += sweep
     break_lease = files is None and rng.random() < 0.3 and lease_breaks
     # A new version of the first file replaces it in hr-incoming while a run uploads it (its own
-    # stream: the draws above stay as they were); not with a broken lease or a killed worker, whose
-    # runs end without a report (the checker holds a replaced version to what its report says).
+    # stream: the draws above stay as they were); not with a killed worker. With a broken lease too
+    # in a third of them: the run that lost it writes no report, and the next timer run closes the
+    # old version with a `replaced` report from its checkpoint (the checker holds it to that).
     side = random.Random(h.seed + 4_000_000)
     overwrite = files is None and not kill_worker and side.random() < OVERWRITE_SHARE
     overwrite_after = side.randint(0, 2)  # of the first file's chunks at the service (0: once picked up)
-    break_lease = break_lease and not overwrite
+    break_lease = break_lease and (not overwrite or side.random() < 1 / 3)
     # Another writer updates a file's checkpoint in hr-state while a run uploads it (the same
     # document written back: only its ETag changes), so the run's next checkpoint write meets an
-    # ETag conflict; alone in its history, like the two faults above.
+    # ETag conflict; alone in its history.
     rewrite = files is None and not kill_worker and not overwrite and not break_lease and side.random() < REWRITE_SHARE
     errors: list[tuple[str, str]] = []
     queue = list(deliveries)
@@ -1395,6 +1396,8 @@ def run_function_history(
                 sent = _reported_sent(h, old)
                 part = "none" if not sent else "all" if sent == len(old.valid) else "part"
                 h.faults[f"replaced-version-sent-{part}-of-its-rows"] += 1
+                closed = _final_report(h.reports.get(old.key) or [{}]).get("status") == "replaced"
+                h.faults["replaced-version-closed-by-the-timer"] += closed  # its run lost the lease first
     for item in service.state.list_blobs():
         lease = service.state.get_blob_client(item.name).get_blob_properties().lease
         if lease.state == "leased":
