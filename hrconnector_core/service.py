@@ -562,7 +562,7 @@ class HRConnectorService:
                 copied = target.get_blob_client(state.destination).exists()
                 try:
                     ran = _report_from(summary_of)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # e.g. a count of 1e400 (infinity)
                     log.warning("the report %s is not one this version wrote; the connector's record is kept", where)
                     return
                 self._remember_file(state.connector, state, ran, copied=copied, unless_after=state.started_at)
@@ -765,6 +765,8 @@ def _report_from(summary: dict[str, Any]) -> RunReport:
     rows, scenarios = summary.get("rows") or {}, summary.get("scenarios") or {}
     if not isinstance(rows, dict) or not isinstance(scenarios, dict):
         raise TypeError("not a report")
+    if not all(isinstance(counts, dict) for counts in scenarios.values()):
+        raise TypeError("not a report")  # edited by hand: recording it would break the sweep
     report = RunReport(file_name="", job_id=str(summary.get("job_id") or ""), scenarios=scenarios)
     names = ("in", "uploaded", "previously_uploaded", "rejected", "skipped", "not_uploaded", "planned")
     report.rows = RowCounts(*(int(rows.get(name) or 0) for name in names))
