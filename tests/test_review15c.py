@@ -118,3 +118,40 @@ def test_a_hand_edited_report_does_not_break_the_sweep(emulator, function_env, e
     assert [o.status for o in summary.swept] == ["replaced"]
     assert connector(env)["last_file"] == before["last_file"]
     assert summary.refreshed == ["main"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="timestamps have whole seconds: a newer file recorded in the second the older version's run started "
+    "is not 'after' it (`at > started_at` is false), so the late recording replaces the newer record; "
+    "tests/test_function_state_faults.py::test_a_version_closed_late_from_its_report_does_not_replace_a_newer_"
+    "files_record fails about 1 run in 3 for this reason",
+)
+def test_a_newer_file_recorded_in_the_second_the_older_run_started_is_kept(emulator, function_env, edge) -> None:
+    """As test_a_version_closed_late_from_its_report_does_not_replace_a_newer_files_record, with
+    the newer file's record made (deterministically) in the very second the older run started."""
+    env = function_env
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse"))
+    blob = state_blob(env, name)
+    held = edge.pause(network_edge.is_copy_into(env.settings.containers.processed))
+    run = threading.Thread(target=lambda: invoke(env, name), name="older-export")
+    run.start()
+    held.wait_reached()
+    BlobLeaseClient(blob).break_lease(lease_break_period=0)
+    started = json.loads(blob.download_blob().readall())["started_at"]
+    env.drop(name, profile_csv("Surgeon"))
+    held.release()
+    run.join(60)
+    invoke(env, name)  # the newer export, recorded after the older run started ...
+    found = env.service.connector_states.read("connectors/main.json")
+    assert found is not None
+    newer, etag = found
+    assert newer["last_file"]["at"] >= started
+    newer["last_file"]["at"] = started  # ... in the same second
+    env.service.connector_states.write("connectors/main.json", newer, etag=etag)
+
+    summary, error = timer(env, days=1)
+    assert error is None and summary is not None and [o.status for o in summary.swept] == ["replaced"]
+    data = connector(env)
+    assert data["last_file"] == newer["last_file"] and data["profile"]["blob"] == newer["profile"]["blob"]
