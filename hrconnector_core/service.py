@@ -428,7 +428,10 @@ class HRConnectorService:
                 previous = data.get("profile") or {}
                 # Rows all sent by an earlier run (one that lost its lease, or died, before recording
                 # the file): they expire from when the service first took them, as the checkpoint says.
-                uploaded_at = now if rows.uploaded else report.accepted_at or previous.get("uploaded_at")
+                # Rows this run sent after resuming count from the first accepted chunk too: those
+                # expire first (and the sweep records a version late, long after its rows were sent).
+                first = _no_later(report.accepted_at, now)
+                uploaded_at = (first or now) if rows.uploaded else first or previous.get("uploaded_at")
                 # A refresh of the previous file that finished while this one uploaded may have
                 # landed after it: then this file is due for a refresh at the next timer.
                 if str(previous.get("refreshed_at") or "") >= str(state.started_at or "~"):
@@ -565,7 +568,19 @@ class HRConnectorService:
                 except (TypeError, ValueError, OverflowError):  # e.g. a count of 1e400 (infinity)
                     log.warning("the report %s is not one this version wrote; the connector's record is kept", where)
                     return
+                ran.accepted_at = self._accepted_at(state)
                 self._remember_file(state.connector, state, ran, copied=copied, unless_after=state.started_at)
+
+    def _accepted_at(self, state: FileState) -> str | None:
+        """When the service first accepted a chunk of the content the state names (its checkpoint);
+        None when not known (then the sweep's own time stands in)."""
+        if not _is_checkpoint_id(state.checkpoint):
+            return None
+        try:
+            checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint or "")
+        except (CheckpointError, AzureError):
+            return None
+        return checkpoint.accepted_at if checkpoint else None
 
     def _content_busy(self, state: FileState) -> bool:
         """A run holds the lock of the content the state names: it may still send rows of it (its
@@ -758,6 +773,18 @@ def _destination(state: FileState, relative: str, now: datetime) -> str:
     """The version's own folder: two versions of a name in the same second never collide."""
     version = hashlib.sha256(bare_etag(state.etag).encode()).hexdigest()[:8]
     return f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
+
+
+def _no_later(at: Any, now: str) -> str | None:
+    """A checkpoint's `accepted_at` as this clock's time, at the latest `now`; None when garbled
+    (hand-edited): a profile's upload time must stay readable, or every refresh would fail."""
+    try:
+        moment = datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return min(_iso(moment.astimezone(timezone.utc)), now)
 
 
 def _report_from(summary: dict[str, Any]) -> RunReport:

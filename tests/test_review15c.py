@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobLeaseClient
 
-from hrconnector_core.service import HRConnectorService, ScheduleError, ScheduleSummary, utc_now
+from hrconnector_core.service import FileFailedError, HRConnectorService, ScheduleError, ScheduleSummary, utc_now
 from hrconnector_core.settings import Settings
 
 from . import network_edge
@@ -155,3 +155,53 @@ def test_a_newer_file_recorded_in_the_second_the_older_run_started_is_kept(emula
     assert error is None and summary is not None and [o.status for o in summary.swept] == ["replaced"]
     data = connector(env)
     assert data["last_file"] == newer["last_file"] and data["profile"]["blob"] == newer["profile"]["blob"]
+
+
+def test_an_export_resumed_days_later_is_refreshed_before_its_first_rows_expire(
+    emulator, chunked, edge, monkeypatch
+) -> None:
+    """30 profile rows, 10 per call: the service accepts the first chunk, then refuses the rest (400):
+    the file fails, its checkpoint keeps the accepted chunk. The admin drops it again 17 days later
+    (the checkpoint's `accepted_at` is set back 17 days: what the first run's clock would have
+    written); the resumed run sends rows 11-30. The first 10 rows expire in the service 13 days
+    later: the refresh must come before, i.e. be due now (14 days since they were accepted).
+    Before: the upload time was the resuming run's end, and the refresh came 14 days after it."""
+    env = chunked
+    name = "main/emp.csv"
+    content = profile_csv("Nurse", n=30)
+    uploads = iter(range(10**6))
+    edge.answer(lambda r: network_edge.is_upload(r) and next(uploads) >= 1, 400)
+    env.drop(name, content)
+    with pytest.raises(FileFailedError):  # the blob function raises for a failed file
+        invoke(env, name)
+    assert len(emulator.state.rows(env.job)) == 10
+    edge.rules.clear()
+    (item,) = list(env.service.state.list_blobs(name_starts_with="checkpoints/"))
+    checkpoint = env.service.state.get_blob_client(item.name)
+    data = json.loads(checkpoint.download_blob().readall())
+    assert data["accepted_at"] and len(data["completed"]) == 1
+    first = datetime.fromisoformat(data["accepted_at"]) - timedelta(days=17)
+    data["accepted_at"] = first.isoformat(timespec="seconds")
+    checkpoint.upload_blob(json.dumps(data).encode(), overwrite=True)
+
+    env.drop(name, content)
+    invoke(env, name)
+    assert len(emulator.state.rows(env.job)) == 30  # every row once
+    summary, error = timer(env, days=1)  # the first 10 rows are 18 days old in the service
+    assert error is None and summary is not None
+    assert summary.refreshed == ["main"]
+
+
+def test_a_version_recorded_late_by_the_sweep_is_refreshed_from_when_its_rows_were_accepted(
+    emulator, function_env, edge
+) -> None:
+    """The run moved its profile export and lost its lease before recording it; the timer does not
+    run again for 20 days (an outage). When it closes the version, the profile's upload time is
+    when the service accepted the rows (20 days ago: due now), not the sweep's own time (which
+    put the refresh 34 days after the rows were sent: 4 days after they expired)."""
+    env = function_env
+    moved_then_lost(env, edge, "main/emp.csv", profile_csv("Nurse"))
+    summary, error = timer(env, days=20)
+    assert error is None and summary is not None and [o.status for o in summary.swept] == ["replaced"]
+    assert summary.refreshed == ["main"]
+    assert len(emulator.state.uploads[env.job]) == 2
