@@ -6,6 +6,7 @@ faults and pauses at the network edge (tests/network_edge.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,15 +194,22 @@ def test_an_export_resumed_days_later_is_refreshed_before_its_first_rows_expire(
 
 
 def test_a_version_recorded_late_by_the_sweep_is_refreshed_from_when_its_rows_were_accepted(
-    emulator, function_env, edge
+    emulator, function_env, edge, caplog
 ) -> None:
     """The run moved its profile export and lost its lease before recording it; the timer does not
     run again for 20 days (an outage). When it closes the version, the profile's upload time is
     when the service accepted the rows (20 days ago: due now), not the sweep's own time (which
     put the refresh 34 days after the rows were sent: 4 days after they expired)."""
     env = function_env
+    caplog.set_level(logging.DEBUG)
     moved_then_lost(env, edge, "main/emp.csv", profile_csv("Nurse"))
     summary, error = timer(env, days=20)
     assert error is None and summary is not None and [o.status for o in summary.swept] == ["replaced"]
     assert summary.refreshed == ["main"]
     assert len(emulator.state.uploads[env.job]) == 2
+    # no HR value (e-mail, name, role) in the connector's record or the log
+    record = json.dumps(connector(env))
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    assert "closed with its report" in logged and "re-uploaded" in logged  # the log was captured
+    for value in ("p0@contoso.com", "contoso", "Nurse", "12345"):
+        assert value not in record and value not in logged
