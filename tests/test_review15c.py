@@ -5,6 +5,7 @@ faults and pauses at the network edge (tests/network_edge.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -213,3 +214,38 @@ def test_a_version_recorded_late_by_the_sweep_is_refreshed_from_when_its_rows_we
     assert "closed with its report" in logged and "re-uploaded" in logged  # the log was captured
     for value in ("p0@contoso.com", "contoso", "Nurse", "12345"):
         assert value not in record and value not in logged
+
+
+def test_a_failed_report_adopted_late_records_a_failed_last_file_and_no_profile(emulator, chunked, edge) -> None:
+    """The run's file fails (the service refuses its second chunk); it writes its report to
+    hr-failed, copies the file there and loses its lease at the delete from incoming. The sweep
+    adopts that report: the connector's last file is the failed one (as its run would have
+    recorded), and a failed export never becomes the profile file refreshed from."""
+    env = chunked
+    uploads = iter(range(10**6))
+    edge.answer(lambda r: network_edge.is_upload(r) and next(uploads) >= 1, 400)
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse", n=30))
+    blob = state_blob(env, name)
+    held = edge.pause(network_edge.is_delete_in(env.settings.containers.incoming))
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the blob function raises for a failed file
+            invoke(env, name)
+
+    thread = threading.Thread(target=run, name="failing-export")
+    thread.start()
+    held.wait_reached()
+    BlobLeaseClient(blob).break_lease(lease_break_period=0)
+    held.release()
+    thread.join(60)
+    assert listing(env)[0] == [] and env.service.connector_states.read("connectors/main.json") is None
+
+    summary, error = timer(env, days=1)
+    assert error is None and summary is not None and [o.status for o in summary.swept] == ["replaced"]
+    data = connector(env)
+    assert data["last_file"]["blob"] == name and data["last_file"]["status"] == "failed"
+    assert data["last_file"]["rows"]["uploaded"] == 10 and data["last_file"]["rows"]["not_uploaded"] == 20
+    assert not data.get("profile")
+    summary, error = timer(env, days=15)
+    assert error is None and summary is not None and summary.refreshed == []
