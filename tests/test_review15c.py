@@ -249,3 +249,32 @@ def test_a_failed_report_adopted_late_records_a_failed_last_file_and_no_profile(
     assert not data.get("profile")
     summary, error = timer(env, days=15)
     assert error is None and summary is not None and summary.refreshed == []
+
+
+def test_a_garbled_accepted_at_in_the_checkpoint_does_not_break_every_refresh(emulator, function_env, edge) -> None:
+    """As campaign seed 35 (the run that sent every row loses its lease before recording the file),
+    with the checkpoint's `accepted_at` edited by hand into garbage before the next delivery: the
+    profile's upload time is unknown (due now), not the garbage, which failed the connector's
+    refresh at every timer run (fromisoformat)."""
+    env = function_env
+    name = "main/emp.csv"
+    env.drop(name, profile_csv("Nurse"))
+    held = edge.pause(network_edge.is_upload, nth=1)
+    first = threading.Thread(target=lambda: invoke(env, name), name="first-run")
+    first.start()
+    held.wait_reached()
+    BlobLeaseClient(state_blob(env, name)).break_lease(lease_break_period=0)
+    held.release()
+    first.join(60)
+    (item,) = list(env.service.state.list_blobs(name_starts_with="checkpoints/"))
+    checkpoint = env.service.state.get_blob_client(item.name)
+    data = json.loads(checkpoint.download_blob().readall())
+    data["accepted_at"] = "yesterday"
+    checkpoint.upload_blob(json.dumps(data).encode(), overwrite=True)
+    invoke(env, name)  # sends nothing: every row was accepted
+    assert len(emulator.state.uploads[env.job]) == 1
+
+    summary, error = timer(env, days=1)
+    assert error is None and summary is not None and summary.refreshed == ["main"]
+    summary, error = timer(env, days=2)
+    assert error is None and summary is not None and summary.refreshed == []
