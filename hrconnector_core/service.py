@@ -428,7 +428,10 @@ class HRConnectorService:
                 previous = data.get("profile") or {}
                 # Rows all sent by an earlier run (one that lost its lease, or died, before recording
                 # the file): they expire from when the service first took them, as the checkpoint says.
-                uploaded_at = now if rows.uploaded else report.accepted_at or previous.get("uploaded_at")
+                # Rows this run sent after resuming count from the first accepted chunk too: those
+                # expire first (and the sweep records a version late, long after its rows were sent).
+                first = _no_later(report.accepted_at, now)
+                uploaded_at = (first or now) if rows.uploaded else first or previous.get("uploaded_at")
                 # A refresh of the previous file that finished while this one uploaded may have
                 # landed after it: then this file is due for a refresh at the next timer.
                 if str(previous.get("refreshed_at") or "") >= str(state.started_at or "~"):
@@ -562,10 +565,22 @@ class HRConnectorService:
                 copied = target.get_blob_client(state.destination).exists()
                 try:
                     ran = _report_from(summary_of)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # e.g. a count of 1e400 (infinity)
                     log.warning("the report %s is not one this version wrote; the connector's record is kept", where)
                     return
+                ran.accepted_at = self._accepted_at(state)
                 self._remember_file(state.connector, state, ran, copied=copied, unless_after=state.started_at)
+
+    def _accepted_at(self, state: FileState) -> str | None:
+        """When the service first accepted a chunk of the content the state names (its checkpoint);
+        None when not known (then the sweep's own time stands in)."""
+        if not _is_checkpoint_id(state.checkpoint):
+            return None
+        try:
+            checkpoint = BlobCheckpointStore(self.state).read(state.checkpoint or "")
+        except (CheckpointError, AzureError):
+            return None
+        return checkpoint.accepted_at if checkpoint else None
 
     def _content_busy(self, state: FileState) -> bool:
         """A run holds the lock of the content the state names: it may still send rows of it (its
@@ -760,11 +775,25 @@ def _destination(state: FileState, relative: str, now: datetime) -> str:
     return f"{state.connector or '_unrouted'}/{now:%Y%m%dT%H%M%SZ}-{version}/{relative}"
 
 
+def _no_later(at: Any, now: str) -> str | None:
+    """A checkpoint's `accepted_at` as this clock's time, at the latest `now`; None when garbled
+    (hand-edited): a profile's upload time must stay readable, or every refresh would fail."""
+    try:
+        moment = datetime.fromisoformat(at)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return min(_iso(moment.astimezone(timezone.utc)), now)
+
+
 def _report_from(summary: dict[str, Any]) -> RunReport:
     """The counts of a report read back (what recording a file needs of it)."""
     rows, scenarios = summary.get("rows") or {}, summary.get("scenarios") or {}
     if not isinstance(rows, dict) or not isinstance(scenarios, dict):
         raise TypeError("not a report")
+    if not all(isinstance(counts, dict) for counts in scenarios.values()):
+        raise TypeError("not a report")  # edited by hand: recording it would break the sweep
     report = RunReport(file_name="", job_id=str(summary.get("job_id") or ""), scenarios=scenarios)
     names = ("in", "uploaded", "previously_uploaded", "rejected", "skipped", "not_uploaded", "planned")
     report.rows = RowCounts(*(int(rows.get(name) or 0) for name in names))
