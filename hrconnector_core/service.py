@@ -396,12 +396,14 @@ class HRConnectorService:
         for an employee-profile file, the file the timer refreshes from. Only rows the service
         accepted in this run count as an upload: an identical export sends nothing, so the profile's
         last upload stays where it was and the timer refreshes on time. `unless_after`: a version
-        recorded late (by the sweep) leaves the record alone if a file was recorded since then."""
+        recorded late (by the sweep) leaves the record alone if the file recorded is of a run that
+        started at or after this one's start (`unless_after`)."""
         now = _iso(self.clock())
         rows = report.rows
         last_file = {
             "blob": state.blob,
             "at": now,
+            "started_at": state.started_at,  # its run's start: what a late recording is ordered by
             "status": state.status,
             "destination": state.destination,
             "report": state.report,
@@ -415,8 +417,9 @@ class HRConnectorService:
         cadence = known.expected_every_hours if known else None
 
         def change(data: dict[str, Any]) -> bool:
-            if unless_after is not None and str((data.get("last_file") or {}).get("at") or "") >= unless_after:
-                return False
+            recorded = data.get("last_file") or {}
+            if unless_after is not None and str(recorded.get("started_at") or recorded.get("at") or "") >= unless_after:
+                return False  # the file recorded is of a run that started later: the newer export
             data["last_file"] = last_file
             data["expected_every_hours"] = cadence  # for hrconnector status, which has no app settings
             if profile_file and not rows.uploaded and (data.get("profile") or {}).get("blob"):

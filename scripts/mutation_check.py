@@ -94,6 +94,22 @@ MUTATIONS: list[Mutation] = [
         "a version replaced after its run lost the lease is closed with a report that counts none of its rows",
     ),
     Mutation(
+        "service: a version recorded late replaces a newer export's record",
+        "hrconnector_core/service.py",
+        "            if unless_after is not None and str(",
+        "            if False and str(",
+        ("tests/test_function_state_faults.py", "tests/test_review15c.py"),
+        "the profile refresh sends an older export's values again after the sweep closed a version late",
+    ),
+    Mutation(
+        "service: the profile clock starts when the file is recorded, not at its first accepted chunk",
+        "hrconnector_core/service.py",
+        "                first = _no_later(report.accepted_at, now)\n",
+        "                first = None\n",
+        ("tests/test_function_state_faults.py", "tests/test_review15c.py"),
+        "an export whose rows were sent by an earlier run is sent again at the next timer run",
+    ),
+    Mutation(
         "service: no finished-state guard",
         "hrconnector_core/service.py",
         "                if claim.state.finished:\n",

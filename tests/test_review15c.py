@@ -67,12 +67,6 @@ def connector(env: FunctionEnv) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="two versions closed late in the same sweep: the first closed (the older, "
-    "by listing order) is recorded with the sweep's time, which is after the newer one started, so "
-    "the newer is skipped and the profile refreshes the older export's values",
-)
 def test_two_versions_closed_late_in_one_sweep_record_the_newer_one(emulator, function_env, edge) -> None:
     env = function_env
     older = moved_then_lost(env, edge, "main/a-emp.csv", profile_csv("Nurse"))
@@ -122,13 +116,6 @@ def test_a_hand_edited_report_does_not_break_the_sweep(emulator, function_env, e
     assert summary.refreshed == ["main"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="timestamps have whole seconds: a newer file recorded in the second the older version's run started "
-    "is not 'after' it (`at > started_at` is false), so the late recording replaces the newer record; "
-    "tests/test_function_state_faults.py::test_a_version_closed_late_from_its_report_does_not_replace_a_newer_"
-    "files_record fails about 1 run in 3 for this reason",
-)
 def test_a_newer_file_recorded_in_the_second_the_older_run_started_is_kept(emulator, function_env, edge) -> None:
     """As test_a_version_closed_late_from_its_report_does_not_replace_a_newer_files_record, with
     the newer file's record made (deterministically) in the very second the older run started."""
