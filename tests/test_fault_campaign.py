@@ -429,9 +429,6 @@ def test_a_fixed_seed_slice_of_the_campaign_loses_and_doubles_nothing(tmp_path: 
 def test_rejected_rows_keep_their_reasons_when_the_run_loses_its_lease_after_its_last_chunk(
     emulator, function_env, monkeypatch
 ) -> None:
-    import threading
-
-    from azure.storage.blob import BlobLeaseClient
 
     from hrconnector_core.emulator.host import invoke_blob_trigger
 
@@ -447,18 +444,9 @@ def test_rejected_rows_keep_their_reasons_when_the_run_loses_its_lease_after_its
     etag = env.service.incoming.get_blob_client("main/mixed.csv").get_blob_properties().etag
     edge = network_edge.install(monkeypatch)
     last_chunk = edge.pause(network_edge.is_upload, nth=2)  # 4 valid rows: the second chunk is the last
-    incoming = env.settings.containers.incoming
-    first = threading.Thread(
-        target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, "main/mixed.csv")
-    )
-    first.start()
-    last_chunk.wait_reached()
     # the run's lease lapses while its last chunk is on its way (what a stall longer than the lease does)
-    state_blob = env.service.state.get_blob_client(env.service.files.name("main/mixed.csv", etag))
-    BlobLeaseClient(state_blob).break_lease(lease_break_period=0)
-    last_chunk.release()
-    first.join()
-    invoke_blob_trigger("hr_file_arrived", incoming, "main/mixed.csv")  # the redelivery
+    _run_losing_its_lease(env, last_chunk, "main/mixed.csv", etag)
+    invoke_blob_trigger("hr_file_arrived", env.settings.containers.incoming, "main/mixed.csv")  # the redelivery
 
     assert sorted(emulator.state.rows(env.job)) == sorted(data[:1] + data[2:])
     reports = env.listing()[env.settings.containers.reports]
@@ -477,12 +465,8 @@ def test_a_version_replaced_after_its_run_lost_the_lease_still_gets_a_report(
     the file, and the timer's sweep closes the old version: failed, with a report in hr-failed that
     counts exactly the rows the service holds of it (from the content checkpoint its state names),
     and no HR value."""
-    import threading
     from datetime import timedelta
 
-    from azure.storage.blob import BlobLeaseClient
-
-    from hrconnector_core.emulator.host import invoke_blob_trigger
     from hrconnector_core.service import utc_now
 
     from . import network_edge
@@ -494,14 +478,7 @@ def test_a_version_replaced_after_its_run_lost_the_lease_still_gets_a_report(
     env.drop("main/f.csv", csv_bytes(HEADER, rows(5)))
     etag = env.service.incoming.get_blob_client("main/f.csv").get_blob_properties().etag
     held = network_edge.install(monkeypatch).pause(network_edge.is_upload, nth=held_chunk)
-    incoming = env.settings.containers.incoming
-    first = threading.Thread(target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, "main/f.csv"))
-    first.start()
-    held.wait_reached()
-    state_blob = env.service.state.get_blob_client(env.service.files.name("main/f.csv", etag))
-    BlobLeaseClient(state_blob).break_lease(lease_break_period=0)
-    held.release()
-    first.join()
+    _run_losing_its_lease(env, held, "main/f.csv", etag)
     env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))  # a new version replaces it
     _quietly(env.service.run_schedule, utc_now() + timedelta(minutes=10))
     old = env.service.files.get("main/f.csv", etag)
@@ -527,12 +504,8 @@ def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes
     (which is then replaced) or while it deletes it (seed 27: the run had moved it): the state is
     left `processing`, and the next timer run closes the version with that report, processed,
     writing no second one to hr-failed."""
-    import threading
     from datetime import timedelta
 
-    from azure.storage.blob import BlobLeaseClient
-
-    from hrconnector_core.emulator.host import invoke_blob_trigger
     from hrconnector_core.service import utc_now
 
     from . import network_edge
@@ -549,16 +522,8 @@ def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes
         else network_edge.is_delete_in(containers.incoming)
     )
     held = edge.pause(at)
-    incoming = containers.incoming
-    first = threading.Thread(target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, "main/f.csv"))
-    first.start()
-    held.wait_reached()
-    state_blob = env.service.state.get_blob_client(env.service.files.name("main/f.csv", etag))
-    BlobLeaseClient(state_blob).break_lease(lease_break_period=0)
-    if lost_at == "copy":
-        env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))
-    held.release()
-    first.join()
+    newer_version = lambda: env.drop("main/f.csv", csv_bytes(HEADER, rows(3, start=50)))  # noqa: E731
+    _run_losing_its_lease(env, held, "main/f.csv", etag, meanwhile=newer_version if lost_at == "copy" else None)
     assert env.service.files.get("main/f.csv", etag).status == "processing"  # the run could not record its end
     _quietly(env.service.run_schedule, utc_now() + timedelta(minutes=10))
     old = env.service.files.get("main/f.csv", etag)
@@ -569,6 +534,28 @@ def test_a_report_written_before_the_lease_was_lost_stands_when_the_sweep_closes
     assert not [n for n in failed if n.startswith(old.destination)]
     moved = [b.name for b in env.service.processed.list_blobs()]
     assert (old.destination in moved) == (lost_at == "delete")  # moved before the lease was lost
+
+
+def _run_losing_its_lease(env, held, name: str, etag: str, *, meanwhile=None) -> None:
+    """A blob-function run of `name` held at the request `held` pauses, whose state lease is broken
+    meanwhile (`meanwhile` runs then too): it finishes that request and stops without recording."""
+    import threading
+
+    from azure.storage.blob import BlobLeaseClient
+
+    from hrconnector_core.emulator.host import invoke_blob_trigger
+
+    incoming = env.settings.containers.incoming
+    run = threading.Thread(target=lambda: _quietly(invoke_blob_trigger, "hr_file_arrived", incoming, name))
+    run.start()
+    held.wait_reached()
+    BlobLeaseClient(env.service.state.get_blob_client(env.service.files.name(name, etag))).break_lease(
+        lease_break_period=0
+    )
+    if meanwhile is not None:
+        meanwhile()
+    held.release()
+    run.join()
 
 
 def _quietly(fn, *args) -> None:
