@@ -380,6 +380,22 @@ def test_a_delta_entry_without_an_etag_does_not_fail_every_run(sharepoint: Share
     assert copies(sp) == {"good.csv": [good]}
 
 
+def _item_get(item_id: str) -> Callable[[requests.PreparedRequest], bool]:
+    """The GET of one drive item (its metadata) at the network edge."""
+
+    def match(request: requests.PreparedRequest) -> bool:
+        return request.method == "GET" and urlsplit(request.url or "").path.endswith(f"/items/{item_id}")
+
+    return match
+
+
+def _strip_etag(request: requests.PreparedRequest, response: requests.Response) -> None:
+    """Graph's answer without the item's eTag."""
+    body = response.json()
+    body.pop("eTag")
+    response._content = json.dumps(body).encode()
+
+
 def test_an_item_graph_describes_without_an_etag_is_skipped_and_the_delta_link_moves_on(
     sharepoint: SharePoint, edge: Any, caplog
 ) -> None:
@@ -392,14 +408,6 @@ def test_an_item_graph_describes_without_an_etag_is_skipped_and_the_delta_link_m
     sp.put("good.csv", good)
     odd = sp.put("odd.csv", csv_bytes(HEADER, rows(1, start=4)))
 
-    def odd_item(request: requests.PreparedRequest) -> bool:
-        return request.method == "GET" and urlsplit(request.url or "").path.endswith(f"/items/{odd['id']}")
-
-    def strip(request: requests.PreparedRequest, response: requests.Response) -> None:
-        body = response.json()
-        body.pop("eTag")
-        response._content = json.dumps(body).encode()
-
     def delta(request: requests.PreparedRequest) -> bool:
         return "/root/delta" in (request.url or "")
 
@@ -408,7 +416,7 @@ def test_an_item_graph_describes_without_an_etag_is_skipped_and_the_delta_link_m
         body["value"].append({"id": "ODD2", "name": "x.csv", "file": {}, "parentReference": "not an object"})
         response._content = json.dumps(body).encode()
 
-    edge.after(odd_item, strip)
+    edge.after(_item_get(odd["id"]), _strip_etag)
     edge.after(delta, bad_parent)
     caplog.set_level(logging.INFO, logger="hrconnector_core")
     sp.run()
@@ -426,15 +434,7 @@ def test_an_item_without_an_etag_at_its_move_is_not_moved_without_if_match(share
     sp.run()
     sp.upload_all()
 
-    def item_get(request: requests.PreparedRequest) -> bool:
-        return request.method == "GET" and urlsplit(request.url or "").path.endswith(f"/items/{item['id']}")
-
-    def strip(request: requests.PreparedRequest, response: requests.Response) -> None:
-        body = response.json()
-        body.pop("eTag")
-        response._content = json.dumps(body).encode()
-
-    edge.after(item_get, strip)
+    edge.after(_item_get(item["id"]), _strip_etag)
     sp.run()
     assert sp.records() == {"failed-to-move": ["m.csv"]}
     assert sp.names() == ["m.csv"]
